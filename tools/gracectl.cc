@@ -1,0 +1,28 @@
+// gracectl: grace's command line. Offline tools (traces, planning, simulation, benchmarks) that
+// need no daemon, and later the REST client of graced.
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gracectl: plan, simulate and operate grace's MoE expert placement"};
+  app.require_subcommand(1);
+  CLI::App* bench = app.add_subcommand("bench", "measure grace's figures (see bench/)");
+  bench->require_subcommand(1);
+  grace::tools::AddTraceCommands(app, *bench);
+  grace::tools::AddPlanCommands(app, *bench);
+  grace::tools::AddDatapathCommands(app, *bench);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;  // usage errors are bad input
+  } catch (const grace::tools::CommandExit& e) {
+    std::fflush(stdout);
+    return e.code;
+  }
+  return 0;
+}
