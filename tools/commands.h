@@ -5,6 +5,8 @@
 // input (the message names the file, line or field).
 #pragma once
 
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace grace::tools {
@@ -14,8 +16,13 @@ struct CommandExit {
   int code = 0;
 };
 
-void AddTraceCommands(CLI::App& app, CLI::App& bench);     // trace info|convert|synth; bench trace-read
-void AddPlanCommands(CLI::App& app, CLI::App& bench);      // plan, simulate; bench plan
+void AddTraceCommands(CLI::App& app,
+                      CLI::App& bench);                // trace info|convert|synth; bench trace-read
+void AddPlanCommands(CLI::App& app, CLI::App& bench);  // plan, simulate; bench plan
 void AddDatapathCommands(CLI::App& app, CLI::App& bench);  // bench datapath
+
+// `gracectl simulate --online --scenario FILE [--json]` (tools/simulate_online.cc): returns the
+// exit status.
+int RunOnlineSimulate(const std::string& scenario_path, bool json);
 
 }  // namespace grace::tools
