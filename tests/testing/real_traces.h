@@ -30,12 +30,12 @@ inline bool RunningUnderCi() {
 
 }  // namespace grace::testing
 
-#define GRACE_REQUIRE_REAL_TRACES(var)                                                        \
-  std::string var = ::grace::testing::RealTracesDir();                                       \
-  if (!std::filesystem::is_directory(var)) {                                                 \
-    if (::grace::testing::RunningUnderCi()) {                                                \
-      FAIL() << "real traces not found at " << var << " (CI=true requires them)";            \
-    } else {                                                                                 \
-      GTEST_SKIP() << "real traces not found at " << var << " (set GRACE_TRACES_DIR)";       \
-    }                                                                                        \
+#define GRACE_REQUIRE_REAL_TRACES(var)                                                 \
+  std::string var = ::grace::testing::RealTracesDir();                                 \
+  if (!std::filesystem::is_directory(var)) {                                           \
+    if (::grace::testing::RunningUnderCi()) {                                          \
+      FAIL() << "real traces not found at " << var << " (CI=true requires them)";      \
+    } else {                                                                           \
+      GTEST_SKIP() << "real traces not found at " << var << " (set GRACE_TRACES_DIR)"; \
+    }                                                                                  \
   }

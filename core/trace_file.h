@@ -1,0 +1,80 @@
+// Trace files: the one place grace's core opens files, so that every importer and the native
+// format see the same errors ("cannot open X: No such file or directory") and every other part of
+// core stays parsing from memory.
+//
+//   GRACE_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));       // JSON, JSONL
+//   GRACE_ASSIGN_OR_RETURN(InputFile in, InputFile::Open(path));          // streamed binary
+//
+// InputFile and OutputFile are move-only handles owned by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+
+namespace grace {
+
+// Reads a whole (text) file; fails naming the path.
+StatusOr<std::string> ReadWholeFile(const std::string& path);
+
+// Reads the first `max_bytes` of a file (fewer when it is shorter), for format detection.
+StatusOr<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes);
+
+// A sequential binary reader that knows its byte offset and size, backed by a file or by memory
+// (the fuzz target and tests read bytes without touching the disk).
+class InputFile {
+ public:
+  static StatusOr<InputFile> Open(const std::string& path);
+  // `name` stands in for the path in error messages.
+  static StatusOr<InputFile> FromMemory(std::string bytes, std::string name);
+
+  const std::string& name() const { return name_; }
+  uint64_t size() const { return size_; }
+  uint64_t offset() const { return offset_; }
+
+  // Reads exactly n bytes or fails with DataLoss naming the file and the offset where it ended.
+  Status ReadExact(void* out, size_t n, const char* what);
+  Status Seek(uint64_t offset);
+
+ private:
+  struct Closer {
+    void operator()(std::FILE* f) const {
+      if (f != nullptr) std::fclose(f);
+    }
+  };
+  InputFile() = default;
+
+  std::unique_ptr<std::FILE, Closer> file_;
+  std::shared_ptr<std::string> memory_;  // owns the bytes of a FromMemory file
+  std::string name_;
+  uint64_t size_ = 0;
+  uint64_t offset_ = 0;
+};
+
+// A sequential binary writer; Close() reports write errors that buffering delayed.
+class OutputFile {
+ public:
+  static StatusOr<OutputFile> Create(const std::string& path);
+
+  const std::string& name() const { return name_; }
+  uint64_t offset() const { return offset_; }
+  Status Write(const void* data, size_t n);
+  Status Close();
+
+ private:
+  struct Closer {
+    void operator()(std::FILE* f) const {
+      if (f != nullptr) std::fclose(f);
+    }
+  };
+  OutputFile() = default;
+
+  std::unique_ptr<std::FILE, Closer> file_;
+  std::string name_;
+  uint64_t offset_ = 0;
+};
+
+}  // namespace grace
