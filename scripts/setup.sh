@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   clang clang-format libclang-rt-14-dev
   libboost-dev libboost-system-dev
-  libsqlite3-dev libeigen3-dev libcpp-httplib-dev nlohmann-json3-dev
+  libsqlite3-dev libssl-dev libeigen3-dev libcpp-httplib-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libsystemd-dev
