@@ -1,0 +1,114 @@
+// plan_bench: the placement figures of the policy issue.
+//  1. Qwen1.5-MoE-A2.7B (3 real layers, token-level): grace vs EPLB (and the other baselines)
+//     on 2 nodes x 4 GPUs x 8 slots and 2 x 2 x 16: remote and cross-node sends per token,
+//     max/mean GPU load, modeled layer time, each layer planned on its own.
+//  2. DeepSeek-V3 SGLang stats (58 MoE layers x 256 experts): whole-plan solve time, median of
+//     several runs on one thread, grace vs EPLB, with their max/mean GPU load, on 12 x 8 x 3 and
+//     4 x 8 x 9.
+// Usage: plan_bench [traces dir] (default: GRACE_TRACES_DIR or <source>/../shared/traces/real).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/trace_import.h"
+#include "policy/layer_stats.h"
+#include "policy/policy_comparison.h"
+
+namespace {
+
+using namespace grace;
+
+std::vector<LayerStats> Load(const std::vector<std::string>& paths) {
+  StatusOr<Trace> trace = ImportTraces(paths);
+  if (!trace.ok()) {
+    std::fprintf(stderr, "plan_bench: %s\n", trace.status().ToString().c_str());
+    std::exit(2);
+  }
+  StatusOr<std::vector<LayerStats>> stats = LayerStatsFromTrace(*trace);
+  if (!stats.ok()) std::exit(2);
+  std::vector<LayerStats> out;
+  for (LayerStats& s : *stats) {
+    if (s.total_load() > 0) out.push_back(std::move(s));  // DeepSeek-V3's dense layers are 0
+  }
+  return out;
+}
+
+void Qwen(const std::string& dir) {
+  const std::string q = dir + "/qwen1.5-moe-a2.7b-gsm8k/";
+  const std::vector<LayerStats> layers =
+      Load({q + "moe_layer0.jsonl", q + "moe_layer8.jsonl", q + "moe_layer12.jsonl"});
+  const std::vector<std::string> names = {"grace", "eplb", "contiguous", "affinity"};
+  for (const Topology& topo : {Topology{2, 4, 8}, Topology{2, 2, 16}}) {
+    auto reports = ComparePolicies(layers, topo, CostParams{}, names);
+    if (!reports.ok()) std::exit(2);
+    std::printf("\nQwen1.5-MoE, %s (hidden 2048, bf16, NVLink %.0f Gb/s, NIC %.0f Gb/s)\n",
+                topo.ToString().c_str(), topo.intra_node_gbps, topo.inter_node_gbps);
+    std::printf("%-11s %-6s %10s %7s %10s %7s %9s %9s %8s\n", "policy", "layer", "remote/tok",
+                "vs eplb", "xnode/tok", "vs eplb", "imbalance", "layer_ms", "speedup");
+    const PolicyReport& eplb = (*reports)[1];
+    for (const PolicyReport& r : *reports) {
+      for (size_t i = 0; i < r.layers.size(); ++i) {
+        const LayerCost& c = r.layers[i];
+        const LayerCost& b = eplb.layers[i];
+        std::printf("%-11s L%-5d %10.3f %7.3f %10.3f %7.3f %9.3f %9.3f %7.2fx\n", r.policy.c_str(),
+                    r.layer_ids[i], c.remote_sends_per_token,
+                    c.remote_sends_per_token / b.remote_sends_per_token,
+                    c.cross_node_sends_per_token,
+                    c.cross_node_sends_per_token / b.cross_node_sends_per_token, c.imbalance,
+                    c.layer_ms, b.layer_ms / c.layer_ms);
+      }
+      std::printf("%-11s %-6s %10.3f %7.3f %10.3f %7.3f %9.3f %9.3f %7.2fx\n", r.policy.c_str(),
+                  "mean", r.remote_sends_per_token, r.remote_sends_ratio,
+                  r.cross_node_sends_per_token, r.cross_node_sends_ratio, r.imbalance,
+                  r.modeled_layer_ms, r.speedup);
+    }
+  }
+}
+
+void DeepSeek(const std::string& dir) {
+  const std::vector<LayerStats> layers =
+      Load({dir + "/deepseek-v3-sglang-stats/prefill_in1024.json"});
+  CostParams params;
+  params.hidden_size = 7168;
+  params.expert_ffn_size = 2048;
+  const std::vector<std::string> names = {"grace", "eplb"};
+  std::printf(
+      "\nDeepSeek-V3 stats, %zu MoE layers x %d experts: whole-plan solve time (median "
+      "of 9, one thread)\n",
+      layers.size(), layers[0].num_experts());
+  for (const Topology& topo : {Topology{12, 8, 3}, Topology{4, 8, 9}}) {
+    std::vector<std::vector<double>> times(names.size());
+    std::vector<PolicyReport> last;
+    for (int run = 0; run < 9; ++run) {
+      auto reports = ComparePolicies(layers, topo, params, names);
+      if (!reports.ok()) std::exit(2);
+      for (size_t i = 0; i < names.size(); ++i) times[i].push_back((*reports)[i].plan_ms);
+      last = std::move(*reports);
+    }
+    std::printf("%s:", topo.ToString().c_str());
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::sort(times[i].begin(), times[i].end());
+      std::printf("  %s %.1f ms (max/mean load: mean %.3f, worst layer %.3f)", names[i].c_str(),
+                  times[i][times[i].size() / 2], last[i].imbalance, last[i].worst_imbalance);
+    }
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir;
+  if (argc > 1) {
+    dir = argv[1];
+  } else if (const char* env = std::getenv("GRACE_TRACES_DIR"); env != nullptr && *env) {
+    dir = env;
+  } else {
+    dir = std::string(GRACE_SOURCE_DIR) + "/../shared/traces/real";
+  }
+  Qwen(dir);
+  DeepSeek(dir);
+  return 0;
+}

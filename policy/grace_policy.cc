@@ -1,0 +1,358 @@
+#include "policy/grace_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "policy/baseline_policies.h"
+#include "policy/eplb.h"
+#include "policy/locality_routing.h"
+#include "policy/spectral_grouping.h"
+#include "policy/token_placement_search.h"
+
+namespace grace {
+
+namespace {
+
+std::vector<int> EvenSizes(int items, int parts) {
+  std::vector<int> sizes(parts, items / parts);
+  for (int i = 0; i < items % parts; ++i) ++sizes[i];
+  return sizes;
+}
+
+// Experts to nodes, then to the GPUs of each node, by spectral partition into even sizes;
+// `refine` adds affinity swaps at each level.
+std::vector<RankId> HierarchicalSpectral(const AffinityMatrix& affinity, const Topology& topo,
+                                         bool refine) {
+  const int experts = affinity.num_experts();
+  const std::vector<int> gpu_sizes = EvenSizes(experts, topo.ranks());
+  std::vector<int> node_sizes(topo.nodes, 0);
+  for (RankId r = 0; r < topo.ranks(); ++r) node_sizes[topo.NodeOfRank(r)] += gpu_sizes[r];
+  std::vector<ExpertId> all(experts);
+  std::iota(all.begin(), all.end(), 0);
+  std::vector<int> node_of = SpectralPartition(affinity, all, node_sizes);
+  if (refine) ImproveBySwaps(affinity, &node_of);
+  std::vector<RankId> rank_of(experts, 0);
+  for (NodeId n = 0; n < topo.nodes; ++n) {
+    std::vector<ExpertId> members;
+    for (ExpertId e = 0; e < experts; ++e) {
+      if (node_of[e] == n) members.push_back(e);
+    }
+    const std::vector<int> sizes(gpu_sizes.begin() + n * topo.gpus_per_node,
+                                 gpu_sizes.begin() + (n + 1) * topo.gpus_per_node);
+    const std::vector<int> gpu_of = SpectralPartition(affinity, members, sizes);
+    std::vector<int> part(experts, -1);
+    for (size_t i = 0; i < members.size(); ++i) part[members[i]] = gpu_of[i];
+    if (refine) ImproveBySwaps(affinity, &part);
+    for (ExpertId e : members) rank_of[e] = n * topo.gpus_per_node + part[e];
+  }
+  return rank_of;
+}
+
+struct Scored {
+  std::vector<ExpertId> row;
+  double score = 0;
+};
+
+// Fills spare slots one at a time with the replica that lowers the objective most.
+Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, const Topology& topo,
+                         const CostParams& params, const PlacementObjective& objective,
+                         const GraceOptions& options) {
+  const int experts = stats.num_experts();
+  auto score_of = [&](const std::vector<ExpertId>& r) {
+    LayerRouting routing = LocalityRouting(r, stats.load, topo, options.routing_iterations);
+    return objective.Score(TrafficOnTokens(*stats.tokens, routing, topo), topo, params);
+  };
+  std::vector<ExpertId> hot(experts);
+  std::iota(hot.begin(), hot.end(), 0);
+  std::stable_sort(hot.begin(), hot.end(),
+                   [&](ExpertId a, ExpertId b) { return stats.load[a] > stats.load[b]; });
+  hot.resize(std::min<size_t>(hot.size(), std::max(1, options.replica_candidates)));
+  Scored best{row, score_of(row)};
+  while (true) {
+    SlotId best_slot = -1;
+    ExpertId best_expert = -1;
+    double best_score = best.score;
+    for (RankId g = 0; g < topo.ranks(); ++g) {
+      SlotId free_slot = -1;
+      for (SlotId s = g * topo.slots_per_gpu; s < (g + 1) * topo.slots_per_gpu; ++s) {
+        if (best.row[s] == kEmptySlot) {
+          free_slot = s;
+          break;
+        }
+      }
+      if (free_slot < 0) continue;
+      for (ExpertId e : hot) {
+        const auto begin = best.row.begin() + g * topo.slots_per_gpu;
+        if (std::find(begin, begin + topo.slots_per_gpu, e) != begin + topo.slots_per_gpu) {
+          continue;
+        }
+        best.row[free_slot] = e;
+        const double score = score_of(best.row);
+        best.row[free_slot] = kEmptySlot;
+        if (score < best_score) best_score = score, best_slot = free_slot, best_expert = e;
+      }
+    }
+    if (best_slot < 0) break;
+    best.row[best_slot] = best_expert;
+    best.score = best_score;
+  }
+  return best;
+}
+
+}  // namespace
+
+std::vector<double> PredictedRankLoad(const LayerRouting& routing, std::span<const double> load,
+                                      const Topology& topology) {
+  std::vector<double> out(topology.ranks(), 0.0);
+  const int ranks = topology.ranks();
+  for (ExpertId e = 0; e < routing.num_experts(); ++e) {
+    std::span<const SlotId> slots = routing.Replicas(e);
+    if (slots.size() == 1) {
+      out[topology.RankOfSlot(slots[0])] += load[e];
+      continue;
+    }
+    for (RankId h = 0; h < ranks; ++h) {
+      std::span<const double> p = routing.Probabilities(h, e);
+      for (size_t i = 0; i < slots.size(); ++i) {
+        out[topology.RankOfSlot(slots[i])] += load[e] / ranks * p[i];
+      }
+    }
+  }
+  return out;
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topology& topology,
+                                           const CostParams& params) const {
+  GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
+  if (stats.tokens && stats.tokens->num_tokens() > 0) {
+    return PlanWithTokens(stats, topology, params);
+  }
+  return PlanFromLoads(stats, topology);
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,
+                                                const CostParams& params) const {
+  const int experts = stats.num_experts();
+  const int ranks = topo.ranks();
+  AffinityMatrix affinity(experts);
+  if (stats.affinity) {
+    affinity = *stats.affinity;
+  } else {
+    const LayerTokens& t = *stats.tokens;
+    for (int i = 0; i < t.num_tokens(); ++i) {
+      affinity.AddToken(
+          {t.expert_ids.data() + static_cast<size_t>(i) * t.top_k, static_cast<size_t>(t.top_k)});
+    }
+  }
+  std::vector<RankId> rank_of = HierarchicalSpectral(affinity, topo, false);
+
+  PlacementObjective objective;
+  objective.max_imbalance = options_.max_imbalance;
+  {
+    GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row, RowFromRanks(rank_of, topo));
+    LayerRouting routing = LocalityRouting(row, stats.load, topo, 1);
+    objective.reference_ms =
+        CostFromTraffic(TrafficOnTokens(*stats.tokens, routing, topo), topo, params).layer_ms;
+  }
+  TokenPlacementSearch search(*stats.tokens, experts, topo, params, objective);
+  std::vector<double> ratios = options_.size_ratios;
+  if (ratios.empty()) ratios.push_back(0.0);
+  std::sort(ratios.begin(), ratios.end());
+  const double per_gpu = static_cast<double>(experts) / ranks;
+  Scored best{{}, 0};
+  for (int start = 0; start < 2; ++start) {
+    search.Reset(start == 0 ? rank_of : HierarchicalSpectral(affinity, topo, true));
+    for (double r : ratios) {
+      const int delta = r <= 0 ? 0 : std::max(1, static_cast<int>(std::lround(per_gpu * r)));
+      const int lo = std::max(1, static_cast<int>(std::floor(per_gpu)) - delta);
+      const int hi = std::min(topo.slots_per_gpu, static_cast<int>(std::ceil(per_gpu)) + delta);
+      // Each delta starts from the previous one's result: wider bounds keep it feasible.
+      const std::vector<int> min_size(ranks, lo), max_size(ranks, hi);
+      double current = search.Search(min_size, max_size, options_.search_passes);
+      // Iterated local search: kick the local optimum with random swaps, search again, keep
+      // the result when it is better.
+      std::mt19937 rng(12345 + start);
+      for (int kick = 0; kick < options_.kicks; ++kick) {
+        const std::vector<RankId> saved = search.rank_of_expert();
+        for (int k = 0; k < 3; ++k) {
+          const ExpertId a = static_cast<ExpertId>(rng() % experts);
+          const ExpertId b = static_cast<ExpertId>(rng() % experts);
+          search.Swap(a, b);
+        }
+        const double kicked = search.Search(min_size, max_size, options_.search_passes);
+        if (kicked < current) {
+          current = kicked;
+        } else {
+          search.Reset(saved);
+        }
+      }
+      GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row,
+                             RowFromRanks(search.rank_of_expert(), topo));
+      Scored candidate =
+          AddReplicasGreedy(std::move(row), stats, topo, params, objective, options_);
+      if (best.row.empty() || candidate.score < best.score) best = std::move(candidate);
+    }
+  }
+  LayerPlan plan;
+  plan.routing = LocalityRouting(best.row, stats.load, topo, options_.routing_iterations);
+  plan.row = std::move(best.row);
+  return plan;
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats,
+                                               const Topology& topo) const {
+  const int experts = stats.num_experts();
+  const int ranks = topo.ranks();
+  const int nodes = topo.nodes;
+  const int slots = topo.slots_per_gpu;
+  const int node_slots = slots * topo.gpus_per_node;
+  // Under locality routing a node's tokens stay on its own copies, so with c >= nodes copies an
+  // expert's hottest copy carries load / (nodes * fewest copies on a node); below that, load / c.
+  auto copy_peak = [&](ExpertId e, int c) {
+    return c < nodes ? stats.load[e] / c : stats.load[e] / (nodes * (c / nodes));
+  };
+  std::vector<int> copies(experts, 1);
+  for (int spare = topo.total_slots() - experts; spare > 0; --spare) {
+    ExpertId best = 0;
+    for (ExpertId e = 1; e < experts; ++e) {
+      if (copy_peak(e, copies[e]) > copy_peak(best, copies[best])) best = e;
+    }
+    if (stats.load[best] <= 0) break;
+    ++copies[best];
+  }
+  struct Item {
+    ExpertId expert;
+    double load;
+  };
+  // 1. Copies onto nodes, hottest expert first: as even per node as the count allows, the odd
+  // ones on the least loaded nodes with room.
+  std::vector<ExpertId> order(experts);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](ExpertId a, ExpertId b) {
+    return copy_peak(a, copies[a]) > copy_peak(b, copies[b]);
+  });
+  std::vector<double> node_load(nodes, 0.0);
+  std::vector<int> node_used(nodes, 0);
+  std::vector<std::vector<Item>> node_items(nodes);
+  std::vector<int> per_node(nodes);
+  std::vector<NodeId> by_load(nodes);
+  for (ExpertId e : order) {
+    const int c = copies[e];
+    std::iota(by_load.begin(), by_load.end(), 0);
+    std::stable_sort(by_load.begin(), by_load.end(), [&](NodeId a, NodeId b) {
+      const bool room_a = node_used[a] < node_slots, room_b = node_used[b] < node_slots;
+      return room_a != room_b ? room_a : node_load[a] < node_load[b];
+    });
+    std::fill(per_node.begin(), per_node.end(), c / nodes);
+    for (int i = 0; i < c % nodes; ++i) ++per_node[by_load[i]];
+    // A node without room hands its copies to the least loaded nodes that have some.
+    for (NodeId n = 0; n < nodes; ++n) {
+      while (per_node[n] > 0 && node_used[n] + per_node[n] > node_slots) {
+        --per_node[n];
+        for (NodeId m : by_load) {
+          if (node_used[m] + per_node[m] < node_slots) {
+            ++per_node[m];
+            break;
+          }
+        }
+      }
+    }
+    int placed_nodes = 0;
+    for (NodeId n = 0; n < nodes; ++n) placed_nodes += per_node[n] > 0;
+    for (NodeId n = 0; n < nodes; ++n) {
+      if (per_node[n] == 0) continue;
+      // This node's own tokens, plus an even part of the tokens of nodes without a copy.
+      const double node_share =
+          stats.load[e] / nodes * (1.0 + static_cast<double>(nodes - placed_nodes) / placed_nodes);
+      for (int k = 0; k < per_node[n]; ++k) {
+        node_items[n].push_back({e, node_share / per_node[n]});
+      }
+      node_load[n] += node_share;
+      node_used[n] += per_node[n];
+    }
+  }
+  // 2. Inside each node, heaviest first onto the lightest GPU with room, then swaps that lower
+  // the node's hottest GPU.
+  std::vector<std::vector<Item>> on_rank(ranks);
+  std::vector<double> rank_load(ranks, 0.0);
+  std::vector<std::vector<char>> rank_has(ranks, std::vector<char>(experts, 0));
+  for (NodeId n = 0; n < nodes; ++n) {
+    std::vector<Item>& items = node_items[n];
+    std::stable_sort(items.begin(), items.end(),
+                     [](const Item& a, const Item& b) { return a.load > b.load; });
+    const RankId first = n * topo.gpus_per_node, last = first + topo.gpus_per_node;
+    for (const Item& item : items) {
+      RankId best = -1;
+      for (RankId g = first; g < last; ++g) {
+        if (static_cast<int>(on_rank[g].size()) >= slots || rank_has[g][item.expert]) continue;
+        if (best < 0 || rank_load[g] < rank_load[best]) best = g;
+      }
+      if (best < 0) {  // only copies of one expert left for the free slots: any room will do
+        for (RankId g = first; g < last && best < 0; ++g) {
+          if (static_cast<int>(on_rank[g].size()) < slots) best = g;
+        }
+      }
+      if (best < 0) return Internal("grace packing: node " + std::to_string(n) + " overfull");
+      on_rank[best].push_back(item);
+      rank_has[best][item.expert] = 1;
+      rank_load[best] += item.load;
+    }
+    for (int iter = 0; iter < 2 * topo.gpus_per_node * slots; ++iter) {
+      RankId hot = first;
+      for (RankId g = first; g < last; ++g) {
+        if (rank_load[g] > rank_load[hot]) hot = g;
+      }
+      double best_peak = rank_load[hot];
+      RankId best_g = -1;
+      int best_i = -1, best_j = -1;
+      for (RankId g = first; g < last; ++g) {
+        if (g == hot) continue;
+        for (int i = 0; i < static_cast<int>(on_rank[hot].size()); ++i) {
+          for (int j = 0; j < static_cast<int>(on_rank[g].size()); ++j) {
+            const Item& a = on_rank[hot][i];
+            const Item& b = on_rank[g][j];
+            if (a.load <= b.load) continue;
+            const double peak =
+                std::max(rank_load[hot] - a.load + b.load, rank_load[g] + a.load - b.load);
+            if (peak >= best_peak - 1e-12) continue;
+            if (rank_has[g][a.expert] || rank_has[hot][b.expert]) continue;
+            best_peak = peak, best_g = g, best_i = i, best_j = j;
+          }
+        }
+      }
+      if (best_g < 0) break;
+      Item& a = on_rank[hot][best_i];
+      Item& b = on_rank[best_g][best_j];
+      rank_has[hot][a.expert] = rank_has[best_g][b.expert] = 0;
+      rank_has[hot][b.expert] = rank_has[best_g][a.expert] = 1;
+      rank_load[hot] += b.load - a.load;
+      rank_load[best_g] += a.load - b.load;
+      std::swap(a, b);
+    }
+  }
+  std::vector<ExpertId> row(topo.total_slots(), kEmptySlot);
+  for (RankId g = 0; g < ranks; ++g) {
+    for (size_t i = 0; i < on_rank[g].size(); ++i) row[g * slots + i] = on_rank[g][i].expert;
+  }
+  // EPLB's packing under the same routing rule, kept when it predicts a cooler hottest GPU.
+  StatusOr<std::vector<std::vector<ExpertId>>> eplb =
+      EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, ranks);
+  if (eplb.ok()) {
+    const std::vector<double> mine =
+        LocalityRankLoads(row, stats.load, topo, options_.routing_iterations);
+    const std::vector<double> theirs =
+        LocalityRankLoads((*eplb)[0], stats.load, topo, options_.routing_iterations);
+    if (*std::max_element(theirs.begin(), theirs.end()) <
+        *std::max_element(mine.begin(), mine.end()) * (1 - 1e-9)) {
+      row = std::move((*eplb)[0]);
+    }
+  }
+  LayerPlan plan;
+  plan.routing = LocalityRouting(row, stats.load, topo, options_.routing_iterations);
+  plan.row = std::move(row);
+  return plan;
+}
+
+}  // namespace grace

@@ -1,0 +1,140 @@
+#include "policy/token_placement_search.h"
+
+#include <algorithm>
+
+namespace grace {
+
+TokenPlacementSearch::TokenPlacementSearch(const LayerTokens& tokens, int num_experts,
+                                           const Topology& topology, const CostParams& params,
+                                           const PlacementObjective& objective)
+    : topology_(topology), params_(params), objective_(objective), num_experts_(num_experts) {
+  const int n = tokens.num_tokens();
+  home_.resize(n);
+  token_begin_.assign(num_experts + 1, 0);
+  for (int t = 0; t < n; ++t) {
+    home_[t] = tokens.HomeRank(t, topology.ranks());
+    for (int k = 0; k < tokens.top_k; ++k) {
+      const ExpertId e = tokens.expert_ids[static_cast<size_t>(t) * tokens.top_k + k];
+      if (e >= 0 && e < num_experts) ++token_begin_[e + 1];
+    }
+  }
+  for (int e = 0; e < num_experts; ++e) token_begin_[e + 1] += token_begin_[e];
+  tokens_.resize(token_begin_.back());
+  std::vector<int> fill(token_begin_.begin(), token_begin_.end() - 1);
+  for (int t = 0; t < n; ++t) {
+    for (int k = 0; k < tokens.top_k; ++k) {
+      const ExpertId e = tokens.expert_ids[static_cast<size_t>(t) * tokens.top_k + k];
+      if (e >= 0 && e < num_experts) tokens_[fill[e]++] = t;
+    }
+  }
+}
+
+void TokenPlacementSearch::Reset(std::span<const RankId> rank_of_expert) {
+  const int ranks = topology_.ranks();
+  const int nodes = topology_.nodes;
+  const int n = static_cast<int>(home_.size());
+  traffic_ = EmptyTraffic(topology_);
+  traffic_.tokens = n;
+  gpu_count_.assign(static_cast<size_t>(n) * ranks, 0);
+  node_count_.assign(static_cast<size_t>(n) * nodes, 0);
+  rank_of_.assign(rank_of_expert.begin(), rank_of_expert.end());
+  size_.assign(ranks, 0);
+  for (ExpertId e = 0; e < num_experts_; ++e) {
+    const RankId g = rank_of_[e];
+    const NodeId node = topology_.NodeOfRank(g);
+    ++size_[g];
+    for (int i = token_begin_[e]; i < token_begin_[e + 1]; ++i) {
+      const int t = tokens_[i];
+      if (gpu_count_[static_cast<size_t>(t) * ranks + g]++ == 0) ToggleGpu(t, g, 1);
+      if (node_count_[static_cast<size_t>(t) * nodes + node]++ == 0) ToggleNode(t, node, 1);
+    }
+    traffic_.rank_load[g] += token_begin_[e + 1] - token_begin_[e];
+  }
+}
+
+void TokenPlacementSearch::ToggleGpu(int token, RankId g, double sign) {
+  const RankId home = home_[token];
+  if (g == home) return;
+  traffic_.remote_sends += sign;
+  const int per_node = topology_.gpus_per_node;
+  const NodeId n = topology_.NodeOfRank(g);
+  const RankId from = n == topology_.NodeOfRank(home) ? home : n * per_node + home % per_node;
+  if (g == from) return;
+  traffic_.intra_send[from] += sign;
+  traffic_.intra_recv[g] += sign;
+}
+
+void TokenPlacementSearch::ToggleNode(int token, NodeId n, double sign) {
+  const NodeId home_node = topology_.NodeOfRank(home_[token]);
+  if (n == home_node) return;
+  traffic_.cross_node_sends += sign;
+  traffic_.inter_out[home_node] += sign;
+  traffic_.inter_in[n] += sign;
+}
+
+void TokenPlacementSearch::Move(ExpertId e, RankId to) {
+  const RankId from = rank_of_[e];
+  if (from == to) return;
+  const int ranks = topology_.ranks();
+  const int nodes = topology_.nodes;
+  const NodeId from_node = topology_.NodeOfRank(from);
+  const NodeId to_node = topology_.NodeOfRank(to);
+  for (int i = token_begin_[e]; i < token_begin_[e + 1]; ++i) {
+    const int t = tokens_[i];
+    uint16_t* gpu = gpu_count_.data() + static_cast<size_t>(t) * ranks;
+    uint16_t* node = node_count_.data() + static_cast<size_t>(t) * nodes;
+    if (--gpu[from] == 0) ToggleGpu(t, from, -1);
+    if (gpu[to]++ == 0) ToggleGpu(t, to, 1);
+    if (from_node != to_node) {
+      if (--node[from_node] == 0) ToggleNode(t, from_node, -1);
+      if (node[to_node]++ == 0) ToggleNode(t, to_node, 1);
+    }
+  }
+  const double load = token_begin_[e + 1] - token_begin_[e];
+  traffic_.rank_load[from] -= load;
+  traffic_.rank_load[to] += load;
+  --size_[from];
+  ++size_[to];
+  rank_of_[e] = to;
+}
+
+double TokenPlacementSearch::Search(std::span<const int> min_size, std::span<const int> max_size,
+                                    int max_passes) {
+  const int ranks = topology_.ranks();
+  double current = Objective();
+  for (int pass = 0; pass < max_passes; ++pass) {
+    bool improved = false;
+    for (ExpertId v = 0; v < num_experts_; ++v) {
+      const RankId a = rank_of_[v];
+      double best = current - 1e-12 * std::max(1.0, current);
+      RankId best_rank = -1;
+      ExpertId best_partner = -1;
+      for (RankId b = 0; b < ranks; ++b) {
+        if (b == a || size_[b] >= max_size[b] || size_[a] <= min_size[a]) continue;
+        Move(v, b);
+        const double score = Objective();
+        Move(v, a);
+        if (score < best) best = score, best_rank = b, best_partner = -1;
+      }
+      for (ExpertId u = 0; u < num_experts_; ++u) {
+        const RankId b = rank_of_[u];
+        if (b == a) continue;
+        Move(v, b);
+        Move(u, a);
+        const double score = Objective();
+        Move(u, b);
+        Move(v, a);
+        if (score < best) best = score, best_rank = b, best_partner = u;
+      }
+      if (best_rank < 0) continue;
+      Move(v, best_rank);
+      if (best_partner >= 0) Move(best_partner, a);
+      current = Objective();
+      improved = true;
+    }
+    if (!improved) break;
+  }
+  return current;
+}
+
+}  // namespace grace

@@ -1,0 +1,133 @@
+#include "policy/placement_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/synthetic_trace.h"
+#include "core/trace_import.h"
+#include "policy/grace_policy.h"
+#include "policy/locality_routing.h"
+#include "policy/policy_comparison.h"
+#include "tests/testing/real_traces.h"
+
+namespace grace {
+namespace {
+
+std::vector<LayerStats> SyntheticStats(int experts, int top_k, bool counts_only) {
+  SyntheticTraceOptions o;
+  o.experts = experts;
+  o.top_k = top_k;
+  o.layers = 2;
+  o.steps = 4;
+  o.tokens_per_step = 256;
+  o.seed = 7;
+  StatusOr<std::vector<LayerStats>> stats = LayerStatsFromTrace(SynthesizeTrace(o));
+  EXPECT_TRUE(stats.ok());
+  if (counts_only) {
+    for (LayerStats& s : *stats) {
+      s.tokens.reset();
+      s.affinity.reset();
+    }
+  }
+  return *stats;
+}
+
+// The properties every policy's plan must have, whatever the input.
+void ExpectValidPlan(const PlacementPlan& plan, const Topology& topo,
+                     std::span<const LayerStats> layers) {
+  ASSERT_TRUE(plan.placement.Validate(topo).ok());  // every expert has a replica
+  for (int li = 0; li < plan.placement.num_layers(); ++li) {
+    const auto& row = plan.placement.physical_to_logical[li];
+    ASSERT_EQ(static_cast<int>(row.size()), topo.total_slots());  // slot budget
+    const LayerRouting& routing = plan.routings[li];
+    for (RankId r = 0; r < topo.ranks(); ++r) {
+      for (ExpertId e = 0; e < layers[li].num_experts(); ++e) {
+        auto slots = routing.Replicas(e);
+        auto p = routing.Probabilities(r, e);
+        double sum = 0;
+        for (size_t i = 0; i < slots.size(); ++i) {
+          EXPECT_EQ(row[slots[i]], e);  // only replicas of its own expert
+          EXPECT_GE(p[i], 0);
+          sum += p[i];
+        }
+        EXPECT_NEAR(sum, 1.0, 1e-9) << "rank " << r << " expert " << e;
+      }
+    }
+  }
+}
+
+class EveryPolicy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryPolicy, TokenInputGivesAValidPlan) {
+  const Topology topo{2, 4, 9};
+  const std::vector<LayerStats> layers = SyntheticStats(64, 4, false);
+  auto policy = MakePlacementPolicy(GetParam());
+  ASSERT_TRUE(policy.ok());
+  StatusOr<PlacementPlan> plan = PlanAllLayers(**policy, layers, topo, CostParams{});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ExpectValidPlan(*plan, topo, layers);
+}
+
+TEST_P(EveryPolicy, CountInputGivesAValidPlan) {
+  const Topology topo{3, 4, 6};
+  const std::vector<LayerStats> layers = SyntheticStats(64, 8, true);
+  auto policy = MakePlacementPolicy(GetParam());
+  ASSERT_TRUE(policy.ok());
+  StatusOr<PlacementPlan> plan = PlanAllLayers(**policy, layers, topo, CostParams{});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ExpectValidPlan(*plan, topo, layers);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, EveryPolicy,
+                         ::testing::Values("grace", "eplb", "contiguous", "affinity"));
+
+TEST(PlacementPolicy, GraceRoutingFitsARoutingTable) {
+  const Topology topo{2, 2, 17};
+  const std::vector<LayerStats> layers = SyntheticStats(64, 4, false);
+  StatusOr<PlacementPlan> plan = PlanAllLayers(GracePolicy(), layers, topo, CostParams{});
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(BuildRoutingTable(1, topo, plan->placement, plan->routings).ok());
+}
+
+TEST(PlacementPolicy, TooManyExpertsIsAnError) {
+  const std::vector<LayerStats> layers = SyntheticStats(64, 4, true);
+  StatusOr<PlacementPlan> plan = PlanAllLayers(GracePolicy(), layers, Topology{1, 2, 8}, {});
+  EXPECT_FALSE(plan.ok());
+}
+
+TEST(PlacementPolicy, UnknownPolicyIsAnError) {
+  EXPECT_FALSE(MakePlacementPolicy("x").ok());
+}
+
+TEST(PlacementPolicy, GraceBeatsEplbOnClusteredTokens) {
+  const Topology topo{2, 4, 9};
+  const std::vector<LayerStats> layers = SyntheticStats(64, 4, false);
+  const std::vector<std::string> names = {"grace", "eplb"};
+  auto reports = ComparePolicies(layers, topo, CostParams{}, names);
+  ASSERT_TRUE(reports.ok());
+  EXPECT_LT((*reports)[0].cross_node_sends_ratio, 1.0);
+  EXPECT_GT((*reports)[0].speedup, 1.0);
+}
+
+// The figures on the real Qwen1.5-MoE layers (2 x 4 GPUs, 8 slots each).
+TEST(PlacementPolicy, QwenFiguresAgainstEplb) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  const std::string q = dir + "/qwen1.5-moe-a2.7b-gsm8k/";
+  StatusOr<Trace> trace =
+      ImportTraces({q + "moe_layer0.jsonl", q + "moe_layer8.jsonl", q + "moe_layer12.jsonl"});
+  ASSERT_TRUE(trace.ok()) << trace.status().ToString();
+  StatusOr<std::vector<LayerStats>> layers = LayerStatsFromTrace(*trace);
+  ASSERT_TRUE(layers.ok());
+  const std::vector<std::string> names = {"grace", "eplb"};
+  auto reports = ComparePolicies(*layers, Topology{2, 4, 8}, CostParams{}, names);
+  ASSERT_TRUE(reports.ok());
+  const PolicyReport& grace = (*reports)[0];
+  EXPECT_LE(grace.cross_node_sends_ratio, 0.82);
+  EXPECT_LE(grace.remote_sends_ratio, 0.80);
+  EXPECT_LE(grace.worst_imbalance, 1.10);
+  EXPECT_GE(grace.speedup, 1.2);
+}
+
+}  // namespace
+}  // namespace grace
