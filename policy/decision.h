@@ -1,0 +1,178 @@
+// ReplacementDecider: decides, each control interval, whether and how to change the expert
+// placement, from the current placement and the load forecast (DESIGN.md, "online
+// re-placement").
+//
+// For every layer it builds candidate actions from cheap to expensive:
+//   reweight      new routing weights for the forecast loads; no weights move (0 bytes)
+//   add replica   the expert with the highest forecast load per replica gets a copy on the least
+//                 loaded GPU without one, in an empty slot or in place of the least useful spare
+//                 replica there
+//                 (and "re-replicate": all spare slots re-assigned to the forecast's hot
+//                 experts, primaries kept, optionally followed by swaps)
+//   drop replica  the least useful spare replica is removed (0 bytes; frees a slot)
+//   swap experts  experts of the most loaded GPU trade places with lighter ones elsewhere, one
+//                 swap at a time on a load proxy; sequences of 1, 2, 4, ... swaps are candidates
+//   regroup layer the placement policy re-plans the layer on the forecast
+// and, over all layers, "re-plan all". Each candidate is scored with the cost model on the
+// forecast: predicted gain = (modeled layer time now - with the candidate) x horizon steps;
+// migration cost = the time to copy the weights over the links (each copy from the nearest GPU
+// holding the expert: NVLink within a node, the NIC across nodes) plus a fixed cost per
+// migration. A layer's best candidate is adopted only if its net benefit clears
+// min_net_gain_ms, its gain beats gain_to_cost_ratio x its migration cost, its gain is at least
+// min_relative_gain of the layer's time, and the layer is out of its cool-down. Adopted changes
+// never exceed the byte budget of the interval. Every adopted change is recorded with its reason,
+// predicted gain and bytes, so the realised gain can be compared later.
+//
+// Thread contract: not thread-safe; one control thread. Pure computation.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/ids.h"
+#include "core/topology.h"
+#include "policy/cost_model.h"
+#include "policy/layer_stats.h"
+#include "policy/placement_policy.h"
+
+namespace grace {
+
+enum class ActionKind : uint8_t {
+  kReweight,
+  kAddReplica,
+  kDropReplica,
+  kSwapExperts,
+  kRegroupLayer,
+  kReplanAll,
+};
+const char* ActionKindName(ActionKind kind);
+
+struct DecisionOptions {
+  int horizon_steps = 64;           // steps a change is expected to pay off over, until
+                                    // regime changes have been seen (ObserveRegimeChange)
+  bool adapt_horizon = true;        // then: the mean regime length, in [1/2, 4] x the above
+  double min_net_gain_ms = 1.0;     // net benefit a change must clear
+  double gain_to_cost_ratio = 1.5;  // margin for forecast error: gain >= ratio x migration
+  double min_relative_gain = 0.01;  // of the layer's predicted time per step
+  double uncertainty_z = 1.0;       // ... and at least this many forecast standard errors
+  int cooldown_steps = 16;          // a changed layer is left alone this long
+  uint64_t byte_budget = 0;         // per interval; 0: one layer's experts (E x expert_bytes)
+  uint64_t expert_bytes = 0;        // weights of one expert; 0: from CostParams (bf16)
+  double fixed_cost_ms = 1.0;       // per migration (prepare, commit, table switch)
+  int candidates_per_kind = 3;      // experts tried for each cheap action
+  int max_swaps = 32;               // longest swap sequence tried per layer and interval
+  bool allow_regroup = true;
+};
+
+// Bytes of one expert's weights: gate, up and down projections, hidden x ffn each, bf16.
+uint64_t ExpertWeightBytes(const CostParams& params);
+
+// One layer's current placement row and routing.
+struct LayerState {
+  std::vector<ExpertId> row;
+  LayerRouting routing;
+};
+
+struct DecisionRecord {
+  int64_t step = 0;
+  int layer_index = -1;  // -1: every layer
+  ActionKind kind = ActionKind::kReweight;
+  std::string reason;
+  double predicted_step_ms_before = 0;  // modeled time per step on the forecast, summed
+  double predicted_step_ms_after = 0;   // over the layers the action touches
+  double predicted_gain_ms = 0;         // (before - after) x horizon
+  double migration_ms = 0;              // copies plus the fixed cost
+  uint64_t bytes = 0;
+  double realised_gain_ms = std::numeric_limits<double>::quiet_NaN();  // filled in by observers
+};
+
+struct Decision {
+  std::vector<DecisionRecord> records;
+  std::vector<int> changed_layers;  // same order as new_states
+  std::vector<LayerState> new_states;
+  uint64_t bytes = 0;
+  double migration_ms = 0;  // of the whole interval's migration, fixed cost included
+};
+
+// Copies needed to go from `from` to `to` (rows of one layer): every slot that takes a new
+// non-empty expert receives it from the nearest GPU that holds it in `from`.
+struct MigrationLoad {
+  explicit MigrationLoad(const Topology& topology);
+  void Add(std::span<const ExpertId> from, std::span<const ExpertId> to, uint64_t expert_bytes);
+  // Copy time: the busiest NIC (per node, inbound) and the busiest NVLink port (per rank,
+  // inbound) run in parallel; the slower bounds the migration.
+  double TransferMs() const;
+
+  const Topology* topology;
+  uint64_t bytes = 0;
+  int copies = 0;
+  std::vector<double> intra_in;  // per rank
+  std::vector<double> inter_in;  // per node
+};
+
+// The placement `to`, relabelled to move as little as possible from `from`: its nodes, and the
+// GPUs inside each node, are renumbered to overlap `from` most (the cost model is symmetric
+// under both), then every expert that stays on a GPU keeps its slot.
+std::vector<ExpertId> AlignRowToCurrent(std::span<const ExpertId> from,
+                                        std::span<const ExpertId> to, const Topology& topology);
+
+class ReplacementDecider {
+ public:
+  // `planner` re-plans layers for "regroup" (may be null: no regrouping); it must outlive this.
+  ReplacementDecider(const Topology& topology, const CostParams& params, DecisionOptions options,
+                     const PlacementPolicy* planner);
+
+  const DecisionOptions& options() const { return options_; }
+
+  // Tells the decider the workload changed regime at `step` (a load-shift alarm). The mean
+  // length of the regimes seen so far becomes the horizon a change must pay off over: a
+  // workload that drifts often earns less from each move.
+  void ObserveRegimeChange(int64_t step);
+  int horizon_steps() const { return horizon_; }
+
+  // `current[l]` is layer l's placement now, `forecast[l]` its forecast stats (load: the mean
+  // per step over the horizon; tokens, when present, a recent sample for the exact cost model).
+  // `relative_uncertainty[l]`, when given, is the relative standard error of layer l's forecast:
+  // a change must gain at least uncertainty_z times it, so that noise in the forecast is not
+  // mistaken for a gain (the best of many noisy candidates always looks good).
+  Decision Decide(int64_t step, std::span<const LayerState> current,
+                  std::span<const LayerStats> forecast,
+                  std::span<const double> relative_uncertainty = {});
+
+ private:
+  struct Candidate {
+    ActionKind kind = ActionKind::kReweight;
+    std::string reason;
+    LayerState state;
+    double step_ms = 0;
+    double migration_ms = 0;  // copies only
+    uint64_t bytes = 0;
+    double net_ms = 0;
+  };
+  Candidate Score(ActionKind kind, std::string reason, std::vector<ExpertId> row,
+                  std::span<const ExpertId> current_row, const LayerStats& forecast,
+                  double base_ms) const;
+  void CheapCandidates(const LayerState& current, const LayerStats& forecast, double base_ms,
+                       const LayerCost& base_cost, std::vector<Candidate>* out) const;
+  void SwapSequences(const std::vector<ExpertId>& start, std::span<const ExpertId> current_row,
+                     const LayerStats& forecast, double base_ms, ActionKind kind,
+                     const std::string& prefix, std::vector<Candidate>* out) const;
+  std::vector<ExpertId> Rereplicate(const std::vector<ExpertId>& row,
+                                    const LayerStats& forecast) const;
+  bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain) const;
+
+  Topology topology_;
+  CostParams params_;
+  DecisionOptions options_;
+  const PlacementPolicy* planner_;
+  std::vector<int64_t> cooldown_until_;  // per layer
+  int horizon_ = 1;
+  int64_t regime_start_ = 0;
+  int64_t regimes_seen_ = 0;
+  double regime_steps_sum_ = 0;
+};
+
+}  // namespace grace

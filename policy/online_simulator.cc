@@ -1,0 +1,292 @@
+#include "policy/online_simulator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <memory>
+
+#include "policy/eplb.h"
+#include "policy/forecast_coactivation.h"
+#include "policy/grace_policy.h"
+#include "policy/locality_routing.h"
+
+namespace grace {
+namespace {
+
+StatusOr<std::vector<LayerState>> PlanStates(const PlacementPolicy& policy,
+                                             std::span<const LayerStats> stats,
+                                             const Topology& topology, const CostParams& params) {
+  GRACE_ASSIGN_OR_RETURN(PlacementPlan plan, PlanAllLayers(policy, stats, topology, params));
+  std::vector<LayerState> states(stats.size());
+  for (size_t l = 0; l < stats.size(); ++l) {
+    states[l].row = plan.placement.physical_to_logical[l];
+    states[l].routing = std::move(plan.routings[l]);
+  }
+  return states;
+}
+
+double LayerMs(const LayerStats& stats, const LayerState& state, const Topology& topology,
+               const CostParams& params) {
+  return EvaluateLayer(stats, state.routing, topology, params).layer_ms;
+}
+
+double StepMs(std::span<const LayerStats> stats, std::span<const LayerState> states,
+              const Topology& topology, const CostParams& params) {
+  double total = 0;
+  for (size_t l = 0; l < stats.size(); ++l) total += LayerMs(stats[l], states[l], topology, params);
+  return total;
+}
+
+// Layer-major flattening of one step's loads, the forecaster's input.
+void FlattenLoads(std::span<const LayerStats> stats, Eigen::ArrayXd* out) {
+  const int experts = stats.empty() ? 0 : stats[0].num_experts();
+  out->resize(static_cast<Eigen::Index>(stats.size()) * experts);
+  for (size_t l = 0; l < stats.size(); ++l) {
+    for (int e = 0; e < experts; ++e) (*out)[l * experts + e] = stats[l].load[e];
+  }
+}
+
+// Counts the migration from `from` to `to` against `result`, returning its time.
+double ChargeMigration(std::span<const LayerState> from, std::span<const LayerState> to,
+                       const Topology& topology, uint64_t expert_bytes, double fixed_ms,
+                       PolicyResult* result) {
+  MigrationLoad load(topology);
+  for (size_t l = 0; l < from.size(); ++l) load.Add(from[l].row, to[l].row, expert_bytes);
+  if (load.bytes == 0) return 0;
+  const double ms = load.TransferMs() + fixed_ms;
+  result->migrations += 1;
+  result->experts_moved += load.copies;
+  result->bytes_moved += load.bytes;
+  result->migration_ms += ms;
+  result->total_ms += ms;
+  return ms;
+}
+
+// A change whose realised gain is being measured: the layers' previous states keep being
+// evaluated on the real steps for the decision's horizon.
+struct PendingGain {
+  size_t record;
+  std::vector<int> layers;
+  std::vector<LayerState> before;
+  int steps_left = 0;
+  double gain_ms = 0;
+};
+
+}  // namespace
+
+StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Topology& topology,
+                                                const CostParams& params,
+                                                const OnlineSimulationOptions& options) {
+  GRACE_RETURN_IF_ERROR(topology.Validate());
+  const int layers = stream.num_layers();
+  const int experts = stream.num_experts();
+  if (topology.total_slots() < experts) {
+    return InvalidArgument("the topology has " + std::to_string(topology.total_slots()) +
+                           " slots for " + std::to_string(experts) + " experts per layer");
+  }
+  const GracePolicy grace_planner;
+  const EplbPolicy eplb_planner;
+  DecisionOptions decision_options = options.decision;
+  if (decision_options.expert_bytes == 0) decision_options.expert_bytes = ExpertWeightBytes(params);
+  const uint64_t expert_bytes = decision_options.expert_bytes;
+
+  OnlineSimulationReport report;
+  report.static_placement.name = "static";
+  report.online.name = "online";
+  report.periodic_eplb.name = "periodic_eplb";
+  report.oracle.name = "oracle";
+
+  // Static and online start from grace's plan of the first phase; periodic EPLB from EPLB's.
+  const std::vector<LayerStats> first_profile = stream.PhaseProfile(0);
+  GRACE_ASSIGN_OR_RETURN(std::vector<LayerState> static_states,
+                         PlanStates(grace_planner, first_profile, topology, params));
+  std::vector<LayerState> online_states = static_states;
+  GRACE_ASSIGN_OR_RETURN(std::vector<LayerState> eplb_states,
+                         PlanStates(eplb_planner, first_profile, topology, params));
+
+  // The oracle: per phase and layer, the better of grace's and EPLB's plan in hindsight.
+  std::vector<std::vector<LayerState>> oracle_by_phase;
+  for (int p = 0; p < stream.num_phases(); ++p) {
+    const std::vector<LayerStats> profile = stream.PhaseProfile(p);
+    GRACE_ASSIGN_OR_RETURN(std::vector<LayerState> g,
+                           PlanStates(grace_planner, profile, topology, params));
+    GRACE_ASSIGN_OR_RETURN(std::vector<LayerState> e,
+                           PlanStates(eplb_planner, profile, topology, params));
+    for (int l = 0; l < layers; ++l) {
+      if (LayerMs(profile[l], e[l], topology, params) < LayerMs(profile[l], g[l], topology, params))
+        g[l] = std::move(e[l]);
+    }
+    oracle_by_phase.push_back(std::move(g));
+  }
+
+  LoadForecaster forecaster(layers * experts, options.forecast);
+  LoadShiftDetector detector(layers, experts, options.detector);
+  DecayedCoactivation coactivation(layers, experts, options.coactivation_decay);
+  ReplacementDecider decider(topology, params, decision_options, &grace_planner);
+
+  std::deque<std::vector<LayerStats>> recent_steps;  // token-level samples for the decision
+  std::deque<std::vector<double>> eplb_window;       // [layer][expert] loads of recent steps
+  std::vector<PendingGain> pending;
+  double error_forecast = 0, error_last = 0, load_sum = 0;
+  Eigen::ArrayXd observed, horizon_forecast, series_error;
+  std::vector<LayerStats> step;
+  int phase = -1;
+  for (int t = 0; stream.Next(&step); ++t) {
+    if (stream.current_phase() != phase) {
+      phase = stream.current_phase();
+      report.phase_start_step.push_back(t);
+    }
+    const std::vector<LayerState>& oracle_states = oracle_by_phase[phase];
+
+    // Serve the step under every strategy.
+    auto serve = [&](std::span<const LayerState> states, PolicyResult* result) {
+      const double ms = StepMs(step, states, topology, params);
+      result->step_ms.push_back(ms);
+      result->total_ms += ms;
+    };
+    serve(static_states, &report.static_placement);
+    serve(online_states, &report.online);
+    serve(eplb_states, &report.periodic_eplb);
+    serve(oracle_states, &report.oracle);
+
+    // Realised gains of earlier decisions.
+    for (PendingGain& g : pending) {
+      for (size_t i = 0; i < g.layers.size(); ++i) {
+        const int l = g.layers[i];
+        g.gain_ms += LayerMs(step[l], g.before[i], topology, params) -
+                     LayerMs(step[l], online_states[l], topology, params);
+      }
+      if (--g.steps_left == 0) {
+        DecisionRecord& r = report.decisions[g.record];
+        r.realised_gain_ms = g.gain_ms;
+      }
+    }
+    std::erase_if(pending, [](const PendingGain& g) { return g.steps_left <= 0; });
+
+    // Observe: forecast error first (the forecast was made before this step was seen).
+    FlattenLoads(step, &observed);
+    if (t > 0) {
+      error_forecast += (forecaster.NextForecast() - observed).abs().sum();
+      error_last += (forecaster.LastObserved() - observed).abs().sum();
+      load_sum += observed.sum();
+    }
+    forecaster.Update(observed);
+    coactivation.NextInterval();
+    for (int l = 0; l < layers; ++l) {
+      if (step[l].tokens) coactivation.AddTokens(l, step[l].tokens->expert_ids, step[l].top_k);
+    }
+    for (int l : detector.Update(observed)) {
+      forecaster.ResetSeries(l * experts, (l + 1) * experts);
+      coactivation.ResetLayer(l);
+      decider.ObserveRegimeChange(t);
+    }
+    if (step[0].tokens) {
+      recent_steps.push_back(step);
+      while (static_cast<int>(recent_steps.size()) > std::max(1, options.recent_token_steps))
+        recent_steps.pop_front();
+    }
+
+    // Online decision.
+    if (t + 1 >= options.warmup_steps && (t + 1) % std::max(1, options.decide_every) == 0) {
+      const int horizon = decider.horizon_steps();
+      forecaster.Forecast(horizon, &horizon_forecast);
+      std::vector<LayerStats> forecast(layers);
+      for (int l = 0; l < layers; ++l) {
+        LayerStats& f = forecast[l];
+        f.layer_id = step[l].layer_id;
+        f.top_k = step[l].top_k;
+        f.load.assign(horizon_forecast.data() + l * experts,
+                      horizon_forecast.data() + (l + 1) * experts);
+        if (!recent_steps.empty()) {
+          LayerTokens tokens;
+          tokens.top_k = step[l].top_k;
+          for (const auto& s : recent_steps) {
+            const auto& ids = s[l].tokens->expert_ids;
+            tokens.expert_ids.insert(tokens.expert_ids.end(), ids.begin(), ids.end());
+          }
+          f.tokens = std::move(tokens);
+          const Eigen::MatrixXd co = coactivation.Layer(l);
+          AffinityMatrix affinity(experts);
+          for (ExpertId a = 0; a < experts; ++a) {
+            for (ExpertId b = a + 1; b < experts; ++b) {
+              if (co(a, b) > 0) affinity.AddPair(a, b, co(a, b));
+            }
+          }
+          f.affinity = std::move(affinity);
+        }
+      }
+      // Relative standard error of each layer's horizon forecast: the backtest error of the
+      // selected models over the load, shrunk by the regime's sample count.
+      forecaster.SelectedError(&series_error);
+      std::vector<double> uncertainty(layers, 0.0);
+      for (int l = 0; l < layers; ++l) {
+        const double load = horizon_forecast.segment(l * experts, experts).sum();
+        const double error = series_error.segment(l * experts, experts).sum();
+        const double samples = forecaster.RegimeSamples().segment(l * experts, experts).mean();
+        if (load > 0) uncertainty[l] = error / load / std::sqrt(std::max(1.0, samples));
+      }
+      Decision decision = decider.Decide(t, online_states, forecast, uncertainty);
+      if (!decision.changed_layers.empty()) {
+        // Each record's realised gain: its layers' old states keep being evaluated.
+        for (DecisionRecord& r : decision.records) {
+          PendingGain gain;
+          gain.record = report.decisions.size();
+          gain.steps_left = decider.horizon_steps();
+          for (int l : decision.changed_layers) {
+            if (r.layer_index >= 0 && r.layer_index != l) continue;
+            gain.layers.push_back(l);
+            gain.before.push_back(online_states[l]);
+          }
+          report.decisions.push_back(std::move(r));
+          pending.push_back(std::move(gain));
+        }
+        for (size_t i = 0; i < decision.changed_layers.size(); ++i) {
+          online_states[decision.changed_layers[i]] = std::move(decision.new_states[i]);
+        }
+        if (decision.bytes > 0) {
+          report.online.migrations += 1;
+          report.online.bytes_moved += decision.bytes;
+          report.online.experts_moved += static_cast<int>(decision.bytes / expert_bytes);
+          report.online.migration_ms += decision.migration_ms;
+          report.online.total_ms += decision.migration_ms;
+        }
+      }
+    }
+
+    // Periodic EPLB: re-plan from the window sum every period.
+    std::vector<double> flat(observed.data(), observed.data() + observed.size());
+    eplb_window.push_back(std::move(flat));
+    while (static_cast<int>(eplb_window.size()) > std::max(1, options.eplb_window))
+      eplb_window.pop_front();
+    if ((t + 1) % std::max(1, options.eplb_period) == 0) {
+      std::vector<LayerStats> window(layers);
+      for (int l = 0; l < layers; ++l) {
+        window[l].layer_id = step[l].layer_id;
+        window[l].top_k = step[l].top_k;
+        window[l].load.assign(experts, 0.0);
+        for (const auto& w : eplb_window) {
+          for (int e = 0; e < experts; ++e) window[l].load[e] += w[l * experts + e];
+        }
+      }
+      GRACE_ASSIGN_OR_RETURN(std::vector<LayerState> next,
+                             PlanStates(eplb_planner, window, topology, params));
+      for (int l = 0; l < layers; ++l) {
+        next[l].row = AlignRowToCurrent(eplb_states[l].row, next[l].row, topology);
+        next[l].routing = UniformRouting(next[l].row, experts, topology);
+      }
+      ChargeMigration(eplb_states, next, topology, expert_bytes, decision_options.fixed_cost_ms,
+                      &report.periodic_eplb);
+      eplb_states = std::move(next);
+    }
+    report.steps = t + 1;
+  }
+  // Decisions whose horizon ran past the end: realised over the steps that were served.
+  for (PendingGain& g : pending) report.decisions[g.record].realised_gain_ms = g.gain_ms;
+
+  report.forecast_mape = load_sum > 0 ? error_forecast / load_sum : 0;
+  report.last_value_mape = load_sum > 0 ? error_last / load_sum : 0;
+  report.detector_alarms = detector.alarms();
+  return report;
+}
+
+}  // namespace grace

@@ -1,0 +1,113 @@
+#include "tools/scenario.h"
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "policy/online_simulator.h"
+#include "tests/testing/real_traces.h"
+
+namespace grace::tools {
+namespace {
+
+const char* kMinimal = R"(
+[topology]
+nodes = 2
+gpus_per_node = 4
+slots_per_gpu = 10
+
+[[phase]]
+source = "olmoe-and-mixtral-domain-counts/olmoe__expert_counts__arxiv.json"
+steps = 3
+tokens_per_step = 64
+)";
+
+TEST(Scenario, RefusesUnknownKeysNamingKeyAndLine) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  const std::string text = std::string(kMinimal) + "tokens_per_stpe = 5\n";
+  StatusOr<Scenario> s = ParseScenario(text, "bad.toml", dir);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("tokens_per_stpe"), std::string::npos)
+      << s.status().ToString();
+  EXPECT_NE(s.status().message().find("line 11"), std::string::npos) << s.status().ToString();
+
+  StatusOr<Scenario> t = ParseScenario(std::string(kMinimal) + "[extra]\nx = 1\n", "bad.toml", dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("extra"), std::string::npos) << t.status().ToString();
+}
+
+TEST(Scenario, NamesTheSourceThatCannotBeImported) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  std::string text = kMinimal;
+  text.replace(text.find("arxiv"), 5, "nope");
+  StatusOr<Scenario> s = ParseScenario(text, "bad.toml", dir);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("source"), std::string::npos) << s.status().ToString();
+}
+
+TEST(Scenario, EveryShippedScenarioLoads) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  const std::filesystem::path scenarios =
+      std::filesystem::path(GRACE_SOURCE_DIR) / "config/scenarios";
+  int loaded = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(scenarios)) {
+    if (entry.path().extension() != ".toml") continue;
+    StatusOr<Scenario> s = LoadScenario(entry.path().string());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    StatusOr<WorkloadStream> stream = WorkloadStream::Create(std::move(s->phases));
+    ASSERT_TRUE(stream.ok()) << entry.path() << ": " << stream.status().ToString();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 8);
+}
+
+// A short run of the OLMoE domain switch: every strategy is served, the switch is detected,
+// and online's migrations respect the byte budget of each interval.
+TEST(OnlineSimulation, FollowsARealDomainSwitchWithinItsBudget) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  std::string text = std::string(R"(
+[topology]
+nodes = 2
+gpus_per_node = 4
+slots_per_gpu = 10
+
+[online]
+byte_budget_mb = 130
+
+[[phase]]
+source = "olmoe-and-mixtral-domain-counts/olmoe__expert_counts__arxiv.json"
+steps = 60
+tokens_per_step = 4096
+
+[[phase]]
+source = "olmoe-and-mixtral-domain-counts/olmoe__expert_counts__book.json"
+steps = 60
+tokens_per_step = 4096
+)");
+  StatusOr<Scenario> s = ParseScenario(text, "switch.toml", dir);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  StatusOr<WorkloadStream> stream = WorkloadStream::Create(std::move(s->phases));
+  ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+  StatusOr<OnlineSimulationReport> r =
+      SimulateOnline(std::move(*stream), s->topology, s->params, s->options);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->steps, 120);
+  EXPECT_EQ(r->online.step_ms.size(), 120u);
+  EXPECT_GT(r->detector_alarms, 0);
+  EXPECT_LT(r->forecast_mape, r->last_value_mape);
+  // The oracle knows the book phase; static does not.
+  EXPECT_LT(r->oracle.total_ms, r->static_placement.total_ms);
+  std::map<int64_t, uint64_t> bytes_per_step;
+  for (const DecisionRecord& d : r->decisions) {
+    EXPECT_FALSE(d.reason.empty());
+    bytes_per_step[d.step] += d.bytes;
+  }
+  for (const auto& [step, bytes] : bytes_per_step) {
+    EXPECT_LE(bytes, 130'000'000u) << "step " << step;
+  }
+}
+
+}  // namespace
+}  // namespace grace::tools
