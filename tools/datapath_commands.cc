@@ -1,8 +1,65 @@
+// gracectl bench datapath [--json]: the data path's figures (bench/datapath_bench.h).
+#include <cstdio>
+#include <iostream>
+
+#include "bench/datapath_bench.h"
 #include "tools/commands.h"
 
 namespace grace::tools {
 
-// Filled in by the issue that builds these commands.
-void AddDatapathCommands(CLI::App& /*app*/, CLI::App& /*bench*/) {}
+void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
+  struct Flags {
+    bool json = false;
+    DatapathBenchOptions options;
+  };
+  auto flags = std::make_shared<Flags>();
+  CLI::App* cmd = bench.add_subcommand(
+      "datapath", "expert FFN vs GEMM, replica selection rate, TCP all-to-all-v, lossless replay");
+  cmd->add_flag("--json", flags->json, "print one JSON object");
+  cmd->add_option("--experts", flags->options.experts, "experts (FFN and routing figures)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", flags->options.top_k, "top-k")->capture_default_str();
+  cmd->add_option("--hidden", flags->options.hidden, "hidden size")->capture_default_str();
+  cmd->add_option("--ffn", flags->options.ffn, "expert FFN size")->capture_default_str();
+  cmd->add_option("--tokens-per-rank", flags->options.tokens_per_rank, "tokens per rank")
+      ->capture_default_str();
+  cmd->add_option("--trace-dir", flags->options.trace_dir,
+                  "real traces folder (default: $GRACE_TRACES_DIR or ../shared/traces/real)");
+  cmd->add_option("--agent", flags->options.agent_binary,
+                  "grace-agent binary (default: $GRACE_AGENT_BINARY or the build tree's)");
+  cmd->callback([flags] {
+    auto result = RunDatapathBench(flags->options);
+    if (!result.ok()) {
+      std::cerr << "gracectl bench datapath: " << result.status().ToString() << "\n";
+      throw CommandExit{1};
+    }
+    const nlohmann::json& j = *result;
+    if (flags->json) {
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::printf("expert FFN vs plain GEMM:  %.2f  (grouped %.1f GFLOP/s, GEMM %.1f GFLOP/s)\n",
+                  j["ffn_vs_gemm"].get<double>(), j["ffn"]["grouped_gflops"].get<double>(),
+                  j["ffn"]["gemm_gflops"].get<double>());
+      std::printf("replica selection:         %.3g decisions/s on one core\n",
+                  j["route_decisions_per_s"].get<double>());
+      std::printf("TCP all-to-all-v, 4 ranks: %.3g bytes/s aggregate on loopback\n",
+                  j["a2a_bytes_per_s"].get<double>());
+      std::printf("replay lossless:           %s\n", j["lossless"].get<bool>() ? "yes" : "NO");
+      if (j["replay"].contains("step_ms")) {
+        const auto& s = j["replay"]["step_ms"];
+        std::printf(
+            "replay step ms:            gate %.3f route %.3f permute %.3f dispatch %.3f ffn %.3f "
+            "combine %.3f (total %.3f)\n",
+            s["gate"].get<double>(), s["route"].get<double>(), s["permute"].get<double>(),
+            s["dispatch"].get<double>(), s["ffn"].get<double>(), s["combine"].get<double>(),
+            s["total"].get<double>());
+      } else {
+        std::printf("replay:                    %s\n", j["replay"].dump().c_str());
+      }
+      std::printf("CUDA:                      %s\n", j["cuda"]["note"].get<std::string>().c_str());
+    }
+    if (!j["lossless"].get<bool>()) throw CommandExit{1};
+  });
+}
 
 }  // namespace grace::tools

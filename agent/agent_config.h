@@ -1,0 +1,63 @@
+// AgentConfig: what one grace-agent process runs, read from agent.toml (see
+// config/agent.example.toml for every key, its default and meaning).
+//
+//   GRACE_ASSIGN_OR_RETURN(AgentConfig config, LoadAgentConfig("agent.toml"));
+//
+// Unknown tables or keys are refused with the key named. A plain value; parse once at start-up.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+#include "core/topology.h"
+#include "kernels/model_shape.h"
+
+namespace grace {
+
+struct AgentConfig {
+  std::string source;  // the file it was read from, for messages
+
+  // [cluster]: every rank of the job, not just this process's.
+  Topology topology;  // nodes, gpus_per_node (= ranks_per_node), slots_per_gpu
+
+  // [agent]
+  int first_rank = 0;           // global rank of this process's first worker
+  int local_ranks = 1;          // workers in this process: GPUs, or CPU ranks on a CPU machine
+  std::string backend = "cpu";  // "cpu" or "cuda"
+
+  // [transport]
+  std::string transport = "tcp";
+  std::string rendezvous_host = "127.0.0.1";
+  uint16_t rendezvous_port = 29500;
+  std::string listen_host = "127.0.0.1";
+  int connect_timeout_ms = 30000;
+
+  // [model]
+  ModelShape model;
+
+  // [weights]
+  uint64_t weights_seed = 1;
+  std::string weights_file;  // safetensors; overrides the seed
+
+  // [placement]
+  std::string placement_file;  // placement JSON; empty: contiguous, spares hold replicas
+
+  // [replay]
+  std::string trace_file;  // native trace; empty: generated tokens through the gate
+  int steps = 0;           // 0: every step of the trace (4 without a trace)
+  int tokens_per_rank = 32;
+  double steps_per_second = 0;  // 0: as fast as possible
+  uint64_t seed = 7;            // hidden states and replica choice
+  int coactivation_sample_every = 8;
+
+  // [output]
+  std::string output_dir = ".";
+  bool write_outputs = false;  // rank<r>.outputs: every home token's final hidden state
+};
+
+StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::string& source);
+StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
+
+}  // namespace grace

@@ -1,0 +1,33 @@
+// grace-agent: runs one node's MoE data path (agent/replay.h) from agent.toml.
+//
+//   grace-agent --config agent.toml
+//
+// Exit status: 0 done, 1 a runtime failure, 2 a bad config (the message names the key or
+// tensor at fault).
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "agent/agent_config.h"
+#include "agent/replay.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"grace-agent: the MoE data path of one node"};
+  std::string config_path;
+  app.add_option("--config", config_path, "agent.toml (see config/agent.example.toml)")->required();
+  CLI11_PARSE(app, argc, argv);
+  auto config = grace::LoadAgentConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "grace-agent: %s\n", config.status().ToString().c_str());
+    return 2;
+  }
+  grace::Status s = grace::RunAgent(*config);
+  if (!s.ok()) {
+    std::fprintf(stderr, "grace-agent: %s\n", s.ToString().c_str());
+    return s.code() == grace::StatusCode::kInvalidArgument ||
+                   s.code() == grace::StatusCode::kNotFound
+               ? 2
+               : 1;
+  }
+  return 0;
+}

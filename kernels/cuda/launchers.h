@@ -1,0 +1,49 @@
+// Host launchers of grace's CUDA kernels, one .cu file each (NCCL/DeepEP style: a templated
+// __global__ kernel and a launcher of the same name taking raw device pointers, sizes and a
+// stream). Each is the twin of a CPU op in kernels/ and is tested against it. Launchers only
+// enqueue work; errors surface through CudaStatus (kernels/cuda_status.h) at the next check.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace grace::cuda {
+
+// kernels/gate.h on the device.
+void GateTopK(const float* hidden, const float* gate_weight, int tokens, int hidden_size,
+              int experts, int top_k, int32_t* ids, float* weights, cudaStream_t stream);
+
+// The routing table flattened for the device (kernels/cuda/device_routing_table.h).
+struct RoutingView {
+  const uint32_t* entry_offset;  // [layer][rank][expert]
+  const uint32_t* entry_count;
+  const int32_t* candidate_slot;
+  const float* candidate_cumulative;
+  int ranks;
+  int experts;
+};
+
+// kernels/select_replicas.h on the device.
+void SelectReplicas(RoutingView table, int layer_index, int rank, const int32_t* expert_ids,
+                    const int64_t* token_ids, int tokens, int top_k, uint64_t seed, uint64_t step,
+                    int32_t* slots, cudaStream_t stream);
+
+// kernels/permute.h on the device.
+void PermuteRows(const float* in, int64_t in_stride, const int32_t* src_rows, int rows, int cols,
+                 float* out, int64_t out_stride, cudaStream_t stream);
+
+// kernels/unpermute_combine.h on the device.
+void UnpermuteCombine(const float* in, int64_t in_stride, const int32_t* offsets,
+                      const int32_t* rows, const float* weights, int out_rows, int cols, float* out,
+                      int64_t out_stride, cudaStream_t stream);
+
+// gate_up[i] = silu(gate_up[i]) * up[i] over n elements: the SwiGLU activation of the expert FFN.
+void Swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream);
+
+// kernels/load_stats.h Count() on the device: load [E], coactivation [E x E] (accumulated).
+void CountLoads(const int32_t* expert_ids, const int64_t* token_ids, int tokens, int top_k,
+                int experts, int sample_every, unsigned long long* load,
+                unsigned long long* coactivation, cudaStream_t stream);
+
+}  // namespace grace::cuda

@@ -1,0 +1,37 @@
+#include "kernels/cuda_device.h"
+
+namespace grace {
+
+Status CudaStatus(cudaError_t error, const char* what) {
+  if (error == cudaSuccess) return Status::Ok();
+  const StatusCode code = error == cudaErrorMemoryAllocation ? StatusCode::kUnavailable
+                          : error == cudaErrorInvalidValue   ? StatusCode::kInvalidArgument
+                                                             : StatusCode::kInternal;
+  return Status(code, std::string(what) + ": CUDA error " + cudaGetErrorName(error) + ": " +
+                          cudaGetErrorString(error));
+}
+
+Status CublasStatus(cublasStatus_t status, const char* what) {
+  if (status == CUBLAS_STATUS_SUCCESS) return Status::Ok();
+  return Internal(std::string(what) + ": cuBLAS error " + cublasGetStatusName(status) + ": " +
+                  cublasGetStatusString(status));
+}
+
+bool CudaDeviceAvailable(std::string* reason) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    if (reason != nullptr) {
+      *reason = std::string("no usable CUDA device: ") + cudaGetErrorString(err);
+    }
+    cudaGetLastError();  // clear the sticky error for later callers
+    return false;
+  }
+  if (count == 0) {
+    if (reason != nullptr) *reason = "no CUDA device present";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace grace

@@ -1,0 +1,74 @@
+// CUDA plumbing for the host side of grace's GPU path: the one place CUDA runtime and cuBLAS
+// errors become Status values, device detection, and a growable device array.
+//
+//   std::string why;
+//   if (!CudaDeviceAvailable(&why)) GTEST_SKIP() << why;
+//   DeviceArray<float> x;  GRACE_RETURN_IF_ERROR(x.Upload(host.data(), host.size(), stream));
+//
+// Built only with CUDA (grace_kernels_cuda). DeviceArray is owned by one thread.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "core/status.h"
+
+namespace grace {
+
+// cudaSuccess -> Ok; else an error naming `what` and CUDA's own message.
+Status CudaStatus(cudaError_t error, const char* what);
+Status CublasStatus(cublasStatus_t status, const char* what);
+
+// True when at least one device can be used. Any CUDA error (no driver, "CUDA driver version is
+// insufficient", no device) counts as none; *reason then says which.
+bool CudaDeviceAvailable(std::string* reason);
+
+template <typename T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() {
+    if (data_ != nullptr) cudaFree(data_);
+  }
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+
+  // Makes room for n elements; reallocates only when the capacity grows.
+  Status Resize(size_t n) {
+    if (n > capacity_) {
+      if (data_ != nullptr) cudaFree(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      GRACE_RETURN_IF_ERROR(
+          CudaStatus(cudaMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)), "cudaMalloc"));
+      capacity_ = n;
+    }
+    size_ = n;
+    return Status::Ok();
+  }
+  Status Upload(const T* host, size_t n, cudaStream_t stream) {
+    GRACE_RETURN_IF_ERROR(Resize(n));
+    if (n == 0) return Status::Ok();
+    return CudaStatus(cudaMemcpyAsync(data_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream),
+                      "cudaMemcpyAsync to device");
+  }
+  Status Download(T* host, size_t n, cudaStream_t stream) const {
+    if (n == 0) return Status::Ok();
+    return CudaStatus(cudaMemcpyAsync(host, data_, n * sizeof(T), cudaMemcpyDeviceToHost, stream),
+                      "cudaMemcpyAsync to host");
+  }
+
+ private:
+  T* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+}  // namespace grace

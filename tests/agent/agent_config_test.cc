@@ -1,0 +1,122 @@
+// agent.toml parsing and model loading: bad configs stop with the key or tensor named.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "agent/agent_config.h"
+#include "agent/replay.h"
+#include "agent/safetensors.h"
+#include "agent/weights_file.h"
+
+namespace grace {
+namespace {
+
+constexpr const char* kMinimal = R"(
+[cluster]
+nodes = 2
+ranks_per_node = 2
+slots_per_rank = 3
+[model]
+experts = 8
+top_k = 2
+hidden = 16
+ffn = 8
+layers = 2
+)";
+
+TEST(AgentConfigTest, ExampleConfigParses) {
+  auto c = LoadAgentConfig(std::string(GRACE_SOURCE_DIR) + "/config/agent.example.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->topology.ranks(), 4);
+  EXPECT_EQ(c->rendezvous_port, 29500);
+}
+
+TEST(AgentConfigTest, MinimalConfigGetsDefaults) {
+  auto c = ParseAgentConfig(kMinimal, "agent.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->model.num_experts, 8);
+  EXPECT_EQ(c->local_ranks, 1);
+  EXPECT_EQ(c->backend, "cpu");
+  EXPECT_EQ(c->transport, "tcp");
+}
+
+TEST(AgentConfigTest, UnknownKeysAreNamed) {
+  auto c = ParseAgentConfig(std::string(kMinimal) + "hiden = 3\n", "agent.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("[model].hiden"), std::string::npos) << c.status().ToString();
+  auto d = ParseAgentConfig(std::string(kMinimal) + "[replays]\nsteps = 1\n", "agent.toml");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("replays"), std::string::npos) << d.status().ToString();
+  auto e = ParseAgentConfig(std::string(kMinimal) + "[transport]\nrendezvous = \"nohost\"\n",
+                            "agent.toml");
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("[transport].rendezvous"), std::string::npos);
+}
+
+TEST(AgentConfigTest, TopKAboveExpertsIsRefused) {
+  std::string text = kMinimal;
+  text.replace(text.find("top_k = 2"), 9, "top_k = 9");
+  auto c = ParseAgentConfig(text, "agent.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("top_k"), std::string::npos);
+}
+
+TEST(WeightsFileTest, RoundTripsThroughSafetensors) {
+  const auto dir = std::filesystem::temp_directory_path() / "grace_weights_test";
+  std::filesystem::create_directories(dir);
+  ModelShape s{.num_experts = 4, .top_k = 2, .hidden = 6, .ffn = 3, .num_layers = 2};
+  ExpertWeights w = GenerateExpertWeights(s, 17);
+  const std::string path = (dir / "experts.safetensors").string();
+  ASSERT_TRUE(WriteExpertWeightsFile(path, w, {3, 5}).ok());
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ(file->tensors().size(), 2u * (1 + 4 * 3));
+  EXPECT_EQ(file->tensors().at("model.layers.5.mlp.experts.3.down_proj.weight").shape,
+            (std::vector<int64_t>{6, 3}));
+  auto back = LoadExpertWeightsFile(path, s, {3, 5});
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->w1, w.w1);
+  EXPECT_EQ(back->w2, w.w2);
+  EXPECT_EQ(back->gate, w.gate);
+
+  // A model config whose ffn does not match the file names the first tensor that disagrees.
+  ModelShape wrong = s;
+  wrong.ffn = 4;
+  auto bad = LoadExpertWeightsFile(path, wrong, {3, 5});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("model.layers.3.mlp.experts.0.gate_proj.weight"),
+            std::string::npos)
+      << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("[3, 6]"), std::string::npos);
+  // Layer ids the file does not have.
+  auto missing = LoadExpertWeightsFile(path, s, {3, 4});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("model.layers.4.mlp.gate.weight"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SafetensorsTest, ReadsHalfPrecisionAndRejectsCorruptHeaders) {
+  // Hand-built file: one BF16 tensor [2] = {1.0, -2.0} and one F16 [1] = {0.5}.
+  std::string header =
+      R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  bytes += header;
+  const unsigned char data[] = {0x80, 0x3f, 0x00, 0xc0, 0x00, 0x38};
+  bytes.append(reinterpret_cast<const char*>(data), sizeof data);
+  auto f = SafetensorsFile::FromBytes(bytes, "mem");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  std::vector<float> v;
+  ASSERT_TRUE(f->ReadFloat32("a", {2}, &v).ok());
+  EXPECT_EQ(v, (std::vector<float>{1.0f, -2.0f}));
+  ASSERT_TRUE(f->ReadFloat32("b", {1}, &v).ok());
+  EXPECT_EQ(v[0], 0.5f);
+  auto truncated = SafetensorsFile::FromBytes(bytes.substr(0, bytes.size() - 3), "mem");
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_NE(truncated.status().message().find("outside the 3-byte data section"), std::string::npos)
+      << truncated.status().ToString();
+}
+
+}  // namespace
+}  // namespace grace
