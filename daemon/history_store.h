@@ -33,7 +33,7 @@ struct PlacementRecord {
   Placement placement;
 };
 
-struct DecisionRecord {
+struct StoredDecision {
   int64_t id = 0;  // assigned by RecordDecision
   int64_t time_ms = 0;
   std::string action;    // "add_replica", "drop_replica", "swap", "regroup_layer", "replan", "none"
@@ -86,10 +86,10 @@ class HistoryStore {
   // Newest first; placements carry no rows here (summary only: epoch, time, decision).
   virtual StatusOr<std::vector<PlacementRecord>> ListPlacements(const HistoryQuery& query) = 0;
 
-  virtual StatusOr<int64_t> RecordDecision(const DecisionRecord& decision) = 0;
+  virtual StatusOr<int64_t> RecordDecision(const StoredDecision& decision) = 0;
   virtual Status SetRealisedGain(int64_t decision_id, double realised_gain_ms) = 0;
   virtual Status SetDecisionEpoch(int64_t decision_id, Epoch epoch) = 0;
-  virtual StatusOr<std::vector<DecisionRecord>> ListDecisions(const HistoryQuery& query) = 0;
+  virtual StatusOr<std::vector<StoredDecision>> ListDecisions(const HistoryQuery& query) = 0;
 
   virtual Status RecordLoad(int64_t time_ms, int layer_index, std::span<const float> load) = 0;
   // Oldest first, every resolution that overlaps the range.

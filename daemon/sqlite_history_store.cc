@@ -190,7 +190,7 @@ class SqliteHistoryStore final : public HistoryStore {
     return out;
   }
 
-  StatusOr<int64_t> RecordDecision(const DecisionRecord& d) override {
+  StatusOr<int64_t> RecordDecision(const StoredDecision& d) override {
     Statement st;
     GRACE_RETURN_IF_ERROR(
         Prepare("INSERT INTO decisions(time_ms, action, layer_index, reason, predicted_gain_ms, "
@@ -234,7 +234,7 @@ class SqliteHistoryStore final : public HistoryStore {
     return RequireChanged("decision " + std::to_string(id));
   }
 
-  StatusOr<std::vector<DecisionRecord>> ListDecisions(const HistoryQuery& q) override {
+  StatusOr<std::vector<StoredDecision>> ListDecisions(const HistoryQuery& q) override {
     Statement st;
     GRACE_RETURN_IF_ERROR(Prepare(
         "SELECT id, time_ms, action, layer_index, reason, predicted_gain_ms, realised_gain_ms, "
@@ -247,10 +247,10 @@ class SqliteHistoryStore final : public HistoryStore {
     sqlite3_bind_int(st.get(), 4, q.layer_index);
     sqlite3_bind_int64(st.get(), 5, Limit(q));
     sqlite3_bind_int64(st.get(), 6, q.offset);
-    std::vector<DecisionRecord> out;
+    std::vector<StoredDecision> out;
     int rc;
     while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-      DecisionRecord d;
+      StoredDecision d;
       d.id = sqlite3_column_int64(st.get(), 0);
       d.time_ms = sqlite3_column_int64(st.get(), 1);
       d.action = ColumnText(st.get(), 2);

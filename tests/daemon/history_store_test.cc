@@ -73,7 +73,7 @@ TEST_F(HistoryStoreTest, DuplicateEpochIsRefused) {
 TEST_F(HistoryStoreTest, DecisionsArePagedFilteredAndUpdated) {
   auto store = Open();
   for (int i = 0; i < 5; ++i) {
-    DecisionRecord d;
+    StoredDecision d;
     d.time_ms = 100 * i;
     d.action = i % 2 == 0 ? "add_replica" : "swap";
     d.layer_index = i % 2;

@@ -1,0 +1,324 @@
+// Boost.Asio implementation of AgentServer: one I/O thread, one Session per connection. This
+// file is where Asio's error codes become log lines and Status values.
+#include "daemon/agent_server.h"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace grace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+class AgentServer::Impl {
+ public:
+  class Session;
+
+  Impl(AgentEvents& events, AgentServerOptions options)
+      : events_(events), options_(std::move(options)), acceptor_(io_), sweep_(io_) {}
+
+  Status Start() {
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(options_.host, ec);
+    if (ec) return InvalidArgument("agents address '" + options_.host + "': " + ec.message());
+    tcp::endpoint endpoint(address, static_cast<unsigned short>(options_.port));
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Unavailable("cannot listen for agents on " + options_.host + ":" +
+                         std::to_string(options_.port) + ": " + ec.message());
+    }
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    Sweep();
+    thread_ = std::thread([this] { io_.run(); });
+    return Status::Ok();
+  }
+
+  void Stop() {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Accept();
+  void Sweep();
+  void Joined(const std::shared_ptr<Session>& s);
+  void Closed(Session* s, const std::string& reason);
+
+  AgentEvents& events_;
+  AgentServerOptions options_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer sweep_;
+  std::thread thread_;
+  int port_ = 0;
+
+  mutable std::mutex mu_;  // guards sessions_ and lost_ (mutated on the I/O thread only)
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::map<std::string, AgentStatus> lost_;
+};
+
+class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Impl& server, tcp::socket socket)
+      : server_(server),
+        socket_(std::move(socket)),
+        decoder_(server.options_.max_frame_bytes),
+        last_seen_(Clock::now()) {
+    boost::system::error_code ec;
+    auto remote = socket_.remote_endpoint(ec);
+    peer_ =
+        ec ? "unknown peer" : remote.address().to_string() + ":" + std::to_string(remote.port());
+  }
+
+  void Start() {
+    RAND_bytes(challenge_.nonce.data(), static_cast<int>(challenge_.nonce.size()));
+    Write(EncodeFrame(challenge_));
+    Read();
+  }
+
+  void Write(std::string frame) {
+    const bool idle = out_.empty();
+    out_.push_back(std::move(frame));
+    if (idle) WriteNext();
+  }
+
+  void Close(const std::string& reason) {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    server_.Closed(this, reason);
+  }
+
+  bool joined() const { return joined_; }
+  bool closed() const { return closed_; }
+  const std::string& peer() const { return peer_; }
+  Clock::time_point last_seen() const { return last_seen_; }
+  AgentStatus status;  // guarded by server_.mu_ once joined
+
+ private:
+  void Read() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(buffer_), [self](boost::system::error_code ec, size_t n) {
+      if (self->closed_) return;
+      if (ec) return self->Close(ec == asio::error::eof ? "connection closed" : ec.message());
+      self->last_seen_ = Clock::now();
+      self->decoder_.Append(std::string_view(self->buffer_.data(), n));
+      while (!self->closed_) {
+        WireMessage m;
+        StatusOr<bool> more = self->decoder_.Next(&m);
+        if (!more.ok()) {
+          self->server_.events_.OnConnectionRejected(self->peer_, more.status().message());
+          return self->Close("bad frame: " + more.status().message());
+        }
+        if (!*more) break;
+        self->Handle(m);
+      }
+      if (!self->closed_) self->Read();
+    });
+  }
+
+  void WriteNext() {
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_.front()),
+                      [self](boost::system::error_code ec, size_t) {
+                        if (self->closed_) return;
+                        if (ec) return self->Close("write: " + ec.message());
+                        self->out_.pop_front();
+                        if (!self->out_.empty()) self->WriteNext();
+                      });
+  }
+
+  void Handle(const WireMessage& m) {
+    if (!joined_) {
+      const Hello* hello = std::get_if<Hello>(&m);
+      if (hello == nullptr) {
+        Reject(std::string("expected Hello first, got ") + MessageTypeName(TypeOf(m)));
+        return;
+      }
+      if (!ProofsEqual(hello->proof,
+                       ProveSecret(server_.options_.cluster_secret, challenge_.nonce))) {
+        Reject("agent '" + hello->agent_id + "' failed the cluster-secret proof");
+        return;
+      }
+      StatusOr<Welcome> welcome = server_.events_.OnAgentJoined(*hello);
+      if (!welcome.ok()) {
+        Reject("agent '" + hello->agent_id + "' refused: " + welcome.status().message());
+        return;
+      }
+      welcome->heartbeat_ms = server_.options_.heartbeat_ms;
+      welcome->report_ms = server_.options_.report_ms;
+      joined_ = true;
+      status.agent_id = hello->agent_id;
+      status.node = hello->node;
+      status.ranks = hello->ranks;
+      status.state = "up";
+      status.epoch = hello->epoch;
+      status.last_seen_ms = NowMs();
+      // Registered before the Welcome goes out: an agent that has its Welcome is listed.
+      server_.Joined(shared_from_this());
+      Write(EncodeFrame(*welcome));
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(server_.mu_);
+      status.last_seen_ms = NowMs();
+      if (const Heartbeat* hb = std::get_if<Heartbeat>(&m)) {
+        status.step = hb->step;
+        status.epoch = hb->epoch;
+      } else if (const Switched* sw = std::get_if<Switched>(&m)) {
+        status.epoch = sw->epoch;
+      }
+    }
+    if (!std::holds_alternative<Heartbeat>(m)) server_.events_.OnMessage(status.agent_id, m);
+  }
+
+  void Reject(const std::string& reason) {
+    server_.events_.OnConnectionRejected(peer_, reason);
+    // Best effort: tell the agent why, then close.
+    std::string frame = EncodeFrame(Refused{reason});
+    boost::system::error_code ignored;
+    asio::write(socket_, asio::buffer(frame), ignored);
+    Close(reason);
+  }
+
+  Impl& server_;
+  tcp::socket socket_;
+  FrameDecoder decoder_;
+  std::array<char, 64 * 1024> buffer_{};
+  std::deque<std::string> out_;
+  Challenge challenge_;
+  Clock::time_point last_seen_;
+  std::string peer_;
+  bool joined_ = false;
+  bool closed_ = false;
+};
+
+void AgentServer::Impl::Accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (!acceptor_.is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(*this, std::move(socket))->Start();
+    }
+    Accept();
+  });
+}
+
+void AgentServer::Impl::Sweep() {
+  sweep_.expires_after(
+      std::chrono::milliseconds(std::max<uint32_t>(10, options_.heartbeat_ms / 2)));
+  sweep_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto limit = std::chrono::milliseconds(options_.lost_after_ms);
+    std::vector<std::shared_ptr<Session>> silent;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, s] : sessions_) {
+        if (Clock::now() - s->last_seen() > limit) silent.push_back(s);
+      }
+    }
+    for (auto& s : silent) {
+      s->Close("silent for more than " + std::to_string(options_.lost_after_ms) + " ms");
+    }
+    Sweep();
+  });
+}
+
+void AgentServer::Impl::Joined(const std::shared_ptr<Session>& s) {
+  std::shared_ptr<Session> previous;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(s->status.agent_id);
+    if (it != sessions_.end()) previous = it->second;
+    sessions_[s->status.agent_id] = s;
+    lost_.erase(s->status.agent_id);
+  }
+  // A reconnecting agent replaces its old connection.
+  if (previous && !previous->closed()) previous->Close("replaced by a new connection");
+}
+
+void AgentServer::Impl::Closed(Session* s, const std::string& reason) {
+  if (!s->joined()) return;
+  bool was_current = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(s->status.agent_id);
+    if (it != sessions_.end() && it->second.get() == s) {
+      sessions_.erase(it);
+      AgentStatus lost = s->status;
+      lost.state = "lost";
+      lost_[lost.agent_id] = lost;
+      was_current = true;
+    }
+  }
+  if (was_current) events_.OnAgentLost(s->status.agent_id, reason);
+}
+
+AgentServer::AgentServer(AgentEvents& events, AgentServerOptions options)
+    : impl_(std::make_unique<Impl>(events, std::move(options))) {}
+AgentServer::~AgentServer() {
+  Stop();
+}
+Status AgentServer::Start() {
+  return impl_->Start();
+}
+void AgentServer::Stop() {
+  impl_->Stop();
+}
+int AgentServer::port() const {
+  return impl_->port_;
+}
+
+bool AgentServer::Send(const std::string& agent_id, const WireMessage& message) {
+  std::shared_ptr<Impl::Session> s;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu_);
+    auto it = impl_->sessions_.find(agent_id);
+    if (it == impl_->sessions_.end()) return false;
+    s = it->second;
+  }
+  asio::post(impl_->io_, [s, frame = EncodeFrame(message)]() mutable {
+    if (!s->closed()) s->Write(std::move(frame));
+  });
+  return true;
+}
+
+void AgentServer::Broadcast(const WireMessage& message) {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu_);
+    for (const auto& [id, s] : impl_->sessions_) ids.push_back(id);
+  }
+  for (const std::string& id : ids) Send(id, message);
+}
+
+std::vector<AgentStatus> AgentServer::Agents() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  std::vector<AgentStatus> out;
+  for (const auto& [id, s] : impl_->sessions_) out.push_back(s->status);
+  for (const auto& [id, a] : impl_->lost_) out.push_back(a);
+  return out;
+}
+
+}  // namespace grace

@@ -1,0 +1,69 @@
+// AgentServer: graced's side of the agent connections. Accepts grace-agent TCP connections
+// (Boost.Asio), runs the handshake (Challenge -> Hello with HMAC proof of the cluster secret ->
+// Welcome or Refused), and turns frames into calls on an AgentEvents listener.
+//
+// A connection that sends a malformed, oversized or wrong-version frame, or fails the proof, is
+// closed with a logged reason; the daemon and every other agent go on. An agent silent for
+// longer than lost_after_ms is marked lost and its connection closed; it may reconnect.
+//
+// Thread contract: Start() spawns one I/O thread; listener callbacks run on it, one at a time.
+// Send/Broadcast/Agents may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/wire_protocol.h"
+#include "daemon/control_plane.h"
+
+namespace grace {
+
+struct AgentServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8751;  // 0: pick a free port
+  std::string cluster_secret;
+  uint32_t heartbeat_ms = 500;
+  uint32_t report_ms = 1000;
+  uint32_t lost_after_ms = 3000;
+  uint32_t max_frame_bytes = kDefaultMaxPayloadBytes;
+};
+
+// Called on the I/O thread.
+class AgentEvents {
+ public:
+  virtual ~AgentEvents() = default;
+  // A new agent proved the secret. Returns the Welcome to send (current epoch and placement),
+  // or a non-ok Status to refuse it with that reason.
+  virtual StatusOr<Welcome> OnAgentJoined(const Hello& hello) = 0;
+  virtual void OnAgentLost(const std::string& agent_id, const std::string& reason) = 0;
+  virtual void OnMessage(const std::string& agent_id, const WireMessage& message) = 0;
+  // A connection was refused or closed for bad input (for the event log).
+  virtual void OnConnectionRejected(const std::string& peer, const std::string& reason) = 0;
+};
+
+class AgentServer {
+ public:
+  AgentServer(AgentEvents& events, AgentServerOptions options);
+  ~AgentServer();
+  AgentServer(const AgentServer&) = delete;
+  AgentServer& operator=(const AgentServer&) = delete;
+
+  Status Start();
+  void Stop();
+  int port() const;
+
+  // Queues `message` to one agent (false when it is not connected) or to all.
+  bool Send(const std::string& agent_id, const WireMessage& message);
+  void Broadcast(const WireMessage& message);
+  std::vector<AgentStatus> Agents() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace grace

@@ -1,0 +1,65 @@
+// ControlPlane: what graced's REST API and metrics need from the daemon's core (the control
+// loop, the agent registry and the history store), as one interface so the HTTP layer can be
+// tested against a fake.
+//
+// Thread contract: every method may be called from any HTTP worker thread at any time; the
+// implementation serialises with its own lock. WithHistory runs `fn` under that lock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/ids.h"
+#include "core/status.h"
+#include "daemon/history_store.h"
+#include "daemon/policy_settings.h"
+
+namespace grace {
+
+struct AgentStatus {
+  std::string agent_id;
+  NodeId node = 0;
+  std::vector<RankId> ranks;
+  std::string state;  // "up", "lost"
+  Epoch epoch = 0;
+  uint64_t step = 0;
+  int64_t last_seen_ms = 0;
+};
+
+// Gauges and counters for GET /metrics and the UI's overview. Per layer, never per expert x
+// rank, so the label cardinality stays bounded.
+struct DaemonMetrics {
+  Epoch epoch = 0;
+  bool paused = false;
+  std::vector<LayerId> layer_ids;
+  std::vector<double> layer_imbalance;         // max / mean GPU load, per layer
+  std::vector<double> layer_cross_node_sends;  // estimated cross-node sends per token
+  uint64_t migrations_total = 0;
+  uint64_t migrations_aborted_total = 0;
+  uint64_t migration_bytes_total = 0;
+  uint64_t decisions_total = 0;
+  double forecast_mape = 0;
+  double last_value_mape = 0;
+  int agents_up = 0;
+  int agents_lost = 0;
+  uint64_t load_reports_total = 0;
+};
+
+class ControlPlane {
+ public:
+  virtual ~ControlPlane() = default;
+
+  virtual PolicySettings Policy() = 0;
+  // Records the change (who, old, new) in the history and applies it to the next interval.
+  virtual Status SetPolicy(const PolicySettings& settings, const std::string& who) = 0;
+  // Forces a decision now, ignoring the cool-down (not the byte budget).
+  virtual Status RequestReplan(const std::string& who) = 0;
+  virtual void SetPaused(bool paused, const std::string& who) = 0;
+  virtual std::vector<AgentStatus> Agents() = 0;
+  virtual DaemonMetrics Metrics() = 0;
+  virtual void WithHistory(const std::function<void(HistoryStore&)>& fn) = 0;
+};
+
+}  // namespace grace

@@ -1,0 +1,62 @@
+// DaemonConfig: everything graced needs to start, read from graced.toml and then overridden by
+// command-line flags (--http, --agents, --state-dir) and the environment (GRACE_API_TOKEN,
+// GRACE_CLUSTER_SECRET). Unknown keys are refused, naming the key and line.
+//
+//   [daemon]   http, agents, state_dir, web_root, api_token, cluster_secret
+//   [agents]   heartbeat_ms, report_ms, lost_after_ms, max_frame_mb
+//   [topology] as core/topology.h
+//   [model]    num_experts, top_k, layers (array of layer ids), hidden, expert_ffn
+//   [policy]   the fields of PolicySettings (daemon/policy_settings.h)
+//
+// A plain value, built once at start-up.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/ids.h"
+#include "core/status.h"
+#include "core/topology.h"
+#include "daemon/policy_settings.h"
+
+namespace grace {
+
+struct ServedModel {
+  int num_experts = 64;
+  int top_k = 8;
+  std::vector<LayerId> layer_ids = {0, 1};
+  int hidden = 1024;
+  int expert_ffn = 512;
+
+  // bf16 weights of one expert: w1, w3 (hidden x ffn) and w2 (ffn x hidden).
+  uint64_t expert_bytes() const { return 3ull * hidden * expert_ffn * 2; }
+};
+
+struct DaemonConfig {
+  std::string http_host = "127.0.0.1";
+  int http_port = 8750;
+  std::string agents_host = "127.0.0.1";
+  int agents_port = 8751;
+  std::string state_dir = "/var/lib/grace";
+  std::string web_root;  // empty: GRACE_SOURCE_DIR/web when it exists
+  std::string api_token;
+  std::string cluster_secret;
+
+  uint32_t heartbeat_ms = 500;
+  uint32_t report_ms = 1000;
+  uint32_t lost_after_ms = 5000;
+  uint32_t max_frame_mb = 64;
+
+  Topology topology{.nodes = 2, .gpus_per_node = 2, .slots_per_gpu = 18};  // a laptop demo
+  ServedModel model;
+  PolicySettings policy;
+};
+
+// Parses graced.toml text (`source` names it in errors).
+StatusOr<DaemonConfig> ParseDaemonConfig(std::string_view toml_text, const std::string& source);
+
+// Splits "host:port"; the message names `flag` when it is malformed.
+Status ParseHostPort(const std::string& text, const std::string& flag, std::string* host,
+                     int* port);
+
+}  // namespace grace

@@ -1,0 +1,197 @@
+#include "daemon/agent_server.h"
+
+#include <boost/asio.hpp>
+#include <condition_variable>
+#include <mutex>
+
+#include <gtest/gtest.h>
+
+namespace grace {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// Records listener calls; tests wait on them with a deadline instead of sleeping.
+class RecordingEvents : public AgentEvents {
+ public:
+  StatusOr<Welcome> OnAgentJoined(const Hello& hello) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    joined_.push_back(hello.agent_id);
+    cv_.notify_all();
+    if (hello.agent_id == "unwanted") return InvalidArgument("rank 7 is not in the topology");
+    return Welcome{3, R"({"physical_to_logical_map":[[0]]})", 0, 0};
+  }
+  void OnAgentLost(const std::string& id, const std::string& reason) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    lost_.push_back(id + ": " + reason);
+    cv_.notify_all();
+  }
+  void OnMessage(const std::string& id, const WireMessage& m) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    messages_.push_back(id + ":" + MessageTypeName(TypeOf(m)));
+    cv_.notify_all();
+  }
+  void OnConnectionRejected(const std::string&, const std::string& reason) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    rejected_.push_back(reason);
+    cv_.notify_all();
+  }
+
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), pred);
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> joined_, lost_, messages_, rejected_;
+};
+
+// A blocking test agent speaking the wire protocol.
+class TestAgent {
+ public:
+  explicit TestAgent(int port) : socket_(io_) {
+    socket_.connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  }
+  WireMessage Receive() {
+    while (true) {
+      WireMessage m;
+      auto more = decoder_.Next(&m);
+      if (!more.ok()) throw std::runtime_error(more.status().ToString());
+      if (*more) return m;
+      std::array<char, 4096> buf;
+      boost::system::error_code ec;
+      size_t n = socket_.read_some(asio::buffer(buf), ec);
+      if (ec) throw std::runtime_error("closed: " + ec.message());
+      decoder_.Append(std::string_view(buf.data(), n));
+    }
+  }
+  void Send(const WireMessage& m) { SendRaw(EncodeFrame(m)); }
+  void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // True when the server closed the connection (read hits EOF or an error).
+  bool ClosedByServer() {
+    std::array<char, 4096> buf;
+    boost::system::error_code ec;
+    while (!ec) socket_.read_some(asio::buffer(buf), ec);
+    return true;
+  }
+  WireMessage Join(const std::string& id, const std::string& secret) {
+    Challenge c = std::get<Challenge>(Receive());
+    Hello h;
+    h.agent_id = id;
+    h.ranks = {0, 1};
+    h.slots_per_rank = 4;
+    h.proof = ProveSecret(secret, c.nonce);
+    Send(h);
+    return Receive();
+  }
+
+ private:
+  asio::io_context io_;
+  tcp::socket socket_;
+  FrameDecoder decoder_;
+};
+
+class AgentServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    AgentServerOptions opt;
+    opt.port = 0;
+    opt.cluster_secret = "cluster-secret";
+    opt.heartbeat_ms = 50;
+    opt.lost_after_ms = 1500;  // generous: CI machines are loaded
+    opt.max_frame_bytes = 1 << 16;
+    server_ = std::make_unique<AgentServer>(events_, opt);
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  void TearDown() override { server_->Stop(); }
+
+  RecordingEvents events_;
+  std::unique_ptr<AgentServer> server_;
+};
+
+TEST_F(AgentServerTest, GoodAgentJoinsAndReports) {
+  TestAgent agent(server_->port());
+  WireMessage w = agent.Join("node0", "cluster-secret");
+  ASSERT_TRUE(std::holds_alternative<Welcome>(w));
+  EXPECT_EQ(std::get<Welcome>(w).epoch, 3u);
+  EXPECT_EQ(std::get<Welcome>(w).heartbeat_ms, 50u);
+  LoadReport r;
+  r.num_layers = 1;
+  r.num_experts = 2;
+  r.counts = {5, 6};
+  agent.Send(r);
+  agent.Send(Heartbeat{17, 3});
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.messages_.empty(); }));
+  EXPECT_EQ(events_.messages_[0], "node0:LoadReport");
+  ASSERT_TRUE(server_->Send("node0", Commit{4, 100}));
+  WireMessage c = agent.Receive();
+  EXPECT_EQ(std::get<Commit>(c).switch_step, 100u);
+  auto agents = server_->Agents();
+  ASSERT_EQ(agents.size(), 1u);
+  EXPECT_EQ(agents[0].state, "up");
+}
+
+TEST_F(AgentServerTest, WrongSecretIsRefusedAndOthersAreUnaffected) {
+  TestAgent good(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(good.Join("node0", "cluster-secret")));
+  TestAgent bad(server_->port());
+  WireMessage r = bad.Join("intruder", "guess");
+  ASSERT_TRUE(std::holds_alternative<Refused>(r));
+  EXPECT_NE(std::get<Refused>(r).reason.find("failed the cluster-secret proof"), std::string::npos);
+  EXPECT_TRUE(bad.ClosedByServer());
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  // The good agent still gets through.
+  good.Send(Ready{4});
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.messages_.empty(); }));
+  EXPECT_EQ(events_.messages_[0], "node0:Ready");
+}
+
+TEST_F(AgentServerTest, GarbageAndOversizedFramesCloseOnlyThatConnection) {
+  TestAgent good(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(good.Join("node0", "cluster-secret")));
+  {
+    TestAgent garbage(server_->port());
+    (void)garbage.Receive();  // the challenge
+    garbage.SendRaw(std::string(64, 'x'));
+    EXPECT_TRUE(garbage.ClosedByServer());
+  }
+  {
+    TestAgent huge(server_->port());
+    (void)huge.Receive();
+    std::string frame = EncodeFrame(Refused{std::string(100000, 'a')});  // over the 64 KiB limit
+    huge.SendRaw(frame.substr(0, kFrameHeaderBytes));
+    EXPECT_TRUE(huge.ClosedByServer());
+  }
+  ASSERT_TRUE(events_.WaitFor([&] { return events_.rejected_.size() >= 2; }));
+  EXPECT_NE(events_.rejected_[0].find("bad frame magic"), std::string::npos);
+  EXPECT_NE(events_.rejected_[1].find("exceeds the limit"), std::string::npos);
+  good.Send(Ready{4});
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.messages_.empty(); }));
+}
+
+TEST_F(AgentServerTest, SilentAgentIsMarkedLostAndMayRejoin) {
+  TestAgent quiet(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(quiet.Join("node1", "cluster-secret")));
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.lost_.empty(); }));
+  EXPECT_NE(events_.lost_[0].find("node1: silent for more than 1500 ms"), std::string::npos);
+  auto agents = server_->Agents();
+  ASSERT_EQ(agents.size(), 1u);
+  EXPECT_EQ(agents[0].state, "lost");
+  TestAgent again(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(again.Join("node1", "cluster-secret")));
+  EXPECT_EQ(server_->Agents()[0].state, "up");
+}
+
+TEST_F(AgentServerTest, ListenerCanRefuseAnAgent) {
+  TestAgent a(server_->port());
+  WireMessage r = a.Join("unwanted", "cluster-secret");
+  ASSERT_TRUE(std::holds_alternative<Refused>(r));
+  EXPECT_NE(std::get<Refused>(r).reason.find("rank 7 is not in the topology"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace grace

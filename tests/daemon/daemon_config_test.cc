@@ -1,0 +1,68 @@
+#include "daemon/daemon_config.h"
+
+#include <gtest/gtest.h>
+
+namespace grace {
+namespace {
+
+TEST(DaemonConfigTest, DefaultsWorkOnALaptop) {
+  auto c = ParseDaemonConfig("", "graced.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->http_host, "127.0.0.1");
+  EXPECT_GE(c->topology.total_slots(), c->model.num_experts);
+}
+
+TEST(DaemonConfigTest, ParsesEveryTable) {
+  auto c = ParseDaemonConfig(R"(
+[daemon]
+http = "127.0.0.1:9000"
+agents = "0.0.0.0:9001"
+state_dir = "/tmp/g"
+[agents]
+heartbeat_ms = 100
+lost_after_ms = 1000
+[topology]
+nodes = 2
+gpus_per_node = 4
+slots_per_gpu = 8
+[model]
+num_experts = 60
+top_k = 4
+layers = [0, 8, 12]
+[policy]
+cooldown_s = 7
+forecast_model = "holt"
+)",
+                             "graced.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->http_port, 9000);
+  EXPECT_EQ(c->agents_host, "0.0.0.0");
+  EXPECT_EQ(c->model.layer_ids, (std::vector<LayerId>{0, 8, 12}));
+  EXPECT_EQ(c->policy.cooldown_s, 7);
+  EXPECT_EQ(c->policy.forecast_model, "holt");
+  EXPECT_EQ(c->topology.ranks(), 8);
+}
+
+TEST(DaemonConfigTest, UnknownKeysAndTablesAreNamed) {
+  auto c = ParseDaemonConfig("[daemon]\nhttp_port = 1\n", "g.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("[daemon].http_port"), std::string::npos);
+  c = ParseDaemonConfig("[deamon]\nhttp = \"a:1\"\n", "g.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("unknown table [deamon]"), std::string::npos);
+  c = ParseDaemonConfig("[policy]\ncooldown_s = -1\n", "g.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("policy.cooldown_s"), std::string::npos);
+}
+
+TEST(DaemonConfigTest, BadAddressesAndShapesAreNamed) {
+  auto c = ParseDaemonConfig("[daemon]\nhttp = \"localhost\"\n", "g.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("expected HOST:PORT"), std::string::npos);
+  c = ParseDaemonConfig("[topology]\nnodes = 1\ngpus_per_node = 1\nslots_per_gpu = 4\n", "g.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("4 slots for 64 experts"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace grace

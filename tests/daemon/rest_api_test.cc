@@ -1,0 +1,186 @@
+#include "daemon/rest_api.h"
+
+#include <httplib.h>
+
+#include <mutex>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace grace {
+namespace {
+
+using nlohmann::json;
+
+class FakeControlPlane : public ControlPlane {
+ public:
+  FakeControlPlane() : store_(std::move(OpenSqliteHistoryStore(":memory:")).value()) {}
+
+  PolicySettings Policy() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return policy_;
+  }
+  Status SetPolicy(const PolicySettings& s, const std::string& who) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    policy_ = s;
+    last_who_ = who;
+    return Status::Ok();
+  }
+  Status RequestReplan(const std::string&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++replans_;
+    return Status::Ok();
+  }
+  void SetPaused(bool paused, const std::string&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    paused_ = paused;
+  }
+  std::vector<AgentStatus> Agents() override { return {{"node0", 0, {0, 1}, "up", 3, 40, 5}}; }
+  DaemonMetrics Metrics() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    DaemonMetrics m;
+    m.epoch = 3;
+    m.paused = paused_;
+    m.layer_ids = {0, 8};
+    m.layer_imbalance = {1.25, 1.5};
+    m.layer_cross_node_sends = {0.5, 0.75};
+    m.agents_up = 1;
+    return m;
+  }
+  void WithHistory(const std::function<void(HistoryStore&)>& fn) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn(*store_);
+  }
+
+  std::mutex mu_;
+  std::unique_ptr<HistoryStore> store_;
+  PolicySettings policy_;
+  std::string last_who_;
+  int replans_ = 0;
+  bool paused_ = false;
+};
+
+class RestApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RestApiOptions opt;
+    opt.port = 0;
+    opt.api_token = "t0ken";
+    api_ = std::make_unique<RestApi>(control_, opt);
+    ASSERT_TRUE(api_->Start().ok());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", api_->port());
+  }
+  void TearDown() override { api_->Stop(); }
+
+  httplib::Headers Auth() { return {{"Authorization", "Bearer t0ken"}}; }
+
+  FakeControlPlane control_;
+  std::unique_ptr<RestApi> api_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(RestApiTest, ReadsAreOpenAndCarryCsp) {
+  auto res = client_->Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(res->get_header_value("Content-Security-Policy").find("script-src 'self'"),
+            std::string::npos);
+  res = client_->Get("/api/v1/policy");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(json::parse(res->body)["forecast_model"], "auto");
+  res = client_->Get("/api/v1/agents");
+  EXPECT_EQ(json::parse(res->body)["agents"][0]["agent_id"], "node0");
+}
+
+TEST_F(RestApiTest, MutatingCallsNeedTheToken) {
+  auto res = client_->Put("/api/v1/policy", R"({"cooldown_s": 10})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  httplib::Headers wrong = {{"Authorization", "Bearer nope"}};
+  res = client_->Post("/api/v1/pause", wrong, "", "application/json");
+  EXPECT_EQ(res->status, 401);
+  EXPECT_FALSE(control_.paused_);
+  res = client_->Post("/api/v1/pause", Auth(), "", "application/json");
+  EXPECT_EQ(res->status, 200);
+  EXPECT_TRUE(control_.paused_);
+  res = client_->Post("/api/v1/replan", Auth(), "", "application/json");
+  EXPECT_EQ(res->status, 202);
+  EXPECT_EQ(control_.replans_, 1);
+}
+
+TEST_F(RestApiTest, PolicyPutValidatesAndNamesTheField) {
+  auto res = client_->Put("/api/v1/policy", Auth(), R"({"cooldown_s": -5})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  json body = json::parse(res->body);
+  EXPECT_EQ(body["field"], "cooldown_s");
+  EXPECT_NE(body["error"].get<std::string>().find("allowed range [0, 86400]"), std::string::npos);
+  res =
+      client_->Put("/api/v1/policy", Auth(), R"({"forecast_model": "magic"})", "application/json");
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["field"], "forecast_model");
+  res = client_->Put("/api/v1/policy", Auth(), R"({"bogus": 1})", "application/json");
+  EXPECT_EQ(json::parse(res->body)["field"], "bogus");
+  res = client_->Put("/api/v1/policy", Auth(), "{not json", "application/json");
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["field"], "body");
+  res = client_->Put("/api/v1/policy", Auth(), R"({"cooldown_s": 12, "forecast_model": "holt"})",
+                     "application/json");
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(control_.policy_.cooldown_s, 12);
+  EXPECT_EQ(control_.policy_.forecast_model, "holt");
+  EXPECT_EQ(control_.last_who_, "api");
+}
+
+TEST_F(RestApiTest, PlacementsAndDecisionsComeFromHistory) {
+  auto res = client_->Get("/api/v1/placement");
+  EXPECT_EQ(res->status, 404);
+  PlacementRecord r;
+  r.epoch = 4;
+  r.topology.nodes = 1;
+  r.topology.gpus_per_node = 2;
+  r.topology.slots_per_gpu = 1;
+  r.placement.num_experts = 2;
+  r.placement.layer_ids = {0};
+  r.placement.physical_to_logical = {{1, 0}};
+  control_.WithHistory([&](HistoryStore& h) {
+    ASSERT_TRUE(h.CommitPlacement(r).ok());
+    StoredDecision d;
+    d.action = "add_replica";
+    d.reason = "layer 0 skew 1.8";
+    d.layer_index = 0;
+    ASSERT_TRUE(h.RecordDecision(d).ok());
+  });
+  res = client_->Get("/api/v1/placement");
+  ASSERT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body)["physical_to_logical_map"], json::parse("[[1,0]]"));
+  EXPECT_EQ(client_->Get("/api/v1/placements/4")->status, 200);
+  EXPECT_EQ(client_->Get("/api/v1/placements/5")->status, 404);
+  res = client_->Get("/api/v1/decisions?layer=0&limit=10");
+  ASSERT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body)["items"][0]["reason"], "layer 0 skew 1.8");
+  res = client_->Get("/api/v1/decisions?limit=0");
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["field"], "limit");
+  res = client_->Get("/api/v1/load?from_ms=abc");
+  EXPECT_EQ(json::parse(res->body)["field"], "from_ms");
+}
+
+TEST_F(RestApiTest, MetricsAndOpenApi) {
+  auto res = client_->Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_NE(res->body.find("grace_layer_imbalance{layer=\"8\"} 1.5"), std::string::npos);
+  EXPECT_NE(res->body.find("grace_agents{state=\"up\"} 1"), std::string::npos);
+  res = client_->Get("/api/v1/openapi.json");
+  json doc = json::parse(res->body);
+  EXPECT_EQ(doc["openapi"], "3.0.3");
+  for (const char* path : {"/api/v1/placement", "/api/v1/placements/{epoch}", "/api/v1/decisions",
+                           "/api/v1/load", "/api/v1/agents", "/api/v1/policy", "/api/v1/replan",
+                           "/api/v1/pause", "/api/v1/resume", "/metrics", "/healthz"}) {
+    EXPECT_TRUE(doc["paths"].contains(path)) << path;
+  }
+  EXPECT_EQ(doc["components"]["schemas"]["Policy"]["properties"]["cooldown_s"]["maximum"], 86400);
+}
+
+}  // namespace
+}  // namespace grace
