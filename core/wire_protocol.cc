@@ -41,6 +41,7 @@ struct Encoder {
   void operator()(const Welcome& m) {
     w.Put<uint64_t>(m.epoch);
     w.PutString(m.placement_json);
+    w.PutArray<float>(m.expected_load);
     w.Put<uint32_t>(m.heartbeat_ms);
     w.Put<uint32_t>(m.report_ms);
   }
@@ -66,6 +67,7 @@ struct Encoder {
   void operator()(const Prepare& m) {
     w.Put<uint64_t>(m.epoch);
     w.PutString(m.placement_json);
+    w.PutArray<float>(m.expected_load);
     w.Put<uint32_t>(static_cast<uint32_t>(m.transfers.size()));
     for (const WireTransfer& t : m.transfers) {
       w.Put<int32_t>(t.layer_index);
@@ -111,6 +113,7 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       Welcome m;
       GRACE_RETURN_IF_ERROR(r.Get("epoch", &m.epoch));
       GRACE_RETURN_IF_ERROR(r.GetString("placement_json", &m.placement_json, kMaxJson));
+      GRACE_RETURN_IF_ERROR(r.GetArray("expected_load", &m.expected_load, kMaxCounts));
       GRACE_RETURN_IF_ERROR(r.Get("heartbeat_ms", &m.heartbeat_ms));
       GRACE_RETURN_IF_ERROR(r.Get("report_ms", &m.report_ms));
       return WireMessage(m);
@@ -157,6 +160,7 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       Prepare m;
       GRACE_RETURN_IF_ERROR(r.Get("epoch", &m.epoch));
       GRACE_RETURN_IF_ERROR(r.GetString("placement_json", &m.placement_json, kMaxJson));
+      GRACE_RETURN_IF_ERROR(r.GetArray("expected_load", &m.expected_load, kMaxCounts));
       uint32_t n = 0;
       GRACE_RETURN_IF_ERROR(r.Get("transfer count", &n));
       if (n > kMaxTransfers) return DataLoss("prepare: too many transfers");

@@ -60,6 +60,9 @@ struct Hello {
 struct Welcome {
   Epoch epoch = 0;
   std::string placement_json;  // the current placement (core/placement.h JSON)
+  // Expected per-expert load of each layer ([layer][expert]), from which every rank derives the
+  // same locality routing weights (policy/locality_routing.h); empty: uniform weights.
+  std::vector<float> expected_load;
   uint32_t heartbeat_ms = 1000;
   uint32_t report_ms = 1000;
 };
@@ -100,7 +103,8 @@ struct WireTransfer {
 
 struct Prepare {
   Epoch epoch = 0;
-  std::string placement_json;  // the placement of the new epoch
+  std::string placement_json;        // the placement of the new epoch
+  std::vector<float> expected_load;  // as in Welcome, for the new epoch
   std::vector<WireTransfer> transfers;
 };
 

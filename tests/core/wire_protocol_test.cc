@@ -25,10 +25,11 @@ std::vector<WireMessage> OneOfEach() {
   Prepare p;
   p.epoch = 5;
   p.placement_json = R"({"physical_to_logical_map":[[0,1]]})";
+  p.expected_load = {0.5f, 1.5f};
   p.transfers = {{0, 1, 3, 4, 1234}};
   return {c,
           h,
-          Welcome{4, "{}", 500, 1000},
+          Welcome{4, "{}", {1.0f, 2.0f}, 500, 1000},
           Refused{"bad proof"},
           Heartbeat{99, 4},
           lr,
@@ -61,6 +62,7 @@ TEST(WireProtocolTest, EveryMessageRoundTripsEvenByteByByte) {
   EXPECT_EQ(hello.ranks, (std::vector<RankId>{2, 3}));
   EXPECT_EQ(std::get<LoadReport>(got[5]).counts[5], 6u);
   EXPECT_EQ(std::get<Prepare>(got[6]).transfers[0].bytes, 1234u);
+  EXPECT_EQ(std::get<Prepare>(got[6]).expected_load[1], 1.5f);
 }
 
 TEST(WireProtocolTest, BadMagicVersionLengthAndChecksumAreErrorsWithOffset) {
