@@ -64,6 +64,9 @@ void Qwen(const std::string& dir) {
                   r.cross_node_sends_per_token, r.cross_node_sends_ratio, r.imbalance,
                   r.modeled_layer_ms, r.speedup);
     }
+    std::printf("plan time (3 layers, one thread):");
+    for (const PolicyReport& r : *reports) std::printf("  %s %.0f ms", r.policy.c_str(), r.plan_ms);
+    std::printf("\n");
   }
 }
 

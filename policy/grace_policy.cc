@@ -8,6 +8,7 @@
 #include "policy/baseline_policies.h"
 #include "policy/eplb.h"
 #include "policy/locality_routing.h"
+#include "policy/slot_placement_search.h"
 #include "policy/spectral_grouping.h"
 #include "policy/token_placement_search.h"
 
@@ -150,6 +151,7 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
 
   PlacementObjective objective;
   objective.max_imbalance = options_.max_imbalance;
+  objective.remote_send_weight = options_.remote_send_weight;
   {
     GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row, RowFromRanks(rank_of, topo));
     LayerRouting routing = LocalityRouting(row, stats.load, topo, 1);
@@ -157,11 +159,21 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
         CostFromTraffic(TrafficOnTokens(*stats.tokens, routing, topo), topo, params).layer_ms;
   }
   TokenPlacementSearch search(*stats.tokens, experts, topo, params, objective);
+  SlotPlacementSearch slot_search(*stats.tokens, experts, topo, params, objective);
+  // The joint search routes approximately, so its result is re-scored exactly; a result over
+  // the imbalance bound loses to every result within it.
+  auto exact_score = [&](const std::vector<ExpertId>& row) {
+    LayerRouting routing = LocalityRouting(row, stats.load, topo, options_.routing_iterations);
+    const LayerTraffic traffic = TrafficOnTokens(*stats.tokens, routing, topo);
+    const double score = objective.Score(traffic, topo, params);
+    const bool over = CostFromTraffic(traffic, topo, params).imbalance > options_.max_imbalance;
+    return over ? score + 1e3 * objective.reference_ms : score;
+  };
   std::vector<double> ratios = options_.size_ratios;
   if (ratios.empty()) ratios.push_back(0.0);
   std::sort(ratios.begin(), ratios.end());
   const double per_gpu = static_cast<double>(experts) / ranks;
-  Scored best{{}, 0};
+  std::vector<Scored> candidates;
   for (int start = 0; start < 2; ++start) {
     search.Reset(start == 0 ? rank_of : HierarchicalSpectral(affinity, topo, true));
     for (double r : ratios) {
@@ -190,10 +202,37 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
       }
       GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row,
                              RowFromRanks(search.rank_of_expert(), topo));
-      Scored candidate =
-          AddReplicasGreedy(std::move(row), stats, topo, params, objective, options_);
-      if (best.row.empty() || candidate.score < best.score) best = std::move(candidate);
+      candidates.push_back(
+          AddReplicasGreedy(std::move(row), stats, topo, params, objective, options_));
     }
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Scored& a, const Scored& b) { return a.score < b.score; });
+  Scored best = candidates.front();
+  best.score = exact_score(best.row);
+  const int joint = options_.slot_search_passes > 0
+                        ? std::min<int>(candidates.size(), std::max(1, options_.joint_starts))
+                        : 0;
+  for (int i = 0; i < joint; ++i) {
+    slot_search.Reset(candidates[i].row);
+    double current = slot_search.Search(options_.slot_search_passes);
+    // Iterated local search: kick the local optimum with random swaps, search again from the
+    // GPUs they touched, keep the result when it is better.
+    std::mt19937 rng(977 + i);
+    std::vector<ExpertId> kept = slot_search.Row();
+    for (int kick = 0; kick < options_.joint_kicks; ++kick) {
+      slot_search.Kick(rng, 2 + kick % 3);
+      const double kicked = slot_search.Search(options_.slot_search_passes);
+      if (kicked < current - 1e-12 * current) {
+        current = kicked;
+        kept = slot_search.Row();
+      } else {
+        slot_search.Reset(kept);
+      }
+    }
+    std::vector<ExpertId> row = std::move(kept);
+    const double score = exact_score(row);
+    if (score < best.score) best = {std::move(row), score};
   }
   LayerPlan plan;
   plan.routing = LocalityRouting(best.row, stats.load, topo, options_.routing_iterations);

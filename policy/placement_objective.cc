@@ -29,7 +29,9 @@ double PlacementObjective::Score(const LayerTraffic& traffic, const Topology& to
                          2 * sum_inter * ms_inter / topology.nodes;
   const double mean_load = sum_load / ranks;
   const double imbalance = mean_load > 0 ? max_load / mean_load : 1.0;
-  return max_ms + mean_weight * mean_ms +
+  const double remote_ms =
+      remote_send_weight * 2 * traffic.remote_sends * ms_inter / topology.nodes;
+  return max_ms + mean_weight * mean_ms + remote_ms +
          imbalance_penalty * reference_ms * std::max(0.0, imbalance - max_imbalance);
 }
 

@@ -110,8 +110,11 @@ TEST(PlacementPolicy, GraceBeatsEplbOnClusteredTokens) {
   EXPECT_GT((*reports)[0].speedup, 1.0);
 }
 
-// The figures on the real Qwen1.5-MoE layers (2 x 4 GPUs, 8 slots each).
-TEST(PlacementPolicy, QwenFiguresAgainstEplb) {
+// The figures on the real Qwen1.5-MoE layers, each planned on its own, against EPLB
+// with the same slot budget (bounds: what the method reaches, less a small margin).
+class QwenFigures : public ::testing::TestWithParam<Topology> {};
+
+TEST_P(QwenFigures, GraceBeatsEplb) {
   GRACE_REQUIRE_REAL_TRACES(dir);
   const std::string q = dir + "/qwen1.5-moe-a2.7b-gsm8k/";
   StatusOr<Trace> trace =
@@ -120,14 +123,24 @@ TEST(PlacementPolicy, QwenFiguresAgainstEplb) {
   StatusOr<std::vector<LayerStats>> layers = LayerStatsFromTrace(*trace);
   ASSERT_TRUE(layers.ok());
   const std::vector<std::string> names = {"grace", "eplb"};
-  auto reports = ComparePolicies(*layers, Topology{2, 4, 8}, CostParams{}, names);
+  auto reports = ComparePolicies(*layers, GetParam(), CostParams{}, names);
   ASSERT_TRUE(reports.ok());
   const PolicyReport& grace = (*reports)[0];
-  EXPECT_LE(grace.cross_node_sends_ratio, 0.82);
-  EXPECT_LE(grace.remote_sends_ratio, 0.80);
+  const PolicyReport& eplb = (*reports)[1];
+  EXPECT_LE(grace.cross_node_sends_ratio, 0.80);
+  EXPECT_LE(grace.remote_sends_ratio, 0.76);
   EXPECT_LE(grace.worst_imbalance, 1.10);
-  EXPECT_GE(grace.speedup, 1.2);
+  EXPECT_GE(grace.speedup, 1.24);
+  // Layer 0, the hard one (weak co-activation): better than a plain spectral + swaps + greedy
+  // replication prototype (0.84x remote sends, 1.10x modeled speed-up).
+  const LayerCost& g0 = grace.layers[0];
+  const LayerCost& e0 = eplb.layers[0];
+  EXPECT_LE(g0.remote_sends_per_token / e0.remote_sends_per_token, 0.835);
+  EXPECT_GE(e0.layer_ms / g0.layer_ms, 1.11);
 }
+
+INSTANTIATE_TEST_SUITE_P(Topologies, QwenFigures,
+                         ::testing::Values(Topology{2, 4, 8}, Topology{2, 2, 16}));
 
 }  // namespace
 }  // namespace grace
