@@ -7,7 +7,7 @@
 // within 10% of the oracle and below periodic EPLB; everywhere: forecast error below last value.
 // Exit status 1 when a target is missed (the figures are reported either way).
 //
-//   build/bench/online_scenarios_bench [scenario.toml ...]
+//   build/bench/online_scenarios_bench [--verbose] [scenario.toml ...]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,7 +20,14 @@
 
 int main(int argc, char** argv) {
   std::vector<std::string> files;
-  for (int i = 1; i < argc; ++i) files.push_back(argv[i]);
+  bool verbose = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--verbose") {
+      verbose = true;
+    } else {
+      files.push_back(argv[i]);
+    }
+  }
   if (files.empty()) {
     const std::filesystem::path dir = std::filesystem::path(GRACE_SOURCE_DIR) / "config/scenarios";
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -74,6 +81,31 @@ int main(int argc, char** argv) {
                 std::filesystem::path(file).stem().string().c_str(), s, on, ep, orc, 100 * gain,
                 capture, r.online.migrations, r.online.bytes_moved / 1e9, r.forecast_mape,
                 r.last_value_mape, verdict.c_str(), secs);
+    if (verbose) {
+      // Serving time per phase of each strategy, and online's migrations.
+      for (const grace::PolicyResult* p :
+           {&r.static_placement, &r.online, &r.periodic_eplb, &r.oracle}) {
+        std::printf("    %-14s migration %9.1f ms, serving per phase:", p->name.c_str(),
+                    p->migration_ms);
+        for (size_t i = 0; i < r.phase_start_step.size(); ++i) {
+          const size_t end =
+              i + 1 < r.phase_start_step.size() ? r.phase_start_step[i + 1] : p->step_ms.size();
+          double ms = 0;
+          for (size_t t = r.phase_start_step[i]; t < end; ++t) ms += p->step_ms[t];
+          std::printf(" %10.1f", ms);
+        }
+        std::printf("\n");
+      }
+      for (const grace::DecisionRecord& d : r.decisions) {
+        if (d.bytes == 0) continue;
+        std::printf(
+            "    step %4lld layer %2d %-14s gain %9.1f (realised %9.1f) cost %7.1f ms %6.1f MB: "
+            "%.120s\n",
+            static_cast<long long>(d.step), d.layer_index, grace::ActionKindName(d.kind),
+            d.predicted_gain_ms, d.realised_gain_ms, d.migration_ms, d.bytes / 1e6,
+            d.reason.c_str());
+      }
+    }
     std::fflush(stdout);
   }
   return missed == 0 ? 0 : 1;

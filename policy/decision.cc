@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "policy/incremental_replan.h"
 #include "policy/locality_routing.h"
 
 namespace grace {
@@ -15,6 +16,7 @@ const char* ActionKindName(ActionKind kind) {
     case ActionKind::kSwapExperts: return "swap_experts";
     case ActionKind::kRegroupLayer: return "regroup_layer";
     case ActionKind::kReplanAll: return "replan_all";
+    case ActionKind::kMinimalReplan: return "minimal_replan";
   }
   return "unknown";
 }
@@ -170,6 +172,18 @@ ReplacementDecider::ReplacementDecider(const Topology& topology, const CostParam
   if (options_.expert_bytes == 0) options_.expert_bytes = ExpertWeightBytes(params);
   options_.horizon_steps = std::max(1, options_.horizon_steps);
   horizon_ = options_.horizon_steps;
+}
+
+void ReplacementDecider::SetOptions(const DecisionOptions& options) {
+  options_ = options;
+  if (options_.expert_bytes == 0) options_.expert_bytes = ExpertWeightBytes(params_);
+  options_.horizon_steps = std::max(1, options_.horizon_steps);
+  horizon_ = options_.horizon_steps;
+  if (options_.adapt_horizon && regimes_seen_ > 0) {
+    horizon_ =
+        static_cast<int>(std::clamp(regime_steps_sum_ / regimes_seen_, options_.horizon_steps / 2.0,
+                                    options_.horizon_steps * 4.0));
+  }
 }
 
 void ReplacementDecider::ObserveRegimeChange(int64_t step) {
@@ -402,6 +416,64 @@ void ReplacementDecider::SwapSequences(const std::vector<ExpertId>& start,
   }
 }
 
+// Runs only when some candidate shows that the layer could gain enough per step: the search
+// costs a few dozen cost-model evaluations per move.
+void ReplacementDecider::MinimalReplans(const LayerState& current, const LayerStats& forecast,
+                                        double base_ms, double min_relative_gain,
+                                        std::span<const ExpertId> target,
+                                        std::vector<Candidate>* out) const {
+  // The search refines what re-planning could gain: when the planner's own plan of the forecast
+  // gains nothing over the current row, the placement is not stale (without a planner, the
+  // cheap candidates say whether it is).
+  double best_step_gain = 0;
+  for (const Candidate& c : *out) {
+    if (target.empty() || c.kind == ActionKind::kRegroupLayer) {
+      best_step_gain = std::max(best_step_gain, base_ms - c.step_ms);
+    }
+  }
+  if (best_step_gain < min_relative_gain * base_ms || best_step_gain <= 0) return;
+  IncrementalReplanOptions options;
+  options.horizon_steps = horizon_;
+  options.expert_bytes = options_.expert_bytes;
+  options.byte_budget = options_.byte_budget;
+  options.max_moves = options_.minimal_replan_moves;
+  options.evaluations_per_round = options_.minimal_replan_evaluations;
+  if (!target.empty()) {
+    // The planner's row with the changes that do not pay undone.
+    std::optional<IncrementalStep> pruned =
+        PruneReplan(current.row, target, forecast, topology_, params_, options);
+    if (pruned && pruned->bytes > 0) {
+      out->push_back(Score(ActionKind::kMinimalReplan,
+                           planner_->name() + " re-plan with " + pruned->move,
+                           std::move(pruned->row), current.row, forecast, base_ms));
+    }
+  }
+  const std::vector<IncrementalStep> steps =
+      IncrementalReplan(current.row, target, forecast, topology_, params_, options);
+  if (steps.empty()) return;
+  // Prefixes of 1, 2, 4, ... moves, the whole sequence, and the one with the best net benefit.
+  size_t best = 0;
+  double best_net = -1e300;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const double net = (base_ms - steps[i].step_ms) * horizon_ - steps[i].transfer_ms;
+    if (net > best_net) {
+      best_net = net;
+      best = i;
+    }
+  }
+  std::string moves;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (!moves.empty()) moves += ", ";
+    moves += steps[i].move;
+    const bool power_of_two = ((i + 1) & i) == 0;
+    if (!power_of_two && i + 1 != steps.size() && i != best) continue;
+    out->push_back(
+        Score(ActionKind::kMinimalReplan,
+              std::to_string(i + 1) + " move(s) from the current placement (" + moves + ")",
+              steps[i].row, current.row, forecast, base_ms));
+  }
+}
+
 std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId>& row,
                                                       const LayerStats& forecast) const {
   const Topology& t = topology_;
@@ -484,7 +556,8 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
 
 Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> current,
                                     std::span<const LayerStats> forecast,
-                                    std::span<const double> relative_uncertainty) {
+                                    std::span<const double> relative_uncertainty,
+                                    std::span<const LayerStats> validation) {
   const int layers = static_cast<int>(current.size());
   if (cooldown_until_.size() != current.size()) cooldown_until_.assign(layers, 0);
   if (options_.byte_budget == 0 && !forecast.empty()) {
@@ -496,6 +569,7 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     Candidate best;
     bool has_regroup = false;
     Candidate regroup;
+    std::vector<Candidate> acceptable;  // highest net benefit first; best is the first
   };
   std::vector<LayerChoice> choices;
   std::vector<double> base_of(layers, 0.0);
@@ -510,7 +584,11 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     candidates.push_back(Score(ActionKind::kReweight, "routing weights for the forecast loads",
                                current[l].row, current[l].row, f, base_ms));
     CheapCandidates(current[l], f, base_ms, base_cost, &candidates);
-    LayerChoice choice{l, base_ms, {}, false, {}};
+    double min_gain = options_.min_relative_gain;
+    if (l < static_cast<int>(relative_uncertainty.size())) {
+      min_gain = std::max(min_gain, options_.uncertainty_z * relative_uncertainty[l]);
+    }
+    LayerChoice choice{l, base_ms, {}, false, {}, {}};
     if (options_.allow_regroup && planner_ != nullptr) {
       StatusOr<LayerPlan> plan = planner_->PlanLayer(f, topology_, params_);
       if (plan.ok()) {
@@ -522,43 +600,77 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
         candidates.push_back(choice.regroup);
       }
     }
-    double min_gain = options_.min_relative_gain;
-    if (l < static_cast<int>(relative_uncertainty.size())) {
-      min_gain = std::max(min_gain, options_.uncertainty_z * relative_uncertainty[l]);
+    if (options_.allow_minimal_replan) {
+      MinimalReplans(current[l], f, base_ms, min_gain,
+                     choice.has_regroup ? std::span<const ExpertId>(choice.regroup.state.row)
+                                        : std::span<const ExpertId>(),
+                     &candidates);
     }
+    const bool validate = l < static_cast<int>(validation.size()) &&
+                          validation[l].total_load() > 0 &&
+                          validation[l].num_experts() == f.num_experts();
+    const double base_validation_ms =
+        validate ? EvaluateLayer(validation[l], current[l].routing, topology_, params_).layer_ms
+                 : 0.0;
     const Candidate* best = nullptr;
-    for (const Candidate& c : candidates) {
+    for (Candidate& c : candidates) {
       if (!Acceptable(c, base_ms, min_gain)) continue;
+      if (validate && c.bytes > 0) {
+        const double validated_gain =
+            base_validation_ms -
+            EvaluateLayer(validation[l], c.state.routing, topology_, params_).layer_ms;
+        if (validated_gain < base_ms - c.step_ms) {
+          c.net_ms += (validated_gain - (base_ms - c.step_ms)) * horizon_;
+          c.step_ms = base_ms - validated_gain;
+          if (!Acceptable(c, base_ms, min_gain)) continue;
+        }
+      }
       if (best == nullptr || c.net_ms > best->net_ms) best = &c;
+      choice.acceptable.push_back(c);
     }
     if (best == nullptr) continue;
     choice.best = *best;
+    std::stable_sort(choice.acceptable.begin(), choice.acceptable.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.net_ms > b.net_ms; });
     choices.push_back(std::move(choice));
   }
 
-  // Highest net benefit first, within the byte budget.
-  std::sort(choices.begin(), choices.end(), [](const LayerChoice& a, const LayerChoice& b) {
-    return a.best.net_ms > b.best.net_ms;
+  // The byte budget is a knapsack: layers whose best change nets most per byte go first, and each
+  // takes its highest-net change that still fits (a few moves rather than a regroup when the
+  // budget is short), so that one interval serves more drifted layers.
+  const double unit_bytes = static_cast<double>(std::max<uint64_t>(1, options_.expert_bytes));
+  auto density = [&](const LayerChoice& c) {
+    return c.best.net_ms / std::max(static_cast<double>(c.best.bytes), unit_bytes);
+  };
+  std::stable_sort(choices.begin(), choices.end(), [&](const LayerChoice& a, const LayerChoice& b) {
+    return density(a) > density(b);
   });
   Decision decision;
   MigrationLoad load(topology_);
   for (const LayerChoice& c : choices) {
-    if (decision.bytes + c.best.bytes > options_.byte_budget) continue;
-    decision.bytes += c.best.bytes;
-    load.Add(current[c.layer].row, c.best.state.row, options_.expert_bytes);
+    const Candidate* pick = nullptr;
+    for (const Candidate& a : c.acceptable) {
+      if (decision.bytes + a.bytes <= options_.byte_budget) {
+        pick = &a;
+        break;
+      }
+    }
+    if (pick == nullptr) continue;
+    decision.bytes += pick->bytes;
+    load.Add(current[c.layer].row, pick->state.row, options_.expert_bytes);
     DecisionRecord record;
     record.step = step;
     record.layer_index = c.layer;
-    record.kind = c.best.kind;
-    record.reason = c.best.reason;
+    record.kind = pick->kind;
+    record.reason = pick->reason;
     record.predicted_step_ms_before = c.base_ms;
-    record.predicted_step_ms_after = c.best.step_ms;
-    record.predicted_gain_ms = (c.base_ms - c.best.step_ms) * horizon_;
-    record.migration_ms = c.best.migration_ms + (c.best.bytes > 0 ? options_.fixed_cost_ms : 0);
-    record.bytes = c.best.bytes;
+    record.predicted_step_ms_after = pick->step_ms;
+    record.predicted_gain_ms = (c.base_ms - pick->step_ms) * horizon_;
+    record.migration_ms = pick->migration_ms + (pick->bytes > 0 ? options_.fixed_cost_ms : 0);
+    record.bytes = pick->bytes;
     decision.records.push_back(std::move(record));
     decision.changed_layers.push_back(c.layer);
-    decision.new_states.push_back(c.best.state);
+    decision.new_states.push_back(pick->state);
   }
 
   // Re-plan all: every layer's regroup at once, when that beats the piecewise choice.

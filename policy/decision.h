@@ -13,6 +13,11 @@
 //   swap experts  experts of the most loaded GPU trade places with lighter ones elsewhere, one
 //                 swap at a time on a load proxy; sequences of 1, 2, 4, ... swaps are candidates
 //   regroup layer the placement policy re-plans the layer on the forecast
+//   minimal re-plan  a minimum-move re-plan from the current row (policy/incremental_replan.h):
+//                 one swap or replica at a time, toward the regrouped row and off the hottest
+//                 GPU, each chosen by modeled gain per expert copied, until a move no longer
+//                 pays its transfer; the prefixes of that sequence are candidates, and so is
+//                 the regrouped row with the changes that do not pay undone
 // and, over all layers, "re-plan all". Each candidate is scored with the cost model on the
 // forecast: predicted gain = (modeled layer time now - with the candidate) x horizon steps;
 // migration cost = the time to copy the weights over the links (each copy from the nearest GPU
@@ -20,7 +25,8 @@
 // migration. A layer's best candidate is adopted only if its net benefit clears
 // min_net_gain_ms, its gain beats gain_to_cost_ratio x its migration cost, its gain is at least
 // min_relative_gain of the layer's time, and the layer is out of its cool-down. Adopted changes
-// never exceed the byte budget of the interval. Every adopted change is recorded with its reason,
+// never exceed the byte budget of the interval: layers are served by net benefit per byte, each
+// taking its best change that still fits. Every adopted change is recorded with its reason,
 // predicted gain and bytes, so the realised gain can be compared later.
 //
 // Thread contract: not thread-safe; one control thread. Pure computation.
@@ -47,6 +53,7 @@ enum class ActionKind : uint8_t {
   kSwapExperts,
   kRegroupLayer,
   kReplanAll,
+  kMinimalReplan,
 };
 const char* ActionKindName(ActionKind kind);
 
@@ -65,6 +72,9 @@ struct DecisionOptions {
   int candidates_per_kind = 3;      // experts tried for each cheap action
   int max_swaps = 32;               // longest swap sequence tried per layer and interval
   bool allow_regroup = true;
+  bool allow_minimal_replan = true;
+  int minimal_replan_moves = 32;        // longest move sequence tried per layer and interval
+  int minimal_replan_evaluations = 32;  // exact cost-model evaluations per move chosen
 };
 
 // Bytes of one expert's weights: gate, up and down projections, hidden x ffn each, bf16.
@@ -126,6 +136,8 @@ class ReplacementDecider {
                      const PlacementPolicy* planner);
 
   const DecisionOptions& options() const { return options_; }
+  // Replaces the options (a live policy change); cool-downs and the regime history are kept.
+  void SetOptions(const DecisionOptions& options);
 
   // Tells the decider the workload changed regime at `step` (a load-shift alarm). The mean
   // length of the regimes seen so far becomes the horizon a change must pay off over: a
@@ -138,9 +150,14 @@ class ReplacementDecider {
   // `relative_uncertainty[l]`, when given, is the relative standard error of layer l's forecast:
   // a change must gain at least uncertainty_z times it, so that noise in the forecast is not
   // mistaken for a gain (the best of many noisy candidates always looks good).
+  // `validation[l]`, when given, is a second estimate of layer l's load from other samples than
+  // the forecast leans on (e.g. the mean of the latest intervals): a change that moves weights
+  // is credited with the smaller of its gains on the two, so a candidate that only fits the
+  // forecast's sampling noise (the winner's curse of picking the best of many) is not taken.
   Decision Decide(int64_t step, std::span<const LayerState> current,
                   std::span<const LayerStats> forecast,
-                  std::span<const double> relative_uncertainty = {});
+                  std::span<const double> relative_uncertainty = {},
+                  std::span<const LayerStats> validation = {});
 
  private:
   struct Candidate {
@@ -160,6 +177,9 @@ class ReplacementDecider {
   void SwapSequences(const std::vector<ExpertId>& start, std::span<const ExpertId> current_row,
                      const LayerStats& forecast, double base_ms, ActionKind kind,
                      const std::string& prefix, std::vector<Candidate>* out) const;
+  void MinimalReplans(const LayerState& current, const LayerStats& forecast, double base_ms,
+                      double min_relative_gain, std::span<const ExpertId> target,
+                      std::vector<Candidate>* out) const;
   std::vector<ExpertId> Rereplicate(const std::vector<ExpertId>& row,
                                     const LayerStats& forecast) const;
   bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain) const;

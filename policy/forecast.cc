@@ -55,6 +55,14 @@ const char* ForecastModelName(ForecastModel model) {
   return "unknown";
 }
 
+std::optional<ForecastModel> ForecastModelFromName(std::string_view name) {
+  for (int m = 0; m < kNumForecastModels; ++m) {
+    const auto model = static_cast<ForecastModel>(m);
+    if (name == ForecastModelName(model)) return model;
+  }
+  return std::nullopt;
+}
+
 LoadForecaster::LoadForecaster(int num_series, ForecastOptions options)
     : num_series_(num_series), options_(options), p_(std::clamp(options.ar_order, 1, kMaxArOrder)) {
   const Eigen::Index n = num_series;
@@ -65,8 +73,9 @@ LoadForecaster::LoadForecaster(int num_series, ForecastOptions options)
   ar_gram_ = Eigen::ArrayXXd::Zero(n, p_ * p_);
   ar_rhs_ = Eigen::ArrayXXd::Zero(n, p_);
   ar_coef_ = Eigen::ArrayXXd::Zero(n, p_);
-  deviations_ = horizon_lags_ = Eigen::ArrayXXd::Zero(n, p_);
-  horizon_next_ = horizon_sum_ = Eigen::ArrayXd::Zero(n);
+  deviations_ = horizon_lags_ = horizon_coef_ = Eigen::ArrayXXd::Zero(n, p_);
+  horizon_next_ = horizon_sum_ = horizon_mean_ = Eigen::ArrayXd::Zero(n);
+  horizon_index_ = Eigen::ArrayXi::Zero(n);
   ar_samples_ = Eigen::ArrayXi::Zero(n);
   one_step_ = Eigen::ArrayXXd::Zero(n, kNumForecastModels);
   error_ = Eigen::ArrayXXd::Zero(n, kNumForecastModels);
@@ -155,6 +164,11 @@ void LoadForecaster::PredictOneStep() {
   one_step_.col(static_cast<int>(ForecastModel::kLastValue)) = last_;
   one_step_.col(static_cast<int>(ForecastModel::kRegimeMean)) = regime_mean_;
 
+  if (options_.forced_model >= 0 && options_.forced_model < kNumForecastModels) {
+    selected_.setConstant(options_.forced_model);
+    next_ = one_step_.col(options_.forced_model);
+    return;
+  }
   // Rolling-backtest model selection: the smallest decayed error wins, ties to the lower index.
   for (int s = 0; s < num_series_; ++s) {
     int best = 0;
@@ -183,30 +197,43 @@ void LoadForecaster::Forecast(int horizon, Eigen::ArrayXd* out) const {
     mean_partial += partial;
   }
   mean_partial /= horizon;
-  // AR: iterate the recursion on deviations for every series at once (vectorised; cheaper than
-  // picking out the AR series). The lags form a ring: column (head + i) % p holds the deviation
-  // i intervals before the newest.
-  horizon_lags_ = ar_lags_.colwise() - ar_mean_;
-  horizon_sum_.setZero();
+  // AR: iterate the recursion on deviations, vectorised over the series that use AR, gathered
+  // into the leading rows of preallocated arrays. The lags form a ring: column (head + i) % p
+  // holds the deviation i intervals before the newest.
   const int p = p_;
+  Eigen::Index n = 0;
+  for (int s = 0; s < num_series_; ++s) {
+    if (selected_[s] != static_cast<int>(ForecastModel::kAr)) continue;
+    horizon_index_[n] = s;
+    horizon_mean_[n] = ar_mean_[s];
+    for (int i = 0; i < p; ++i) {
+      horizon_lags_(n, i) = ar_lags_(s, i) - ar_mean_[s];
+      horizon_coef_(n, i) = ar_coef_(s, i);
+    }
+    ++n;
+  }
+  auto lags = horizon_lags_.topRows(n);
+  auto coef = horizon_coef_.topRows(n);
+  auto mean = horizon_mean_.head(n);
+  auto next = horizon_next_.head(n);
+  auto sum = horizon_sum_.head(n);
+  sum.setZero();
   int head = 0;
-  auto lag = [&](int i) { return horizon_lags_.col((head + i) % p); };
-  for (int h = 0; h < horizon; ++h) {
+  auto lag = [&](int i) { return lags.col((head + i) % p); };
+  for (int h = 0; h < horizon && n > 0; ++h) {
     switch (p) {
-      case 1: horizon_next_ = ar_coef_.col(0) * lag(0); break;
-      case 2: horizon_next_ = ar_coef_.col(0) * lag(0) + ar_coef_.col(1) * lag(1); break;
-      case 3:
-        horizon_next_ =
-            ar_coef_.col(0) * lag(0) + ar_coef_.col(1) * lag(1) + ar_coef_.col(2) * lag(2);
-        break;
+      case 1: next = coef.col(0) * lag(0); break;
+      case 2: next = coef.col(0) * lag(0) + coef.col(1) * lag(1); break;
+      case 3: next = coef.col(0) * lag(0) + coef.col(1) * lag(1) + coef.col(2) * lag(2); break;
       default:
-        horizon_next_ = ar_coef_.col(0) * lag(0);
-        for (int i = 1; i < p; ++i) horizon_next_ += ar_coef_.col(i) * lag(i);
+        next = coef.col(0) * lag(0);
+        for (int i = 1; i < p; ++i) next += coef.col(i) * lag(i);
     }
     head = (head + p - 1) % p;  // the oldest lag's column becomes the newest
-    horizon_lags_.col(head) = horizon_next_;
-    horizon_sum_ += (ar_mean_ + horizon_next_).max(0.0);
+    lags.col(head) = next;
+    sum += (mean + next).max(0.0);
   }
+  Eigen::Index ar_row = 0;
   for (int s = 0; s < num_series_; ++s) {
     double value = 0;
     switch (static_cast<ForecastModel>(selected_[s])) {
@@ -214,7 +241,7 @@ void LoadForecaster::Forecast(int horizon, Eigen::ArrayXd* out) const {
       case ForecastModel::kHolt: value = holt_level_[s] + mean_partial * holt_trend_[s]; break;
       case ForecastModel::kLastValue: value = last_[s]; break;
       case ForecastModel::kRegimeMean: value = regime_mean_[s]; break;
-      case ForecastModel::kAr: value = horizon_sum_[s] / horizon; break;
+      case ForecastModel::kAr: value = horizon_sum_[ar_row++] / horizon; break;
     }
     (*out)[s] = std::max(0.0, value);
   }

@@ -12,9 +12,10 @@
 //  - AR(p) on the deviation from a slow mean, fitted per series by ridge-regularised recursive
 //    least squares with forgetting (the statistics update every interval; the p x p solve
 //    is staggered, each series re-solving every ar_refit_every intervals).
-// Every series picks its model by rolling backtest error: each model's one-step-ahead forecast
-// is scored against the next observation, the absolute errors decay geometrically, and the
-// model with the smallest decayed error forecasts that series.
+// Unless ForecastOptions::forced_model pins one model, every series picks its model by rolling
+// backtest error: each model's one-step-ahead forecast is scored against the next observation,
+// the absolute errors decay geometrically, and the model with the smallest decayed error
+// forecasts that series.
 //
 // When the workload changes (policy/change_detector.h), ResetSeries restarts a range of series
 // from their latest observation so that stale history stops steering them.
@@ -24,6 +25,8 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include <Eigen/Core>
@@ -39,6 +42,8 @@ enum class ForecastModel : uint8_t {
 };
 inline constexpr int kNumForecastModels = 5;
 const char* ForecastModelName(ForecastModel model);
+// The model named `name` ("ewma", "holt", "ar", "last_value", "regime_mean"), or nullopt.
+std::optional<ForecastModel> ForecastModelFromName(std::string_view name);
 
 struct ForecastOptions {
   double ewma_alpha = 0.3;
@@ -52,6 +57,9 @@ struct ForecastOptions {
   double ar_mean_alpha = 0.05;   // the slow mean the AR model is centred on
   int ar_refit_every = 4;        // each series re-solves its AR fit every this many intervals
   double selection_decay = 0.9;  // weight of past backtest errors in model selection
+  // -1: every series picks its model by backtest; else a ForecastModel that every series uses
+  // (an operator's pin; the others still run and are scored, so unpinning is instant).
+  int forced_model = -1;
 };
 
 class LoadForecaster {
@@ -115,9 +123,11 @@ class LoadForecaster {
   // Reused so that steady-state intervals do not allocate (Forecast is const but not
   // reentrant: the class is single-threaded).
   Eigen::ArrayXd scratch_;
-  Eigen::ArrayXXd deviations_;            // [series][lag]
-  mutable Eigen::ArrayXXd horizon_lags_;  // [series][lag]
-  mutable Eigen::ArrayXd horizon_next_, horizon_sum_;
+  Eigen::ArrayXXd deviations_;  // [series][lag]
+  // The AR series' horizon recursion, gathered into the leading rows.
+  mutable Eigen::ArrayXXd horizon_lags_, horizon_coef_;  // [AR series][lag]
+  mutable Eigen::ArrayXd horizon_next_, horizon_sum_, horizon_mean_;
+  mutable Eigen::ArrayXi horizon_index_;
 };
 
 }  // namespace grace

@@ -47,6 +47,16 @@ void DecayedCoactivation::AddTokens(int layer, std::span<const ExpertId> ids, in
   }
 }
 
+void DecayedCoactivation::AddPair(int layer, ExpertId a, ExpertId b, double count) {
+  if (layer < 0 || layer >= num_layers_ || a == b || a < 0 || b < 0 || a >= num_experts_ ||
+      b >= num_experts_ || !(count > 0)) {
+    return;
+  }
+  double* block = Block(layer);
+  block[static_cast<size_t>(a) * num_experts_ + b] += count * scale_;
+  block[static_cast<size_t>(b) * num_experts_ + a] += count * scale_;
+}
+
 Eigen::MatrixXd DecayedCoactivation::Layer(int layer) const {
   Eigen::MatrixXd out = Eigen::MatrixXd::Zero(num_experts_, num_experts_);
   if (layer < 0 || layer >= num_layers_) return out;

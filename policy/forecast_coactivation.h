@@ -36,6 +36,9 @@ class DecayedCoactivation {
   // Adds tokens' top-k ids of `layer` (num_tokens * top_k): every pair of distinct experts
   // chosen by one token counts once in both orders. Ids outside [0, E) are ignored.
   void AddTokens(int layer, std::span<const ExpertId> ids, int top_k);
+  // Adds `count` co-activations of experts a and b (a != b, both in [0, E)) in both orders; for
+  // sources that record co-activation pairs rather than tokens.
+  void AddPair(int layer, ExpertId a, ExpertId b, double count);
   // The decayed counts of `layer` (E x E, symmetric when fed symmetric data).
   Eigen::MatrixXd Layer(int layer) const;
   // Forgets `layer` (after a workload change).

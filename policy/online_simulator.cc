@@ -6,9 +6,9 @@
 #include <memory>
 
 #include "policy/eplb.h"
-#include "policy/forecast_coactivation.h"
 #include "policy/grace_policy.h"
 #include "policy/locality_routing.h"
+#include "policy/online_controller.h"
 
 namespace grace {
 namespace {
@@ -119,16 +119,20 @@ StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Top
     oracle_by_phase.push_back(std::move(g));
   }
 
-  LoadForecaster forecaster(layers * experts, options.forecast);
-  LoadShiftDetector detector(layers, experts, options.detector);
-  DecayedCoactivation coactivation(layers, experts, options.coactivation_decay);
-  ReplacementDecider decider(topology, params, decision_options, &grace_planner);
+  OnlineControllerOptions controller_options;
+  controller_options.decision = decision_options;
+  controller_options.forecast = options.forecast;
+  controller_options.detector = options.detector;
+  controller_options.warmup_intervals = options.warmup_steps;
+  controller_options.coactivation_decay = options.coactivation_decay;
+  controller_options.recent_token_intervals = options.recent_token_steps;
+  OnlineController controller(topology, params, stream.layer_ids(), experts, stream.top_k(),
+                              controller_options, &grace_planner);
 
-  std::deque<std::vector<LayerStats>> recent_steps;  // token-level samples for the decision
-  std::deque<std::vector<double>> eplb_window;       // [layer][expert] loads of recent steps
+  std::deque<std::vector<double>> eplb_window;  // [layer][expert] loads of recent steps
   std::vector<PendingGain> pending;
-  double error_forecast = 0, error_last = 0, load_sum = 0;
-  Eigen::ArrayXd observed, horizon_forecast, series_error;
+  Eigen::ArrayXd observed;
+  std::vector<LayerTokens> step_tokens;
   std::vector<LayerStats> step;
   int phase = -1;
   for (int t = 0; stream.Next(&step); ++t) {
@@ -163,75 +167,25 @@ StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Top
     }
     std::erase_if(pending, [](const PendingGain& g) { return g.steps_left <= 0; });
 
-    // Observe: forecast error first (the forecast was made before this step was seen).
+    // Observe: every step is one control interval.
     FlattenLoads(step, &observed);
-    if (t > 0) {
-      error_forecast += (forecaster.NextForecast() - observed).abs().sum();
-      error_last += (forecaster.LastObserved() - observed).abs().sum();
-      load_sum += observed.sum();
+    const bool has_tokens = step[0].tokens.has_value();
+    if (has_tokens) {
+      step_tokens.resize(layers);
+      for (int l = 0; l < layers; ++l) step_tokens[l] = *step[l].tokens;
     }
-    forecaster.Update(observed);
-    coactivation.NextInterval();
-    for (int l = 0; l < layers; ++l) {
-      if (step[l].tokens) coactivation.AddTokens(l, step[l].tokens->expert_ids, step[l].top_k);
-    }
-    for (int l : detector.Update(observed)) {
-      forecaster.ResetSeries(l * experts, (l + 1) * experts);
-      coactivation.ResetLayer(l);
-      decider.ObserveRegimeChange(t);
-    }
-    if (step[0].tokens) {
-      recent_steps.push_back(step);
-      while (static_cast<int>(recent_steps.size()) > std::max(1, options.recent_token_steps))
-        recent_steps.pop_front();
-    }
+    controller.Observe(std::span<const double>(observed.data(), observed.size()), {},
+                       has_tokens ? &step_tokens : nullptr, t);
 
     // Online decision.
-    if (t + 1 >= options.warmup_steps && (t + 1) % std::max(1, options.decide_every) == 0) {
-      const int horizon = decider.horizon_steps();
-      forecaster.Forecast(horizon, &horizon_forecast);
-      std::vector<LayerStats> forecast(layers);
-      for (int l = 0; l < layers; ++l) {
-        LayerStats& f = forecast[l];
-        f.layer_id = step[l].layer_id;
-        f.top_k = step[l].top_k;
-        f.load.assign(horizon_forecast.data() + l * experts,
-                      horizon_forecast.data() + (l + 1) * experts);
-        if (!recent_steps.empty()) {
-          LayerTokens tokens;
-          tokens.top_k = step[l].top_k;
-          for (const auto& s : recent_steps) {
-            const auto& ids = s[l].tokens->expert_ids;
-            tokens.expert_ids.insert(tokens.expert_ids.end(), ids.begin(), ids.end());
-          }
-          f.tokens = std::move(tokens);
-          const Eigen::MatrixXd co = coactivation.Layer(l);
-          AffinityMatrix affinity(experts);
-          for (ExpertId a = 0; a < experts; ++a) {
-            for (ExpertId b = a + 1; b < experts; ++b) {
-              if (co(a, b) > 0) affinity.AddPair(a, b, co(a, b));
-            }
-          }
-          f.affinity = std::move(affinity);
-        }
-      }
-      // Relative standard error of each layer's horizon forecast: the backtest error of the
-      // selected models over the load, shrunk by the regime's sample count.
-      forecaster.SelectedError(&series_error);
-      std::vector<double> uncertainty(layers, 0.0);
-      for (int l = 0; l < layers; ++l) {
-        const double load = horizon_forecast.segment(l * experts, experts).sum();
-        const double error = series_error.segment(l * experts, experts).sum();
-        const double samples = forecaster.RegimeSamples().segment(l * experts, experts).mean();
-        if (load > 0) uncertainty[l] = error / load / std::sqrt(std::max(1.0, samples));
-      }
-      Decision decision = decider.Decide(t, online_states, forecast, uncertainty);
+    if ((t + 1) % std::max(1, options.decide_every) == 0) {
+      Decision decision = controller.Decide(t, online_states);
       if (!decision.changed_layers.empty()) {
         // Each record's realised gain: its layers' old states keep being evaluated.
         for (DecisionRecord& r : decision.records) {
           PendingGain gain;
           gain.record = report.decisions.size();
-          gain.steps_left = decider.horizon_steps();
+          gain.steps_left = controller.horizon_steps();
           for (int l : decision.changed_layers) {
             if (r.layer_index >= 0 && r.layer_index != l) continue;
             gain.layers.push_back(l);
@@ -283,9 +237,9 @@ StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Top
   // Decisions whose horizon ran past the end: realised over the steps that were served.
   for (PendingGain& g : pending) report.decisions[g.record].realised_gain_ms = g.gain_ms;
 
-  report.forecast_mape = load_sum > 0 ? error_forecast / load_sum : 0;
-  report.last_value_mape = load_sum > 0 ? error_last / load_sum : 0;
-  report.detector_alarms = detector.alarms();
+  report.forecast_mape = controller.forecast_wmape();
+  report.last_value_mape = controller.last_value_wmape();
+  report.detector_alarms = controller.detector_alarms();
   return report;
 }
 

@@ -91,5 +91,44 @@ TEST(LoadForecaster, ForecastsAreNeverNegative) {
   EXPECT_GE(out[0], 0.0);
 }
 
+TEST(LoadForecaster, AForcedModelForecastsEverySeries) {
+  // An oscillating series that selection hands to AR: pinned to last value, the forecast is the
+  // latest observation and every series reports the pinned model.
+  ForecastOptions options;
+  options.forced_model = static_cast<int>(ForecastModel::kLastValue);
+  LoadForecaster f(2, options);
+  Eigen::ArrayXd y(2);
+  for (int t = 0; t < 200; ++t) {
+    y << 100.0 + 30.0 * ((t % 2 == 0) ? 1.0 : -1.0), 50.0 + t;
+    f.Update(y);
+  }
+  EXPECT_EQ(f.SelectedModel(0), ForecastModel::kLastValue);
+  EXPECT_EQ(f.SelectedModel(1), ForecastModel::kLastValue);
+  EXPECT_EQ(f.ModelUsage()[static_cast<int>(ForecastModel::kLastValue)], 2);
+  Eigen::ArrayXd out;
+  f.Forecast(8, &out);
+  EXPECT_DOUBLE_EQ(out[0], y[0]);
+  EXPECT_DOUBLE_EQ(out[1], y[1]);
+
+  options.forced_model = static_cast<int>(ForecastModel::kEwma);
+  LoadForecaster ewma(1, options);
+  Eigen::ArrayXd z(1);
+  for (int t = 0; t < 400; ++t) {
+    z[0] = 100.0 + 30.0 * ((t % 2 == 0) ? 1.0 : -1.0);
+    ewma.Update(z);
+  }
+  EXPECT_EQ(ewma.SelectedModel(0), ForecastModel::kEwma);
+  EXPECT_NEAR(ewma.NextForecast()[0], 100.0, 10.0);  // the level, not the oscillation
+}
+
+TEST(ForecastModelFromName, NamesRoundTrip) {
+  for (int m = 0; m < kNumForecastModels; ++m) {
+    const auto model = static_cast<ForecastModel>(m);
+    EXPECT_EQ(ForecastModelFromName(ForecastModelName(model)), model);
+  }
+  EXPECT_EQ(ForecastModelFromName("holt"), ForecastModel::kHolt);
+  EXPECT_FALSE(ForecastModelFromName("prophet").has_value());
+}
+
 }  // namespace
 }  // namespace grace

@@ -1,0 +1,182 @@
+#include "policy/online_controller.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "policy/grace_policy.h"
+#include "policy/load_sampling.h"
+
+namespace grace {
+namespace {
+
+constexpr int kLayers = 2;
+constexpr int kExperts = 32;
+constexpr int kTopK = 4;
+
+Topology SmallTopology() {
+  Topology t;
+  t.nodes = 2;
+  t.gpus_per_node = 2;
+  t.slots_per_gpu = 10;
+  t.inter_node_gbps = 25;
+  return t;
+}
+
+// Zipf-like weights with the hot experts at `offset` (per layer, shifted by the layer).
+std::vector<double> Weights(int offset) {
+  std::vector<double> w(kLayers * kExperts);
+  for (int l = 0; l < kLayers; ++l) {
+    for (int i = 0; i < kExperts; ++i)
+      w[l * kExperts + (i + offset + 3 * l) % kExperts] = 1.0 / (i + 1);
+  }
+  return w;
+}
+
+// A drifting count-only workload: the hot experts move at step 80.
+std::vector<std::vector<double>> Workload(int steps) {
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<double>> out;
+  for (int t = 0; t < steps; ++t) {
+    out.push_back(SampleCountStep(Weights(t < 80 ? 0 : 16), kExperts, 2048 * kTopK, 0.05, rng));
+  }
+  return out;
+}
+
+std::vector<LayerState> InitialStates(const Topology& t, const PlacementPolicy& planner) {
+  std::vector<LayerState> states;
+  const std::vector<double> w = Weights(0);
+  for (int l = 0; l < kLayers; ++l) {
+    LayerStats s;
+    s.top_k = kTopK;
+    s.load.assign(w.begin() + l * kExperts, w.begin() + (l + 1) * kExperts);
+    for (double& x : s.load) x *= 1000;
+    StatusOr<LayerPlan> plan = planner.PlanLayer(s, t, CostParams{});
+    EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+    states.push_back({plan->row, plan->routing});
+  }
+  return states;
+}
+
+void Apply(const Decision& d, std::vector<LayerState>* states) {
+  for (size_t i = 0; i < d.changed_layers.size(); ++i) {
+    (*states)[d.changed_layers[i]] = d.new_states[i];
+  }
+}
+
+// The controller against the same loop written out with its parts (the online simulator's loop
+// before it moved into OnlineController): same decisions, same forecast error.
+TEST(OnlineController, ReproducesTheHandWrittenLoop) {
+  const Topology t = SmallTopology();
+  const CostParams params;
+  const GracePolicy planner;
+  OnlineControllerOptions options;
+  options.warmup_intervals = 16;
+  const std::vector<std::vector<double>> workload = Workload(200);
+
+  OnlineController controller(t, params, {3, 4}, kExperts, kTopK, options, &planner);
+  std::vector<LayerState> a = InitialStates(t, planner);
+
+  LoadForecaster forecaster(kLayers * kExperts, options.forecast);
+  LoadShiftDetector detector(kLayers, kExperts, options.detector);
+  ReplacementDecider decider(t, params, options.decision, &planner);
+  std::vector<LayerState> b = a;
+  double error = 0, load = 0;
+  int moves = 0;
+  for (int step = 0; step < static_cast<int>(workload.size()); ++step) {
+    const std::vector<double>& y = workload[step];
+    controller.Observe(y, {}, nullptr, step);
+
+    const Eigen::Map<const Eigen::ArrayXd> observed(y.data(), static_cast<Eigen::Index>(y.size()));
+    if (step > 0) {
+      error += (forecaster.NextForecast() - observed).abs().sum();
+      load += observed.sum();
+    }
+    forecaster.Update(observed);
+    for (int l : detector.Update(observed)) {
+      forecaster.ResetSeries(l * kExperts, (l + 1) * kExperts);
+      decider.ObserveRegimeChange(step);
+    }
+    if ((step + 1) % 4 != 0) continue;
+    const Decision got = controller.Decide(step, a);
+    if (step + 1 < options.warmup_intervals) {
+      EXPECT_TRUE(got.records.empty());
+      continue;
+    }
+    Eigen::ArrayXd horizon;
+    forecaster.Forecast(decider.horizon_steps(), &horizon);
+    Eigen::ArrayXd series_error;
+    forecaster.SelectedError(&series_error);
+    std::vector<LayerStats> forecast(kLayers);
+    std::vector<double> uncertainty(kLayers, 0.0);
+    for (int l = 0; l < kLayers; ++l) {
+      forecast[l].layer_id = 3 + l;
+      forecast[l].top_k = kTopK;
+      forecast[l].load.assign(horizon.data() + l * kExperts, horizon.data() + (l + 1) * kExperts);
+      const double sum = horizon.segment(l * kExperts, kExperts).sum();
+      const double samples = forecaster.RegimeSamples().segment(l * kExperts, kExperts).mean();
+      uncertainty[l] = series_error.segment(l * kExperts, kExperts).sum() / sum /
+                       std::sqrt(std::max(1.0, samples));
+    }
+    const Decision want = decider.Decide(step, b, forecast, uncertainty);
+    ASSERT_EQ(got.records.size(), want.records.size()) << "step " << step;
+    for (size_t i = 0; i < got.records.size(); ++i) {
+      EXPECT_EQ(got.records[i].kind, want.records[i].kind);
+      EXPECT_EQ(got.records[i].layer_index, want.records[i].layer_index);
+      EXPECT_EQ(got.records[i].bytes, want.records[i].bytes);
+    }
+    ASSERT_EQ(got.changed_layers, want.changed_layers);
+    for (size_t i = 0; i < got.new_states.size(); ++i) {
+      EXPECT_EQ(got.new_states[i].row, want.new_states[i].row);
+    }
+    if (got.bytes > 0) ++moves;
+    Apply(got, &a);
+    Apply(want, &b);
+    // What Decide used is what ForecastStats reports.
+    const std::vector<LayerStats> stats = controller.ForecastStats();
+    ASSERT_EQ(stats.size(), static_cast<size_t>(kLayers));
+    EXPECT_EQ(stats[1].layer_id, 4);
+    EXPECT_EQ(stats[1].load, forecast[1].load);
+  }
+  EXPECT_GT(moves, 0) << "the drift should make the controller move experts";
+  EXPECT_NEAR(controller.forecast_wmape(), error / load, 1e-9);
+  EXPECT_LT(controller.forecast_wmape(), controller.last_value_wmape());
+  EXPECT_EQ(controller.intervals(), 200);
+}
+
+TEST(OnlineController, CoactivationPairsReachTheForecastAffinity) {
+  const Topology t = SmallTopology();
+  OnlineController controller(t, CostParams{}, {0, 1}, kExperts, kTopK, {}, nullptr);
+  const std::vector<double> y = Workload(1)[0];
+  const std::vector<CoactivationPair> pairs = {{1, 2, 5, 10.0}, {0, 7, 7, 3.0}};
+  controller.Observe(y, pairs);
+  const std::vector<LayerStats> stats = controller.ForecastStats();
+  ASSERT_TRUE(stats[1].affinity.has_value());
+  EXPECT_DOUBLE_EQ(stats[1].affinity->at(2, 5), 10.0);
+  EXPECT_DOUBLE_EQ(stats[1].affinity->at(5, 2), 10.0);
+  EXPECT_DOUBLE_EQ(stats[0].affinity->at(7, 7), 0.0);  // a pair with itself is not co-activation
+}
+
+TEST(OnlineController, LivePolicyChangeTakesEffect) {
+  const Topology t = SmallTopology();
+  const GracePolicy planner;
+  OnlineControllerOptions options;
+  options.warmup_intervals = 4;
+  OnlineController controller(t, CostParams{}, {0, 1}, kExperts, kTopK, options, &planner);
+  std::vector<LayerState> states = InitialStates(t, planner);
+  // Observe only the shifted workload: every layer wants to move.
+  const std::vector<std::vector<double>> workload = Workload(120);
+  for (int step = 80; step < 100; ++step) controller.Observe(workload[step]);
+  DecisionOptions frozen = controller.decision_options();
+  frozen.min_net_gain_ms = 1e12;  // an operator freezes the placement
+  controller.SetDecisionOptions(frozen);
+  EXPECT_EQ(controller.Decide(100, states).bytes, 0u);
+  frozen.min_net_gain_ms = 1.0;
+  controller.SetDecisionOptions(frozen);
+  EXPECT_GT(controller.Decide(101, states).bytes, 0u);
+}
+
+}  // namespace
+}  // namespace grace
