@@ -1,5 +1,6 @@
 #include "agent/agent_config.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -18,8 +19,8 @@ StatusOr<const toml::table*> Table(const toml::table& root, const char* name,
   return node->as_table();
 }
 
-Status ParseHostPort(const TomlFields& f, const std::string& text, std::string* host,
-                     uint16_t* port) {
+Status ParseHostPort(const TomlFields& f, const char* key, const std::string& text,
+                     std::string* host, uint16_t* port) {
   const size_t colon = text.rfind(':');
   int value = -1;
   if (colon != std::string::npos && colon > 0) {
@@ -30,8 +31,7 @@ Status ParseHostPort(const TomlFields& f, const std::string& text, std::string* 
     }
   }
   if (value < 0 || value > 65535) {
-    return InvalidArgument(f.Where("rendezvous") + ": expected \"host:port\", got \"" + text +
-                           "\"");
+    return InvalidArgument(f.Where(key) + ": expected \"host:port\", got \"" + text + "\"");
   }
   *host = text.substr(0, colon);
   *port = static_cast<uint16_t>(value);
@@ -46,8 +46,9 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
   c.source = source;
   {
     TomlFields f(root, source, "");
-    GRACE_RETURN_IF_ERROR(f.RejectUnknown(
-        {"cluster", "agent", "transport", "model", "weights", "placement", "replay", "output"}));
+    GRACE_RETURN_IF_ERROR(
+        f.RejectUnknown({"cluster", "agent", "transport", "model", "weights", "placement", "replay",
+                         "output", "daemon", "migration"}));
   }
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "cluster", source));
@@ -83,7 +84,8 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
     }
     std::string rendezvous;
     GRACE_RETURN_IF_ERROR(f.String("rendezvous", "127.0.0.1:29500", &rendezvous));
-    GRACE_RETURN_IF_ERROR(ParseHostPort(f, rendezvous, &c.rendezvous_host, &c.rendezvous_port));
+    GRACE_RETURN_IF_ERROR(
+        ParseHostPort(f, "rendezvous", rendezvous, &c.rendezvous_host, &c.rendezvous_port));
     GRACE_RETURN_IF_ERROR(f.String("listen_host", "127.0.0.1", &c.listen_host));
     GRACE_RETURN_IF_ERROR(f.Int("connect_timeout_ms", 30000, 100, 3600000, &c.connect_timeout_ms));
   }
@@ -137,6 +139,41 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
     GRACE_RETURN_IF_ERROR(f.RejectUnknown({"dir", "write_outputs"}));
     GRACE_RETURN_IF_ERROR(f.String("dir", ".", &c.output_dir));
     GRACE_RETURN_IF_ERROR(f.Bool("write_outputs", false, &c.write_outputs));
+  }
+  {
+    GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "daemon", source));
+    TomlFields f(*t, source, "daemon");
+    GRACE_RETURN_IF_ERROR(
+        f.RejectUnknown({"address", "cluster_secret", "agent_id", "reconnect_max_ms"}));
+    GRACE_RETURN_IF_ERROR(f.String("address", "", &c.daemon_address));
+    if (!c.daemon_address.empty()) {
+      std::string host;
+      uint16_t port = 0;
+      GRACE_RETURN_IF_ERROR(ParseHostPort(f, "address", c.daemon_address, &host, &port));
+    }
+    GRACE_RETURN_IF_ERROR(f.String("cluster_secret", "", &c.cluster_secret));
+    if (c.cluster_secret.empty()) {
+      if (const char* env = std::getenv("GRACE_CLUSTER_SECRET"); env != nullptr) {
+        c.cluster_secret = env;
+      }
+    }
+    GRACE_RETURN_IF_ERROR(
+        f.String("agent_id", "agent" + std::to_string(c.first_rank), &c.agent_id));
+    if (c.agent_id.empty()) c.agent_id = "agent" + std::to_string(c.first_rank);
+    GRACE_RETURN_IF_ERROR(f.Int("reconnect_max_ms", 2000, 10, 600000, &c.reconnect_max_ms));
+  }
+  {
+    GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "migration", source));
+    TomlFields f(*t, source, "migration");
+    GRACE_RETURN_IF_ERROR(
+        f.RejectUnknown({"rendezvous", "chunk_bytes", "max_bytes_per_s", "step_budget"}));
+    std::string rendezvous;
+    GRACE_RETURN_IF_ERROR(f.String("rendezvous", "127.0.0.1:29600", &rendezvous));
+    GRACE_RETURN_IF_ERROR(ParseHostPort(f, "rendezvous", rendezvous, &c.migration_rendezvous_host,
+                                        &c.migration_rendezvous_port));
+    GRACE_RETURN_IF_ERROR(f.Int("chunk_bytes", 256 << 10, 4096, 1 << 30, &c.chunk_bytes));
+    GRACE_RETURN_IF_ERROR(f.Double("max_bytes_per_s", 0, 0, 1e12, &c.max_bytes_per_s));
+    GRACE_RETURN_IF_ERROR(f.Double("step_budget", 1.25, 1.0, 100.0, &c.step_budget));
   }
   GRACE_RETURN_IF_ERROR(c.model.Validate().WithContext(source));
   return c;

@@ -52,6 +52,19 @@ struct AgentConfig {
   uint64_t seed = 7;            // hidden states and replica choice
   int coactivation_sample_every = 8;
 
+  // [daemon]: empty address: standalone (the placement file, no migrations).
+  std::string daemon_address;   // "host:port" of graced's agent listener
+  std::string cluster_secret;   // else $GRACE_CLUSTER_SECRET
+  std::string agent_id;         // default "agent<first_rank>"
+  int reconnect_max_ms = 2000;  // backoff cap between connection attempts
+
+  // [migration]: weight copies run over their own TCP mesh, never the data path's.
+  std::string migration_rendezvous_host = "127.0.0.1";
+  uint16_t migration_rendezvous_port = 29600;
+  int chunk_bytes = 256 << 10;
+  double max_bytes_per_s = 0;  // 0: no rate cap
+  double step_budget = 1.25;   // pause copies while a step takes longer than this x its baseline
+
   // [output]
   std::string output_dir = ".";
   bool write_outputs = false;  // rank<r>.outputs: every home token's final hidden state

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <thread>
 
 extern char** environ;
@@ -33,6 +34,28 @@ StatusOr<int> PickFreePort() {
   }
   close(fd);
   return static_cast<int>(ntohs(addr.sin_port));
+}
+
+StatusOr<int> PickFreePortRange(int count) {
+  std::mt19937 rng(
+      static_cast<uint32_t>(getpid()) * 2654435761u ^
+      static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int base = 20000 + static_cast<int>(rng() % (32000 - 20000 - count));
+    bool all_free = true;
+    for (int p = base; p < base + count && all_free; ++p) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (fd < 0) return Unavailable(std::string("socket: ") + std::strerror(errno));
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(p));
+      all_free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      close(fd);
+    }
+    if (all_free) return base;
+  }
+  return Unavailable("no " + std::to_string(count) + " consecutive free ports in 20000-32000");
 }
 
 StatusOr<std::vector<int>> RunAgentProcesses(const std::string& agent_binary,
@@ -82,6 +105,39 @@ StatusOr<std::vector<int>> RunAgentProcesses(const std::string& agent_binary,
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return codes;
+}
+
+StatusOr<int> StartAgentProcess(const std::string& agent_binary, const std::string& config_path) {
+  std::vector<std::string> args = {agent_binary, "--config", config_path};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, agent_binary.c_str(), nullptr, nullptr, argv.data(), environ);
+  if (rc != 0) return Unavailable("cannot start " + agent_binary + ": " + std::strerror(rc));
+  return static_cast<int>(pid);
+}
+
+StatusOr<int> WaitAgentProcess(int pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      KillAgentProcess(pid);
+      return DeadlineExceeded("grace-agent pid " + std::to_string(pid) + " still running after " +
+                              std::to_string(timeout.count()) + " ms; killed");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void KillAgentProcess(int pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
 }
 
 std::string FindAgentBinary() {

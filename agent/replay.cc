@@ -1,13 +1,17 @@
 #include "agent/replay.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <span>
 #include <thread>
 
+#include "agent/daemon_client.h"
 #include "agent/dense_reference.h"
+#include "agent/epoch_switcher.h"
 #include "agent/moe_layer.h"
 #include "agent/weights_file.h"
 #include "core/native_trace.h"
@@ -87,11 +91,31 @@ StatusOr<AgentModel> LoadAgentModel(const AgentConfig& c) {
 
 namespace {
 
-// One rank's worker: owns its transport, backend and buffers.
-Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank,
-               const std::atomic<std::shared_ptr<const RoutingTable>>& published) {
+bool IsTransportFailure(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
+}
+
+// Steps already written to a checksums file (a restarted agent appends after them).
+uint64_t StepsWritten(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  uint64_t next = 0;
+  while (std::getline(in, line)) {
+    unsigned long long s = 0;
+    if (std::sscanf(line.c_str(), "step %llu", &s) == 1) next = std::max<uint64_t>(next, s + 1);
+  }
+  return next;
+}
+
+// One rank's worker: owns its transport, backend and buffers. With a daemon the worker is
+// fault tolerant: when a peer's process dies it re-forms the data-path mesh, the ranks agree on
+// the first step one of them has not written, and the replay goes on from there (each step's
+// outputs written once).
+Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, ServingState& state,
+               RankProgress& progress) {
   const ModelShape& shape = c.model;
   const Topology& topo = c.topology;
+  const bool fault_tolerant = !c.daemon_address.empty();
   TcpTransportOptions to;
   to.rank = rank;
   to.size = topo.ranks();
@@ -99,7 +123,6 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank,
   to.rendezvous_port = c.rendezvous_port;
   to.listen_host = c.listen_host;
   to.connect_timeout = std::chrono::milliseconds(c.connect_timeout_ms);
-  GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> transport, TcpTransport::Connect(to));
 
   std::unique_ptr<ExpertBackend> backend;
   if (c.backend == "cuda") {
@@ -113,8 +136,11 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank,
   } else {
     backend = MakeCpuExpertBackend(shape, shape.num_layers, topo.slots_per_gpu);
   }
+  Epoch applied_epoch = 0;
   {
-    const auto& p = published.load()->placement();
+    const std::shared_ptr<const EpochView> view = state.view.load();
+    const auto& p = view->current->placement();
+    applied_epoch = view->current->epoch();
     for (int li = 0; li < shape.num_layers; ++li) {
       for (int i = 0; i < topo.slots_per_gpu; ++i) {
         const ExpertId e = p.physical_to_logical[li][rank * topo.slots_per_gpu + i];
@@ -124,97 +150,174 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank,
       }
     }
   }
+  progress.epoch.store(applied_epoch);
 
-  std::optional<NativeTraceReader> reader;
-  if (!c.trace_file.empty()) {
-    GRACE_ASSIGN_OR_RETURN(NativeTraceReader r, NativeTraceReader::Open(c.trace_file));
-    reader.emplace(std::move(r));
-  }
   const std::string base = c.output_dir + "/rank" + std::to_string(rank);
-  std::ofstream checksums(base + ".checksums", std::ios::trunc);
+  const uint64_t already_written = fault_tolerant ? StepsWritten(base + ".checksums") : 0;
+  const auto mode = fault_tolerant ? std::ios::app : std::ios::trunc;
+  std::ofstream checksums(base + ".checksums", mode);
+  std::ofstream step_log(base + ".steps", mode);
   std::ofstream outputs;
-  if (c.write_outputs) outputs.open(base + ".outputs", std::ios::binary | std::ios::trunc);
-  if (!checksums || (c.write_outputs && !outputs)) {
+  if (c.write_outputs) outputs.open(base + ".outputs", std::ios::binary | mode);
+  if (!checksums || !step_log || (c.write_outputs && !outputs)) {
     return Unavailable(c.source + ": [output].dir: cannot write under " + c.output_dir);
   }
 
-  MoeLayer layer(shape, topo.slots_per_gpu, transport.get(), backend.get());
   LoadStats stats(shape.num_layers, shape.num_experts, c.coactivation_sample_every);
   StepTimes times;
+  std::optional<NativeTraceReader> reader;
   TraceStep step;
   std::vector<int32_t> rows, ids;
   std::vector<int64_t> token_ids;
   std::vector<float> x, gw;
   int64_t trace_offset = 0, tokens_done = 0;
-  const int max_steps = c.steps > 0 ? c.steps : (reader ? INT32_MAX : 4);
+  uint64_t written = already_written, remote_bytes = 0;
+  const int max_steps = c.steps > 0 ? c.steps : (c.trace_file.empty() ? 4 : INT32_MAX);
   const auto start = std::chrono::steady_clock::now();
   int s = 0;
-  for (; s < max_steps; ++s) {
-    if (reader) {
-      GRACE_ASSIGN_OR_RETURN(bool more, reader->Next(&step));
-      if (!more) break;
+  bool finished = false;
+  while (!finished) {
+    GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> transport, TcpTransport::Connect(to));
+    // Every rank starts at the first step some rank has not written yet.
+    std::vector<uint64_t> mine(topo.ranks(), written), theirs(topo.ranks());
+    Status agreed = transport->AllToAll(mine.data(), theirs.data(), sizeof(uint64_t));
+    if (!agreed.ok()) {
+      if (fault_tolerant && IsTransportFailure(agreed)) continue;
+      return agreed;
     }
-    if (c.steps_per_second > 0) {
-      std::this_thread::sleep_until(start +
-                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                        std::chrono::duration<double>(s / c.steps_per_second)));
-    }
-    // Read once per step: every layer of this step uses the same table.
-    const std::shared_ptr<const RoutingTable> table = published.load();
-    rows.clear();
-    token_ids.clear();
-    if (reader) {
-      const TokenBatch& b = step.tokens;
-      for (int t = 0; t < b.num_tokens; ++t) {
-        const RankId home =
-            b.home_rank.empty() ? BlockHomeRank(trace_offset + t, topo.ranks()) : b.home_rank[t];
-        if (home != rank) continue;
-        rows.push_back(t);
-        token_ids.push_back(trace_offset + t);
-      }
-      trace_offset += b.num_tokens;
-    } else {
-      for (int t = 0; t < c.tokens_per_rank; ++t) {
-        rows.push_back(t);
-        token_ids.push_back((static_cast<int64_t>(s) * topo.ranks() + rank) * c.tokens_per_rank +
-                            t);
+    s = static_cast<int>(*std::min_element(theirs.begin(), theirs.end()));
+    // Pacing restarts here: a resumed replay does not race to catch up.
+    const auto pace_origin =
+        std::chrono::steady_clock::now() -
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(c.steps_per_second > 0 ? s / c.steps_per_second : 0));
+    trace_offset = 0;
+    if (!c.trace_file.empty()) {
+      GRACE_ASSIGN_OR_RETURN(NativeTraceReader r, NativeTraceReader::Open(c.trace_file));
+      reader.emplace(std::move(r));
+      for (int k = 0; k < s; ++k) {
+        GRACE_ASSIGN_OR_RETURN(bool more, reader->Next(&step));
+        if (!more) break;
+        trace_offset += step.tokens.num_tokens;
       }
     }
-    const int n = static_cast<int>(rows.size());
-    x.resize(static_cast<size_t>(n) * shape.hidden);
-    for (int t = 0; t < n; ++t)
-      GenerateHidden(c.seed, token_ids[t], shape.hidden, &x[t * shape.hidden]);
-    ids.resize(static_cast<size_t>(n) * shape.top_k);
-    gw.resize(ids.size());
-    for (int li = 0; li < shape.num_layers; ++li) {
-      auto t0 = std::chrono::steady_clock::now();
+    MoeLayer layer(shape, topo.slots_per_gpu, transport.get(), backend.get());
+    Status failed;
+    for (; s < max_steps; ++s) {
       if (reader) {
-        TraceRouting(step.tokens, li, shape.top_k, rows.data(), n, ids.data(), gw.data());
+        GRACE_ASSIGN_OR_RETURN(bool more, reader->Next(&step));
+        if (!more) break;
+      }
+      if (c.steps_per_second > 0) {
+        std::this_thread::sleep_until(
+            pace_origin + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(s / c.steps_per_second)));
+      }
+      const auto step_start = std::chrono::steady_clock::now();
+      // Read once per step: every layer of this step uses the same table.
+      const std::shared_ptr<const EpochView> view = state.view.load();
+      const bool use_next = view->next != nullptr && static_cast<uint64_t>(s) >= view->switch_step;
+      const RoutingTable& table = use_next ? *view->next : *view->current;
+      if (table.epoch() != applied_epoch) {
+        // First step of a committed epoch: its staged weights replace this rank's slots.
+        const size_t n = static_cast<size_t>(shape.ffn) * shape.hidden;
+        for (const StagedSlot& st : view->staged) {
+          if (st.slot / topo.slots_per_gpu != rank) continue;
+          const float* w = st.weights->data();
+          GRACE_RETURN_IF_ERROR(
+              backend->LoadSlot(st.layer_index, st.slot % topo.slots_per_gpu, w, w + n, w + 2 * n));
+        }
+        applied_epoch = table.epoch();
+      }
+      rows.clear();
+      token_ids.clear();
+      if (reader) {
+        const TokenBatch& b = step.tokens;
+        for (int t = 0; t < b.num_tokens; ++t) {
+          const RankId home =
+              b.home_rank.empty() ? BlockHomeRank(trace_offset + t, topo.ranks()) : b.home_rank[t];
+          if (home != rank) continue;
+          rows.push_back(t);
+          token_ids.push_back(trace_offset + t);
+        }
+        trace_offset += b.num_tokens;
       } else {
-        GateTopK(x.data(), model.weights.gate[li].data(), n, shape.hidden, shape.num_experts,
-                 shape.top_k, ids.data(), gw.data());
+        for (int t = 0; t < c.tokens_per_rank; ++t) {
+          rows.push_back(t);
+          token_ids.push_back((static_cast<int64_t>(s) * topo.ranks() + rank) * c.tokens_per_rank +
+                              t);
+        }
       }
-      stats.Count(li, ids.data(), token_ids.data(), n, shape.top_k);
-      times.gate += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      GRACE_RETURN_IF_ERROR(layer
-                                .Run(*table, li, static_cast<uint64_t>(s), c.seed, token_ids.data(),
-                                     ids.data(), gw.data(), n, x.data(), &times)
-                                .WithContext("rank " + std::to_string(rank) + " step " +
-                                             std::to_string(s) + " layer " + std::to_string(li)));
-    }
-    double sum = 0;
-    for (float v : x) sum += v;
-    char line[128];
-    std::snprintf(line, sizeof line, "step %d tokens %d checksum %.9e\n", s, n, sum);
-    checksums << line;
-    if (c.write_outputs) {
-      for (int t = 0; t < n; ++t) {
-        outputs.write(reinterpret_cast<const char*>(&token_ids[t]), sizeof(int64_t));
-        outputs.write(reinterpret_cast<const char*>(&x[t * shape.hidden]),
-                      sizeof(float) * shape.hidden);
+      const int n = static_cast<int>(rows.size());
+      x.resize(static_cast<size_t>(n) * shape.hidden);
+      for (int t = 0; t < n; ++t)
+        GenerateHidden(c.seed, token_ids[t], shape.hidden, &x[t * shape.hidden]);
+      ids.resize(static_cast<size_t>(n) * shape.top_k);
+      gw.resize(ids.size());
+      for (int li = 0; li < shape.num_layers && failed.ok(); ++li) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (reader) {
+          TraceRouting(step.tokens, li, shape.top_k, rows.data(), n, ids.data(), gw.data());
+        } else {
+          GateTopK(x.data(), model.weights.gate[li].data(), n, shape.hidden, shape.num_experts,
+                   shape.top_k, ids.data(), gw.data());
+        }
+        stats.Count(li, ids.data(), token_ids.data(), n, shape.top_k);
+        std::atomic<uint32_t>* counts = progress.counts.get() + li * shape.num_experts;
+        for (int32_t e : std::span(ids.data(), ids.size())) {
+          counts[e].fetch_add(1, std::memory_order_relaxed);
+        }
+        times.gate += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        failed = layer.Run(table, li, static_cast<uint64_t>(s), c.seed, token_ids.data(),
+                           ids.data(), gw.data(), n, x.data(), &times);
+        if (!failed.ok()) {  // the message is built only on failure: no allocation per step
+          failed = failed.WithContext("rank " + std::to_string(rank) + " step " +
+                                      std::to_string(s) + " layer " + std::to_string(li));
+        }
       }
+      if (!failed.ok()) break;
+      const uint64_t us = static_cast<uint64_t>(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - step_start)
+              .count());
+      if (static_cast<uint64_t>(s) >= written) {
+        double sum = 0;
+        for (float v : x) sum += v;
+        char line[160];
+        std::snprintf(line, sizeof line, "step %d tokens %d checksum %.9e\n", s, n, sum);
+        checksums << line;
+        std::snprintf(line, sizeof line, "step %d epoch %llu us %llu\n", s,
+                      static_cast<unsigned long long>(table.epoch()),
+                      static_cast<unsigned long long>(us));
+        step_log << line;
+        if (c.write_outputs) {
+          for (int t = 0; t < n; ++t) {
+            outputs.write(reinterpret_cast<const char*>(&token_ids[t]), sizeof(int64_t));
+            outputs.write(reinterpret_cast<const char*>(&x[t * shape.hidden]),
+                          sizeof(float) * shape.hidden);
+          }
+        }
+        checksums.flush();  // a killed agent's file ends at a whole step
+        outputs.flush();
+        step_log.flush();
+        written = s + 1;
+        tokens_done += n;
+      }
+      const uint64_t base_us = progress.baseline_step_us.load(std::memory_order_relaxed);
+      progress.baseline_step_us.store(base_us == 0 ? us : (base_us * 31 + us) / 32,
+                                      std::memory_order_relaxed);
+      progress.last_step_us.store(us, std::memory_order_relaxed);
+      progress.epoch.store(table.epoch(), std::memory_order_relaxed);
+      progress.next_step.store(s + 1, std::memory_order_release);
     }
-    tokens_done += n;
+    remote_bytes += layer.remote_bytes_sent();
+    if (failed.ok()) {
+      finished = true;
+    } else if (!fault_tolerant || !IsTransportFailure(failed)) {
+      return failed;
+    } else {
+      std::fprintf(stderr, "grace-agent rank %d: %s; re-forming the data-path mesh\n", rank,
+                   failed.ToString().c_str());
+    }
   }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -223,8 +326,8 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank,
           << ", \"wall_s\": " << wall << ", \"gate_s\": " << times.gate
           << ", \"route_s\": " << times.route << ", \"permute_s\": " << times.permute
           << ", \"dispatch_s\": " << times.dispatch << ", \"ffn_s\": " << times.ffn
-          << ", \"combine_s\": " << times.combine
-          << ", \"remote_bytes_sent\": " << layer.remote_bytes_sent() << "}\n";
+          << ", \"combine_s\": " << times.combine << ", \"remote_bytes_sent\": " << remote_bytes
+          << "}\n";
   checksums.flush();
   outputs.flush();
   if (!checksums || (c.write_outputs && !outputs)) {
@@ -233,19 +336,78 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank,
   return Status::Ok();
 }
 
+// The weights of local rank `rank`'s slots under `placement`.
+RankSlotWeights SlotWeights(const AgentConfig& c, const ExpertWeights& w,
+                            const Placement& placement, RankId rank) {
+  const int spr = c.topology.slots_per_gpu;
+  const size_t n = static_cast<size_t>(c.model.ffn) * c.model.hidden;
+  RankSlotWeights out(placement.num_layers());
+  for (int l = 0; l < placement.num_layers(); ++l) {
+    out[l].resize(spr);
+    for (int k = 0; k < spr; ++k) {
+      const ExpertId e = placement.physical_to_logical[l][rank * spr + k];
+      if (e == kEmptySlot) continue;
+      auto v = std::make_shared<std::vector<float>>(3 * n);
+      std::copy(w.W1(l, e), w.W1(l, e) + n, v->begin());
+      std::copy(w.W3(l, e), w.W3(l, e) + n, v->begin() + n);
+      std::copy(w.W2(l, e), w.W2(l, e) + n, v->begin() + 2 * n);
+      out[l][k] = std::move(v);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Status RunAgent(const AgentConfig& c) {
   GRACE_ASSIGN_OR_RETURN(AgentModel model, LoadAgentModel(c));
-  std::atomic<std::shared_ptr<const RoutingTable>> published(model.table);
+  std::unique_ptr<DaemonClient> daemon;
+  if (!c.daemon_address.empty()) {
+    // The daemon's epoch and placement win over the config's: a restarted agent rejoins at the
+    // current epoch with that placement's weights.
+    daemon = std::make_unique<DaemonClient>(c);
+    GRACE_ASSIGN_OR_RETURN(Welcome welcome, daemon->Connect(0));
+    GRACE_ASSIGN_OR_RETURN(Placement placement, PlacementFromJson(welcome.placement_json,
+                                                                  c.daemon_address + " Welcome"));
+    if (placement.num_experts != c.model.num_experts ||
+        placement.num_layers() != c.model.num_layers) {
+      return InvalidArgument(c.daemon_address + ": the daemon's placement has " +
+                             std::to_string(placement.num_experts) + " experts and " +
+                             std::to_string(placement.num_layers()) + " layers; [model] has " +
+                             std::to_string(c.model.num_experts) + " and " +
+                             std::to_string(c.model.num_layers));
+    }
+    GRACE_ASSIGN_OR_RETURN(model.table, EpochRoutingTable(welcome.epoch, c.topology, placement,
+                                                          welcome.expected_load));
+  }
+  ServingState state;
+  {
+    auto view = std::make_shared<EpochView>();
+    view->current = model.table;
+    state.view.store(std::move(view));
+  }
+  state.ranks = std::vector<RankProgress>(c.local_ranks);
+  const size_t counts = static_cast<size_t>(c.model.num_layers) * c.model.num_experts;
+  std::vector<RankSlotWeights> sources;
+  for (int i = 0; i < c.local_ranks; ++i) {
+    state.ranks[i].counts = std::make_unique<std::atomic<uint32_t>[]>(counts);
+    if (daemon) {
+      sources.push_back(SlotWeights(c, model.weights, model.table->placement(), c.first_rank + i));
+    }
+  }
   std::vector<Status> results(c.local_ranks);
   std::vector<std::thread> workers;
   for (int i = 0; i < c.local_ranks; ++i) {
-    workers.emplace_back([&, i] { results[i] = RunRank(c, model, c.first_rank + i, published); });
+    workers.emplace_back([&, i] {
+      results[i] = RunRank(c, model, c.first_rank + i, state, state.ranks[i]);
+      state.ranks[i].finished.store(true, std::memory_order_release);
+    });
   }
+  Status control;
+  if (daemon) control = daemon->Run(state, sources);
   for (auto& w : workers) w.join();
   for (const Status& s : results) GRACE_RETURN_IF_ERROR(s);
-  return Status::Ok();
+  return control;
 }
 
 }  // namespace grace

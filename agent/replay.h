@@ -1,12 +1,21 @@
 // The agent's replay driver: runs this process's ranks (one worker thread each) over a native
 // trace, or over generated tokens through the gate, and writes per-step checksums.
 //
-// Per worker and step: read the routing-table pointer once, take the home tokens of this rank
-// (the trace's home ranks, else BlockHomeRank on the token's index in the trace), generate their
-// hidden states from (seed, token), run every MoE layer (MoeLayer), count loads, then append
-// "step <s> tokens <n> checksum <sum of outputs>" to <output dir>/rank<r>.checksums and, when
-// asked, the outputs to rank<r>.outputs (per token: i64 token index, hidden x f32), and at the end
-// the phase times to rank<r>.summary.json.
+// Per worker and step: read the serving view (agent/serving_state.h) once, which gives the
+// routing table of this step (and, at a committed switch step, the staged weights to load
+// first), take the home tokens of this rank (the trace's home ranks, else BlockHomeRank on the
+// token's index in the trace), generate their hidden states from (seed, token), run every MoE
+// layer (MoeLayer), count loads, then append "step <s> tokens <n> checksum <sum of outputs>" to
+// <output dir>/rank<r>.checksums, "step <s> epoch <e> us <compute time>" to rank<r>.steps and,
+// when asked, the outputs to rank<r>.outputs (per token: i64 token index, hidden x f32), and at
+// the end the phase times to rank<r>.summary.json.
+//
+// With [daemon].address the agent first takes its epoch and placement from the daemon's
+// Welcome, then serves the protocol on the calling thread (agent/daemon_client.h) while the
+// workers run. It is then also fault tolerant: when a peer's process dies, the workers re-form
+// the data-path mesh (waiting up to connect_timeout_ms for the restarted peer), the ranks agree
+// on the first step one of them has not written, and the replay resumes there; output files
+// are appended, so every step is written once.
 #pragma once
 
 #include <memory>

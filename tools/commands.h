@@ -19,7 +19,8 @@ struct CommandExit {
 void AddTraceCommands(CLI::App& app,
                       CLI::App& bench);                // trace info|convert|synth; bench trace-read
 void AddPlanCommands(CLI::App& app, CLI::App& bench);  // plan, simulate; bench plan
-void AddDatapathCommands(CLI::App& app, CLI::App& bench);  // bench datapath
+void AddDatapathCommands(CLI::App& app, CLI::App& bench);   // bench datapath
+void AddMigrationCommands(CLI::App& app, CLI::App& bench);  // bench migration
 
 // `gracectl simulate --online --scenario FILE [--json]` (tools/simulate_online.cc): returns the
 // exit status.

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   grace::tools::AddTraceCommands(app, *bench);
   grace::tools::AddPlanCommands(app, *bench);
   grace::tools::AddDatapathCommands(app, *bench);
+  grace::tools::AddMigrationCommands(app, *bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

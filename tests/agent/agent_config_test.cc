@@ -54,6 +54,27 @@ TEST(AgentConfigTest, UnknownKeysAreNamed) {
   EXPECT_NE(e.status().message().find("[transport].rendezvous"), std::string::npos);
 }
 
+TEST(AgentConfigTest, DaemonAndMigrationTables) {
+  auto c = ParseAgentConfig(std::string(kMinimal) +
+                                "[daemon]\naddress = \"10.0.0.1:8751\"\ncluster_secret = \"s\"\n"
+                                "[migration]\nrendezvous = \"10.0.0.2:29700\"\n"
+                                "max_bytes_per_s = 1e6\n",
+                            "agent.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->daemon_address, "10.0.0.1:8751");
+  EXPECT_EQ(c->cluster_secret, "s");
+  EXPECT_EQ(c->agent_id, "agent0");
+  EXPECT_EQ(c->migration_rendezvous_host, "10.0.0.2");
+  EXPECT_EQ(c->migration_rendezvous_port, 29700);
+  EXPECT_EQ(c->max_bytes_per_s, 1e6);
+  EXPECT_EQ(c->step_budget, 1.25);
+  auto bad =
+      ParseAgentConfig(std::string(kMinimal) + "[daemon]\naddress = \"nohost\"\n", "agent.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("[daemon].address"), std::string::npos)
+      << bad.status().ToString();
+}
+
 TEST(AgentConfigTest, TopKAboveExpertsIsRefused) {
   std::string text = kMinimal;
   text.replace(text.find("top_k = 2"), 9, "top_k = 9");

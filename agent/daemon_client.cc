@@ -1,0 +1,226 @@
+// Boost.Asio (blocking calls on the control thread) for the daemon connection; this file is
+// where Asio's errors become Status values for the agent.
+#include "agent/daemon_client.h"
+
+#include <poll.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "agent/epoch_switcher.h"
+
+namespace grace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+class DaemonClient::Impl {
+ public:
+  explicit Impl(const AgentConfig& c) : c_(c), socket_(io_) {}
+  StatusOr<Welcome> Connect(Epoch epoch);
+  Status Run(ServingState& state, std::vector<RankSlotWeights>& sources);
+
+ private:
+  Status Dial(Epoch epoch, Welcome* welcome);
+  Status SendFrame(const WireMessage& m);
+  // Reads what has arrived within `wait`; false when the connection is gone.
+  bool Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out);
+
+  const AgentConfig& c_;
+  asio::io_context io_;
+  tcp::socket socket_;
+  FrameDecoder decoder_;
+  bool connected_ = false;
+  uint32_t heartbeat_ms_ = 1000, report_ms_ = 1000;
+  uint64_t report_from_ = 0;
+};
+
+Status DaemonClient::Impl::SendFrame(const WireMessage& m) {
+  const std::string frame = EncodeFrame(m);
+  boost::system::error_code ec;
+  asio::write(socket_, asio::buffer(frame), ec);
+  if (ec) {
+    connected_ = false;
+    return Unavailable("daemon " + c_.daemon_address + ": send: " + ec.message());
+  }
+  return Status::Ok();
+}
+
+bool DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out) {
+  pollfd pfd{socket_.native_handle(), POLLIN, 0};
+  if (::poll(&pfd, 1, static_cast<int>(wait.count())) <= 0) return connected_;
+  char buf[64 << 10];
+  boost::system::error_code ec;
+  const size_t n = socket_.read_some(asio::buffer(buf), ec);
+  if (ec) {
+    std::fprintf(stderr, "grace-agent %s: daemon connection lost: %s\n", c_.agent_id.c_str(),
+                 ec.message().c_str());
+    connected_ = false;
+    return false;
+  }
+  decoder_.Append({buf, n});
+  WireMessage m;
+  while (true) {
+    StatusOr<bool> more = decoder_.Next(&m);
+    if (!more.ok()) {
+      std::fprintf(stderr, "grace-agent %s: bad frame from the daemon: %s\n", c_.agent_id.c_str(),
+                   more.status().ToString().c_str());
+      connected_ = false;
+      return false;
+    }
+    if (!*more) break;
+    out->push_back(std::move(m));
+  }
+  return true;
+}
+
+Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
+  const size_t colon = c_.daemon_address.rfind(':');
+  const std::string host = c_.daemon_address.substr(0, colon);
+  const std::string port = c_.daemon_address.substr(colon + 1);
+  boost::system::error_code ec;
+  socket_.close(ec);
+  decoder_ = FrameDecoder();
+  tcp::resolver resolver(io_);
+  auto endpoints = resolver.resolve(host, port, ec);
+  if (!ec) asio::connect(socket_, endpoints, ec);
+  if (ec) return Unavailable("daemon " + c_.daemon_address + ": " + ec.message());
+  socket_.set_option(tcp::no_delay(true), ec);
+  connected_ = true;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(c_.connect_timeout_ms);
+  std::vector<WireMessage> in;
+  bool hello_sent = false;
+  while (Clock::now() < deadline) {
+    if (!Receive(std::chrono::milliseconds(50), &in)) {
+      return Unavailable("daemon " + c_.daemon_address + " closed the connection in the handshake");
+    }
+    for (WireMessage& m : in) {
+      if (auto* ch = std::get_if<Challenge>(&m); ch != nullptr && !hello_sent) {
+        Hello h;
+        h.agent_id = c_.agent_id;
+        h.node = c_.first_rank / c_.topology.gpus_per_node;
+        for (int i = 0; i < c_.local_ranks; ++i) h.ranks.push_back(c_.first_rank + i);
+        h.slots_per_rank = c_.topology.slots_per_gpu;
+        h.epoch = epoch;
+        h.proof = ProveSecret(c_.cluster_secret, ch->nonce);
+        GRACE_RETURN_IF_ERROR(SendFrame(h));
+        hello_sent = true;
+      } else if (auto* w = std::get_if<Welcome>(&m); w != nullptr) {
+        *welcome = std::move(*w);
+        heartbeat_ms_ = std::max<uint32_t>(1, welcome->heartbeat_ms);
+        report_ms_ = std::max<uint32_t>(1, welcome->report_ms);
+        return Status::Ok();
+      } else if (auto* r = std::get_if<Refused>(&m); r != nullptr) {
+        connected_ = false;
+        return FailedPrecondition("daemon " + c_.daemon_address + " refused agent " + c_.agent_id +
+                                  ": " + r->reason);
+      }
+    }
+    in.clear();
+  }
+  connected_ = false;
+  return DeadlineExceeded("daemon " + c_.daemon_address + ": no Welcome");
+}
+
+StatusOr<Welcome> DaemonClient::Impl::Connect(Epoch epoch) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(c_.connect_timeout_ms);
+  int backoff_ms = 20;
+  Status last;
+  while (true) {
+    Welcome w;
+    last = Dial(epoch, &w);
+    if (last.ok()) return w;
+    if (last.code() == StatusCode::kFailedPrecondition) return last;
+    if (Clock::now() + std::chrono::milliseconds(backoff_ms) > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, c_.reconnect_max_ms);
+  }
+  return DeadlineExceeded(last.message() + " (gave up after " +
+                          std::to_string(c_.connect_timeout_ms) + " ms)");
+}
+
+Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>& sources) {
+  EpochSwitcher switcher(c_, state, sources,
+                         [this](const WireMessage& m) { return connected_ && SendFrame(m).ok(); });
+  auto next_heartbeat = Clock::now(), next_report = Clock::now();
+  int backoff_ms = 20;
+  auto next_dial = Clock::now();
+  const int counts_size = c_.model.num_layers * c_.model.num_experts;
+  std::vector<WireMessage> in;
+  while (true) {
+    bool all_finished = true;
+    for (const RankProgress& r : state.ranks) all_finished &= r.finished.load();
+    if (all_finished) break;
+    if (!connected_) {
+      if (Clock::now() < next_dial) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      switcher.DropUncommitted();
+      Welcome w;
+      Status s = Dial(switcher.serving_epoch(), &w);
+      if (!s.ok()) {
+        next_dial = Clock::now() + std::chrono::milliseconds(backoff_ms);
+        backoff_ms = std::min(backoff_ms * 2, c_.reconnect_max_ms);
+        continue;
+      }
+      backoff_ms = 20;
+      if (w.epoch != switcher.serving_epoch()) {
+        std::fprintf(stderr,
+                     "grace-agent %s: rejoined at epoch %llu but serves epoch %llu; a live "
+                     "re-sync needs a restart\n",
+                     c_.agent_id.c_str(), static_cast<unsigned long long>(w.epoch),
+                     static_cast<unsigned long long>(switcher.serving_epoch()));
+      }
+    }
+    in.clear();
+    Receive(std::chrono::milliseconds(5), &in);
+    for (const WireMessage& m : in) {
+      if (auto* p = std::get_if<Prepare>(&m)) switcher.OnPrepare(*p);
+      if (auto* cm = std::get_if<Commit>(&m)) switcher.OnCommit(*cm);
+      if (auto* a = std::get_if<Abort>(&m)) switcher.OnAbort(*a);
+    }
+    switcher.Advance();
+    const auto now = Clock::now();
+    if (connected_ && now >= next_heartbeat) {
+      uint64_t step = 0;
+      for (const RankProgress& r : state.ranks) step = std::max(step, r.next_step.load());
+      (void)SendFrame(Heartbeat{step, switcher.serving_epoch()});
+      next_heartbeat = now + std::chrono::milliseconds(heartbeat_ms_);
+    }
+    if (connected_ && now >= next_report) {
+      LoadReport r;
+      r.step_from = report_from_;
+      for (const RankProgress& p : state.ranks) r.step_to = std::max(r.step_to, p.next_step.load());
+      r.num_layers = c_.model.num_layers;
+      r.num_experts = c_.model.num_experts;
+      r.counts.assign(counts_size, 0);
+      for (RankProgress& p : state.ranks) {
+        for (int i = 0; i < counts_size; ++i) {
+          r.counts[i] += p.counts[i].exchange(0, std::memory_order_relaxed);
+        }
+      }
+      report_from_ = r.step_to;
+      (void)SendFrame(r);
+      next_report = now + std::chrono::milliseconds(report_ms_);
+    }
+  }
+  switcher.DropUncommitted();
+  boost::system::error_code ec;
+  socket_.close(ec);
+  return Status::Ok();
+}
+
+DaemonClient::DaemonClient(const AgentConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+DaemonClient::~DaemonClient() = default;
+StatusOr<Welcome> DaemonClient::Connect(Epoch epoch) {
+  return impl_->Connect(epoch);
+}
+Status DaemonClient::Run(ServingState& state, std::vector<RankSlotWeights>& sources) {
+  return impl_->Run(state, sources);
+}
+
+}  // namespace grace

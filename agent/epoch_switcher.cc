@@ -1,0 +1,224 @@
+#include "agent/epoch_switcher.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "policy/locality_routing.h"
+
+namespace grace {
+
+StatusOr<std::shared_ptr<const RoutingTable>> EpochRoutingTable(
+    Epoch epoch, const Topology& topology, const Placement& placement,
+    std::span<const float> expected_load) {
+  GRACE_RETURN_IF_ERROR(placement.Validate(topology));
+  const int layers = placement.num_layers(), experts = placement.num_experts;
+  if (!expected_load.empty() && expected_load.size() != static_cast<size_t>(layers) * experts) {
+    return InvalidArgument("expected load has " + std::to_string(expected_load.size()) +
+                           " values; the placement needs " + std::to_string(layers) + " x " +
+                           std::to_string(experts));
+  }
+  std::vector<LayerRouting> routings;
+  std::vector<double> load(experts, 1.0);
+  for (int l = 0; l < layers; ++l) {
+    for (int e = 0; e < experts && !expected_load.empty(); ++e) {
+      load[e] = expected_load[static_cast<size_t>(l) * experts + e];
+    }
+    routings.push_back(LocalityRouting(placement.physical_to_logical[l], load, topology));
+  }
+  return BuildRoutingTable(epoch, topology, placement, routings);
+}
+
+EpochSwitcher::EpochSwitcher(const AgentConfig& config, ServingState& state,
+                             std::vector<RankSlotWeights>& sources, SendFn send)
+    : c_(config), state_(state), sources_(sources), send_(std::move(send)) {}
+
+EpochSwitcher::~EpochSwitcher() {
+  DropUncommitted();
+  if (pending_ != nullptr) retired_.push_back(std::move(pending_));
+  for (auto& p : retired_) {
+    p->cancel.store(true);
+    for (std::thread& t : p->threads) t.join();
+  }
+}
+
+void EpochSwitcher::LogOutcome(const char* result, const std::string& detail) {
+  std::ofstream out(c_.output_dir + "/" + c_.agent_id + ".migrations.jsonl", std::ios::app);
+  const Pending& p = *pending_;
+  uint64_t bytes_in = 0, bytes_sent = 0;
+  double paused_s = 0;
+  for (const auto& r : p.results) {
+    if (!r.ok()) continue;
+    bytes_in += r->bytes_in;
+    bytes_sent += r->bytes_sent;
+    paused_s += r->paused_s;
+  }
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - p.prepared_at).count();
+  out << "{\"agent\": \"" << c_.agent_id << "\", \"epoch\": " << p.epoch << ", \"result\": \""
+      << result << "\", \"switch_step\": " << p.switch_step << ", \"bytes_in\": " << bytes_in
+      << ", \"bytes_sent\": " << bytes_sent << ", \"paused_s\": " << paused_s
+      << ", \"since_prepare_ms\": " << ms << ", \"detail\": \"" << detail << "\"}\n";
+}
+
+void EpochSwitcher::OnPrepare(const Prepare& p) {
+  if (pending_ != nullptr && !pending_->committed) {
+    LogOutcome("superseded", "a new PREPARE arrived");
+    DropUncommitted();
+  }
+  if (pending_ != nullptr) return;  // committed and not switched yet: the daemon must wait
+  StatusOr<Placement> placement = PlacementFromJson(p.placement_json, "PREPARE");
+  StatusOr<std::shared_ptr<const RoutingTable>> table =
+      placement.ok() ? EpochRoutingTable(p.epoch, c_.topology, *placement, p.expected_load)
+                     : StatusOr<std::shared_ptr<const RoutingTable>>(placement.status());
+  auto pending = std::make_unique<Pending>();
+  pending->epoch = p.epoch;
+  pending->prepared_at = Clock::now();
+  pending_ = std::move(pending);
+  if (!table.ok() || p.epoch <= serving_epoch()) {
+    // No READY: the daemon's READY timeout aborts the migration.
+    pending_->failed = true;
+    LogOutcome("refused",
+               table.ok() ? "epoch not after the serving one" : table.status().message());
+    return;
+  }
+  pending_->placement = std::move(*placement);
+  pending_->table = *table;
+  const int n = c_.local_ranks;
+  pending_->results.resize(n, StatusOr<StagedCopies>(Unavailable("not run")));
+  auto transfers = std::make_shared<const std::vector<WireTransfer>>(p.transfers);
+  const size_t port_salt = std::hash<std::string>{}(p.placement_json);
+  for (int i = 0; i < n; ++i) {
+    TransferOptions o;
+    o.mesh.rank = c_.first_rank + i;
+    o.mesh.size = c_.topology.ranks();
+    o.mesh.rendezvous_host = c_.migration_rendezvous_host;
+    // One of 8 ports, by epoch and placement (the same on every agent): a cancelled attempt's
+    // rank 0 may still sit in its rendezvous, and a retried epoch has another placement.
+    o.mesh.rendezvous_port =
+        static_cast<uint16_t>(c_.migration_rendezvous_port + (p.epoch + port_salt) % 8);
+    o.mesh.listen_host = c_.listen_host;
+    o.mesh.connect_timeout = std::chrono::milliseconds(c_.connect_timeout_ms);
+    o.mesh.io_timeout = std::chrono::milliseconds(c_.connect_timeout_ms);
+    o.slots_per_rank = c_.topology.slots_per_gpu;
+    o.expert_floats = static_cast<size_t>(3) * c_.model.ffn * c_.model.hidden;
+    o.chunk_bytes = static_cast<size_t>(c_.chunk_bytes);
+    o.max_bytes_per_s = c_.max_bytes_per_s / n;
+    o.step_budget = c_.step_budget;
+    o.progress = &state_.ranks[i];
+    o.cancel = &pending_->cancel;
+    Pending* pp = pending_.get();
+    // A snapshot of the sources: the control thread updates its own at each switch.
+    auto src = std::make_shared<const RankSlotWeights>(sources_[i]);
+    pp->threads.emplace_back([o, transfers, src, pp, i] {
+      // The copy yields the CPU to the data path's threads.
+      setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
+      pp->results[i] = RunRankTransfers(o, *transfers, *src);
+      pp->finished.fetch_add(1, std::memory_order_release);
+    });
+  }
+}
+
+void EpochSwitcher::OnCommit(const Commit& m) {
+  if (pending_ == nullptr || pending_->epoch != m.epoch || !pending_->ready_sent) {
+    std::fprintf(stderr, "grace-agent %s: COMMIT of epoch %llu with no staged copies for it\n",
+                 c_.agent_id.c_str(), static_cast<unsigned long long>(m.epoch));
+    return;
+  }
+  Pending& p = *pending_;
+  p.committed = true;
+  p.switch_step = m.switch_step;
+  auto view = std::make_shared<EpochView>();
+  view->current = state_.view.load()->current;
+  view->next = p.table;
+  view->switch_step = m.switch_step;
+  for (auto& r : p.results) {
+    for (StagedSlot& s : r->staged) view->staged.push_back(s);
+  }
+  uint64_t late = 0;
+  for (const RankProgress& r : state_.ranks) {
+    late = std::max(late, r.next_step.load(std::memory_order_acquire));
+  }
+  state_.view.store(std::move(view));
+  if (late > m.switch_step) {
+    // The daemon's margin was too small: this agent cannot switch exactly at the step.
+    std::fprintf(stderr, "grace-agent %s: COMMIT for step %llu arrived at step %llu\n",
+                 c_.agent_id.c_str(), static_cast<unsigned long long>(m.switch_step),
+                 static_cast<unsigned long long>(late));
+    LogOutcome("late-commit", "switch step already passed");
+  }
+}
+
+void EpochSwitcher::OnAbort(const Abort& m) {
+  if (pending_ == nullptr || pending_->epoch != m.epoch) return;
+  DropUncommitted();
+}
+
+void EpochSwitcher::DropUncommitted() {
+  if (pending_ == nullptr || pending_->committed) return;
+  pending_->cancel.store(true);
+  LogOutcome("aborted", "");
+  retired_.push_back(std::move(pending_));  // staged buffers go when its threads are reaped
+}
+
+void EpochSwitcher::Advance() {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if ((*it)->finished.load(std::memory_order_acquire) ==
+        static_cast<int>((*it)->threads.size())) {
+      for (std::thread& t : (*it)->threads) t.join();
+      it = retired_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (pending_ == nullptr) return;
+  Pending& p = *pending_;
+  const int n = static_cast<int>(p.threads.size());
+  if (!p.ready_sent && !p.failed && p.finished.load(std::memory_order_acquire) == n) {
+    for (auto& t : p.threads) t.join();
+    p.threads.clear();
+    for (const auto& r : p.results) {
+      if (!r.ok()) {
+        p.failed = true;
+        std::fprintf(stderr, "grace-agent %s: migration to epoch %llu failed: %s\n",
+                     c_.agent_id.c_str(), static_cast<unsigned long long>(p.epoch),
+                     r.status().ToString().c_str());
+        LogOutcome("failed", r.status().message());
+        return;  // no READY: the daemon times out and aborts
+      }
+    }
+    if (send_(Ready{p.epoch})) p.ready_sent = true;
+  }
+  if (!p.committed) return;
+  for (const RankProgress& r : state_.ranks) {
+    if (r.next_step.load(std::memory_order_acquire) <= p.switch_step &&
+        !r.finished.load(std::memory_order_acquire)) {
+      return;
+    }
+  }
+  // Every local worker has run step switch_step on the new table.
+  if (!send_(Switched{p.epoch, p.switch_step})) return;
+  auto view = std::make_shared<EpochView>();
+  view->current = p.table;
+  view->switch_step = p.switch_step;
+  state_.view.store(std::move(view));
+  // The slot weights of the new epoch: staged copies replace, emptied slots drop theirs.
+  const int spr = c_.topology.slots_per_gpu;
+  for (int i = 0; i < c_.local_ranks; ++i) {
+    RankSlotWeights& w = sources_[i];
+    for (const StagedSlot& s : p.results[i]->staged) w[s.layer_index][s.slot % spr] = s.weights;
+    for (int l = 0; l < p.placement.num_layers(); ++l) {
+      for (int k = 0; k < spr; ++k) {
+        if (p.placement.physical_to_logical[l][(c_.first_rank + i) * spr + k] == kEmptySlot) {
+          w[l][k].reset();
+        }
+      }
+    }
+  }
+  LogOutcome("switched", "");
+  pending_.reset();
+}
+
+}  // namespace grace

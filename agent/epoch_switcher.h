@@ -1,0 +1,91 @@
+// EpochSwitcher: the agent's side of one migration at a time through the epoch protocol
+// (DESIGN.md, "Migration"), driven by DaemonClient with the daemon's messages:
+//   PREPARE(n+1, placement, transfers) -> build epoch n+1's routing table, copy into staging
+//       over the migration mesh (agent/migration_executor.h, one background thread per local
+//       rank, lowest CPU priority) -> READY once every copy is in;
+//   COMMIT(n+1, s) -> publish {current, next at s, staged} (agent/serving_state.h): every worker
+//       switches exactly at step s -> SWITCHED once every local worker is past s -> publish
+//       {next}; the old view and buffers go with their last reader;
+//   ABORT, a failed copy (no READY: the daemon times out) or a lost connection before COMMIT ->
+//       cancel the copies and drop the staged buffers; epoch n serves on.
+// Each outcome is appended to <output dir>/<agent id>.migrations.jsonl (bytes staged and sent,
+// time since PREPARE), which `gracectl bench migration` sums.
+//
+// Thread contract: the agent's control thread calls every method; the workers only read what it
+// publishes. Copy threads of a cancelled migration are reaped by Advance(), never waited for.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "agent/agent_config.h"
+#include "agent/migration_executor.h"
+#include "agent/serving_state.h"
+#include "core/placement.h"
+#include "core/routing_table.h"
+#include "core/wire_protocol.h"
+
+namespace grace {
+
+// The routing table every rank derives for an epoch: locality routing (policy/) of each layer
+// from the placement and expected load ([layer][expert]; empty: uniform), so all ranks agree.
+StatusOr<std::shared_ptr<const RoutingTable>> EpochRoutingTable(
+    Epoch epoch, const Topology& topology, const Placement& placement,
+    std::span<const float> expected_load);
+
+class EpochSwitcher {
+ public:
+  // `send` queues a message to the daemon; false when it could not (retried by Advance()).
+  using SendFn = std::function<bool(const WireMessage&)>;
+  // `sources[i]`: local rank i's slot weights, replaced at each switch.
+  EpochSwitcher(const AgentConfig& config, ServingState& state,
+                std::vector<RankSlotWeights>& sources, SendFn send);
+  ~EpochSwitcher();
+  EpochSwitcher(const EpochSwitcher&) = delete;
+  EpochSwitcher& operator=(const EpochSwitcher&) = delete;
+
+  void OnPrepare(const Prepare& p);
+  void OnCommit(const Commit& m);
+  void OnAbort(const Abort& m);
+  // Sends READY or SWITCHED when due, publishes the clean view, reaps cancelled copies.
+  void Advance();
+  // Drops a migration that is not committed (the daemon connection was lost, or shutdown).
+  void DropUncommitted();
+
+  Epoch serving_epoch() const { return state_.view.load()->current->epoch(); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {
+    Epoch epoch = 0;
+    Placement placement;
+    std::shared_ptr<const RoutingTable> table;
+    std::vector<std::thread> threads;
+    std::vector<StatusOr<StagedCopies>> results;
+    std::atomic<int> finished{0};
+    std::atomic<bool> cancel{false};
+    bool ready_sent = false;
+    bool failed = false;
+    bool committed = false;
+    uint64_t switch_step = 0;
+    Clock::time_point prepared_at;
+  };
+
+  void LogOutcome(const char* result, const std::string& detail);
+
+  const AgentConfig& c_;
+  ServingState& state_;
+  std::vector<RankSlotWeights>& sources_;
+  SendFn send_;
+  std::unique_ptr<Pending> pending_;
+  // Cancelled migrations whose copy threads have not returned yet (one may sit in the mesh
+  // rendezvous until its timeout); reaped once they have, so the control loop never waits.
+  std::vector<std::unique_ptr<Pending>> retired_;
+};
+
+}  // namespace grace

@@ -1,0 +1,61 @@
+// ServingState: what the data-path workers of one agent read each step, published by the
+// control thread Envoy-style: an immutable EpochView behind one atomic shared_ptr.
+//
+// A worker loads the view once per step. It serves `current`, or, once its step reaches
+// `switch_step`, `next` (epoch n+1, committed): before its first step on `next` it copies the
+// staged weights of its own slots into its backend (LoadSlot, no allocation), so every rank
+// switches exactly at the same step and no step mixes epochs. The control thread publishes a
+// clean view (current = next) once every local worker is past the switch; the old view, and the
+// staged buffers with it, are freed when the last worker drops its reference.
+//
+// Thread contract: the control thread writes `view` and reads the per-rank progress; worker i
+// writes only ranks[i] (atomics, relaxed or release/acquire as noted) and reads `view`.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/ids.h"
+#include "core/routing_table.h"
+
+namespace grace {
+
+// One expert's weights for one slot: w1 | w3 | w2 back to back (3 x ffn x hidden floats).
+struct StagedSlot {
+  int layer_index = 0;
+  SlotId slot = 0;  // global slot id
+  ExpertId expert = 0;
+  std::shared_ptr<const std::vector<float>> weights;
+};
+
+struct EpochView {
+  std::shared_ptr<const RoutingTable> current;
+  std::shared_ptr<const RoutingTable> next;  // null unless a switch is committed
+  uint64_t switch_step = 0;
+  std::vector<StagedSlot> staged;  // the slots `next` changes, on this agent's ranks
+
+  Epoch serving_epoch(uint64_t step) const {
+    return next != nullptr && step >= switch_step ? next->epoch() : current->epoch();
+  }
+};
+
+// One worker's progress, read by the control thread for heartbeats, reports and flow control.
+struct RankProgress {
+  std::atomic<uint64_t> next_step{0};         // steps [0, next_step) are done
+  std::atomic<Epoch> epoch{0};                // the epoch of its last finished step
+  std::atomic<uint64_t> last_step_us{0};      // compute time of the last step
+  std::atomic<uint64_t> baseline_step_us{0};  // slow-moving average of step time
+  std::atomic<bool> finished{false};
+  // Per (layer, expert) token counts since the last LoadReport; the control thread exchanges
+  // them with 0. Sized once at start.
+  std::unique_ptr<std::atomic<uint32_t>[]> counts;
+};
+
+struct ServingState {
+  std::atomic<std::shared_ptr<const EpochView>> view;
+  std::vector<RankProgress> ranks;  // one per local rank, sized once before workers start
+};
+
+}  // namespace grace
