@@ -190,7 +190,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
         status.epoch = sw->epoch;
       }
     }
-    if (!std::holds_alternative<Heartbeat>(m)) server_.events_.OnMessage(status.agent_id, m);
+    server_.events_.OnMessage(status.agent_id, m);
   }
 
   void Reject(const std::string& reason) {

@@ -40,6 +40,7 @@ class AgentEvents {
   // or a non-ok Status to refuse it with that reason.
   virtual StatusOr<Welcome> OnAgentJoined(const Hello& hello) = 0;
   virtual void OnAgentLost(const std::string& agent_id, const std::string& reason) = 0;
+  // Every message after the handshake, heartbeats included.
   virtual void OnMessage(const std::string& agent_id, const WireMessage& message) = 0;
   // A connection was refused or closed for bad input (for the event log).
   virtual void OnConnectionRejected(const std::string& peer, const std::string& reason) = 0;

@@ -45,6 +45,8 @@ struct DaemonMetrics {
   int agents_up = 0;
   int agents_lost = 0;
   uint64_t load_reports_total = 0;
+  double control_round_ms = 0;      // the last interval: aggregate, forecast, decide
+  double control_round_max_ms = 0;  // the slowest so far
 };
 
 class ControlPlane {

@@ -27,9 +27,6 @@ struct ServedModel {
   std::vector<LayerId> layer_ids = {0, 1};
   int hidden = 1024;
   int expert_ffn = 512;
-
-  // bf16 weights of one expert: w1, w3 (hidden x ffn) and w2 (ffn x hidden).
-  uint64_t expert_bytes() const { return 3ull * hidden * expert_ffn * 2; }
 };
 
 struct DaemonConfig {

@@ -45,6 +45,11 @@ std::string PrometheusText(const DaemonMetrics& m) {
   Header(out, "grace_agents", "gauge", "Agents by state.");
   out << "grace_agents{state=\"up\"} " << m.agents_up << '\n';
   out << "grace_agents{state=\"lost\"} " << m.agents_lost << '\n';
+  Header(out, "grace_control_round_seconds", "gauge",
+         "Duration of the last control round (aggregate, forecast, decide).");
+  out << "grace_control_round_seconds " << m.control_round_ms / 1000 << '\n';
+  Header(out, "grace_control_round_max_seconds", "gauge", "The slowest control round so far.");
+  out << "grace_control_round_max_seconds " << m.control_round_max_ms / 1000 << '\n';
   Header(out, "grace_load_reports_total", "counter", "Load reports received from agents.");
   out << "grace_load_reports_total " << m.load_reports_total << '\n';
   return out.str();

@@ -18,7 +18,7 @@ const char* EpochPhaseName(EpochCoordinator::Phase phase) {
 
 Status EpochCoordinator::Begin(Epoch epoch, const Placement& placement, const Topology& topology,
                                const MigrationPlan& plan, const std::vector<std::string>& agents,
-                               int64_t now_ms) {
+                               int64_t now_ms, std::vector<float> expected_load) {
   if (phase_ != Phase::kIdle) {
     return FailedPrecondition(std::string("a migration to epoch ") + std::to_string(epoch_) +
                               " is " + EpochPhaseName(phase_));
@@ -31,6 +31,7 @@ Status EpochCoordinator::Begin(Epoch epoch, const Placement& placement, const To
   Prepare prepare;
   prepare.epoch = epoch;
   prepare.placement_json = PlacementToJson(placement, topology);
+  prepare.expected_load = std::move(expected_load);
   for (const ExpertTransfer& t : plan.transfers) {
     prepare.transfers.push_back({t.layer_index, t.expert, t.src_slot, t.dst_slot, t.bytes});
   }

@@ -44,8 +44,11 @@ class EpochCoordinator {
       : send_(std::move(send)), options_(options) {}
 
   // Starts migrating to `epoch` with `placement`; `agents` are the agents that must take part.
+  // `expected_load` ([layer][expert], may be empty) travels in PREPARE so that every rank derives
+  // the same routing weights.
   Status Begin(Epoch epoch, const Placement& placement, const Topology& topology,
-               const MigrationPlan& plan, const std::vector<std::string>& agents, int64_t now_ms);
+               const MigrationPlan& plan, const std::vector<std::string>& agents, int64_t now_ms,
+               std::vector<float> expected_load = {});
 
   // Inputs from the agent connections.
   void OnReady(const std::string& agent_id, Epoch epoch);
@@ -59,6 +62,8 @@ class EpochCoordinator {
   StatusOr<uint64_t> Commit(int64_t now_ms);
   // Aborts a migration that is not committed yet (e.g. the operator paused the daemon).
   void Abort(const std::string& reason);
+  // How far past the newest reported step COMMIT switches; graced sizes it from the step rate.
+  void set_switch_margin_steps(uint64_t steps) { options_.switch_margin_steps = steps; }
   // Back to kIdle after kDone or kAborted.
   void Reset();
 

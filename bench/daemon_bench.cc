@@ -1,0 +1,199 @@
+// graced under load: the real daemon process, N simulated ranks (8 per agent) reporting
+// DeepSeek-V3-shaped load (58 MoE layers x 256 experts, drawn from the real SGLang prefill
+// statistics when ../shared/traces/real is present) every second; then a paced REST client.
+// Prints one JSON object:
+//   cpu_cores          graced's CPU time / wall time while agents report (target < 0.5)
+//   reports_per_s      load reports graced ingested per second
+//   control_round_ms   last and slowest control round (aggregate, forecast, decide): the
+//                      report-to-decision latency
+//   rest_p50_ms, rest_p99_ms at rest_rps requests/s (target p99 < 10 ms at 200/s)
+//
+//   daemon_bench [--ranks 1000] [--seconds 30] [--rest-rps 200] [--rest-seconds 10]
+#include <httplib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/local_cluster.h"
+#include "core/trace_import.h"
+#include "tests/testing/child_process.h"
+#include "tools/sim_agents.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+  std::istringstream in(line.substr(line.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double MetricValue(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + name.size() + 2));
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(p * (v.size() - 1))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int ranks = 1000, seconds = 30, rest_rps = 200, rest_seconds = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    const int v = std::atoi(argv[i + 1]);
+    if (a == "--ranks")
+      ranks = v;
+    else if (a == "--seconds")
+      seconds = v;
+    else if (a == "--rest-rps")
+      rest_rps = v;
+    else if (a == "--rest-seconds")
+      rest_seconds = v;
+  }
+  const int gpus_per_node = 8;
+  const int nodes = std::max(1, ranks / gpus_per_node);
+  const int layers = 58, experts = 256;
+  // Enough slots for every expert plus a quarter spare, at least one per GPU.
+  const int slots_per_gpu =
+      std::max(1, (experts * 5 / 4 + nodes * gpus_per_node - 1) / (nodes * gpus_per_node));
+
+  // Real DeepSeek-V3 per-layer loads (MoE layers 3..60), one phase.
+  grace::SimAgentOptions sim;
+  const char* env_traces = std::getenv("GRACE_TRACES_DIR");
+  const std::string traces = env_traces ? env_traces : GRACE_SOURCE_DIR "/../shared/traces/real";
+  auto trace = grace::ImportTraces({traces + "/deepseek-v3-sglang-stats/prefill_in1024.json"});
+  std::string load_source = "zipf";
+  if (trace.ok()) {
+    auto loads = trace->LayerLoads();
+    std::vector<std::vector<double>> moe(loads.begin() + (loads.size() - layers), loads.end());
+    sim.phase_loads = {moe};
+    load_source = "deepseek-v3 prefill_in1024";
+  }
+
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graced_bench_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto http_port = grace::PickFreePort();
+  auto agents_port = grace::PickFreePort();
+  if (!http_port.ok() || !agents_port.ok()) return 1;
+  const std::string config = (dir / "graced.toml").string();
+  {
+    std::ofstream f(config);
+    f << "[daemon]\nhttp = \"127.0.0.1:" << *http_port
+      << "\"\nagents = \"127.0.0.1:" << *agents_port << "\"\nstate_dir = \""
+      << (dir / "state").string() << "\"\n"
+      << "[agents]\nheartbeat_ms = 1000\nreport_ms = 1000\nlost_after_ms = 10000\n"
+      << "[topology]\nnodes = " << nodes << "\ngpus_per_node = " << gpus_per_node
+      << "\nslots_per_gpu = " << slots_per_gpu << "\n"
+      << "[model]\nnum_experts = " << experts << "\ntop_k = 8\nhidden = 7168\nexpert_ffn = 2048\n"
+      << "layers = [";
+    for (int l = 0; l < layers; ++l) f << (l ? ", " : "") << l + 3;
+    f << "]\n[policy]\ninterval_s = 1\n";
+  }
+  grace::testing::ChildProcess graced;
+  const std::string graced_binary =
+      std::getenv("GRACED_BINARY") ? std::getenv("GRACED_BINARY") : GRACED_BINARY;
+  graced.Start({graced_binary, "--config", config},
+               {"GRACE_API_TOKEN=bench", "GRACE_CLUSTER_SECRET=bench"},
+               (dir / "graced.log").string());
+  httplib::Client client("127.0.0.1", *http_port);
+  client.set_connection_timeout(1, 0);
+  const auto up_deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < up_deadline && graced.Running() && !client.Get("/healthz")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (!client.Get("/healthz")) {
+    std::cerr << "graced did not start; see " << (dir / "graced.log") << "\n";
+    return 1;
+  }
+
+  sim.daemon_port = *agents_port;
+  sim.cluster_secret = "bench";
+  sim.topology.nodes = nodes;
+  sim.topology.gpus_per_node = gpus_per_node;
+  sim.topology.slots_per_gpu = slots_per_gpu;
+  sim.num_layers = layers;
+  sim.num_experts = experts;
+  sim.top_k = 8;
+  sim.tokens_per_step = 128;
+  sim.steps_per_second = 10;
+  sim.report_ms = 1000;
+  grace::SimAgentFleet fleet(sim);
+  if (!fleet.Start().ok()) return 1;
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // connect and warm up
+
+  auto metrics = [&] {
+    auto r = client.Get("/metrics");
+    return r ? r->body : std::string();
+  };
+  const double reports0 = MetricValue(metrics(), "grace_load_reports_total");
+  const pid_t pid = graced.pid();
+  const double g0 = CpuSeconds(pid);
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  const double g1 = CpuSeconds(pid);
+  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  const std::string m = metrics();
+  const double reports1 = MetricValue(m, "grace_load_reports_total");
+
+  // REST: paced requests over a mix of read endpoints.
+  const char* paths[] = {"/api/v1/status", "/api/v1/policy", "/api/v1/decisions?limit=20",
+                         "/api/v1/agents", "/metrics",       "/healthz"};
+  std::vector<double> latencies;
+  const auto period = std::chrono::duration<double>(1.0 / rest_rps);
+  const auto r0 = Clock::now();
+  for (int i = 0; i < rest_rps * rest_seconds; ++i) {
+    std::this_thread::sleep_until(r0 + std::chrono::duration_cast<Clock::duration>(period * i));
+    const auto s = Clock::now();
+    auto res = client.Get(paths[i % std::size(paths)]);
+    if (res && res->status == 200) {
+      latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
+    }
+  }
+  const grace::SimAgentStats st = fleet.Stats();
+  fleet.Stop();
+  graced.Kill(SIGTERM);
+
+  nlohmann::json out = {
+      {"ranks", nodes * gpus_per_node},
+      {"agents_connected", st.connected},
+      {"layers", layers},
+      {"experts", experts},
+      {"load_source", load_source},
+      {"seconds", wall},
+      {"cpu_cores", (g1 - g0) / wall},
+      {"reports_per_s", (reports1 - reports0) / wall},
+      {"control_round_ms", MetricValue(m, "grace_control_round_seconds") * 1000},
+      {"control_round_max_ms", MetricValue(m, "grace_control_round_max_seconds") * 1000},
+      {"rest_rps", rest_rps},
+      {"rest_ok", latencies.size()},
+      {"rest_p50_ms", Percentile(latencies, 0.5)},
+      {"rest_p99_ms", Percentile(latencies, 0.99)}};
+  std::cout << out.dump(2) << std::endl;
+  std::filesystem::remove_all(dir);
+  return 0;
+}

@@ -1,0 +1,649 @@
+#include "daemon/control_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "migrate/migration_plan.h"
+#include "policy/cost_model.h"
+#include "policy/locality_routing.h"
+
+namespace grace {
+namespace {
+
+CostParams CostParamsFor(const ServedModel& model) {
+  CostParams p;
+  p.hidden_size = model.hidden;
+  p.expert_ffn_size = model.expert_ffn;
+  return p;
+}
+
+// How the operator's policy maps onto the decider. Time-based knobs (cool-down) stay in the
+// control loop; the decider's own cool-down is per layer and in steps.
+DecisionOptions DecisionOptionsFor(const PolicySettings& policy, int steps_per_interval) {
+  DecisionOptions d;
+  d.horizon_steps = std::max(1, policy.horizon_intervals * std::max(1, steps_per_interval));
+  d.min_net_gain_ms = policy.min_gain_ms;
+  d.byte_budget = static_cast<uint64_t>(policy.byte_budget_mb * 1e6);
+  d.fixed_cost_ms = policy.migration_fixed_cost_ms;
+  return d;
+}
+
+int ForcedModel(const std::string& name) {
+  if (name == "ewma") return static_cast<int>(ForecastModel::kEwma);
+  if (name == "holt") return static_cast<int>(ForecastModel::kHolt);
+  if (name == "ar") return static_cast<int>(ForecastModel::kAr);
+  if (name == "last_value") return static_cast<int>(ForecastModel::kLastValue);
+  return -1;  // auto: per-series selection
+}
+
+std::vector<float> ToFloats(const std::vector<LayerStats>& stats) {
+  std::vector<float> out;
+  for (const LayerStats& s : stats) {
+    for (double v : s.load) out.push_back(static_cast<float>(v));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct ControlLoop::Impl {
+  Impl(DaemonConfig c, std::unique_ptr<HistoryStore> s, std::function<int64_t()> now)
+      : config(std::move(c)),
+        store(std::move(s)),
+        now_ms(std::move(now)),
+        params(CostParamsFor(config.model)),
+        coordinator([this](const std::string& id, const WireMessage& m) {
+          return send ? send(id, m) : false;
+        }) {}
+
+  int layers() const { return static_cast<int>(config.model.layer_ids.size()); }
+  int experts() const { return config.model.num_experts; }
+  const Topology& topology() const { return config.topology; }
+
+  void MakeController() {
+    OnlineControllerOptions opt;
+    opt.decision = DecisionOptionsFor(policy, steps_per_interval);
+    opt.forecast.forced_model = ForcedModel(policy.forecast_model);
+    controller =
+        std::make_unique<OnlineController>(topology(), params, config.model.layer_ids, experts(),
+                                           config.model.top_k, opt, planner.get());
+  }
+
+  // Routing of every layer for `load` ([layer][expert], empty: uniform).
+  std::vector<LayerState> StatesFor(const Placement& p, const std::vector<float>& load) const {
+    std::vector<LayerState> out(layers());
+    for (int l = 0; l < layers(); ++l) {
+      std::vector<double> layer_load(experts(), 1.0);
+      if (load.size() == static_cast<size_t>(layers()) * experts()) {
+        for (int e = 0; e < experts(); ++e) layer_load[e] = load[l * experts() + e];
+      }
+      out[l].row = p.physical_to_logical[l];
+      out[l].routing = LocalityRouting(out[l].row, layer_load, topology());
+    }
+    return out;
+  }
+
+  Status Init() {
+    GRACE_ASSIGN_OR_RETURN(planner, MakePlacementPolicy("grace"));
+    GRACE_ASSIGN_OR_RETURN(std::optional<PlacementRecord> current, store->CurrentPlacement());
+    if (current.has_value()) {
+      GRACE_RETURN_IF_ERROR(CheckRestored(*current));
+      epoch = current->epoch;
+      placement = current->placement;
+      spdlog::info("graced: restored epoch {} from the history", epoch);
+    } else {
+      // Epoch 1: nothing is known yet, so there is no affinity to exploit: EPLB's balanced
+      // packing on uniform load is the fast, sensible start; grace takes over once load arrives.
+      std::vector<LayerStats> uniform(layers());
+      for (int l = 0; l < layers(); ++l) {
+        uniform[l].layer_id = config.model.layer_ids[l];
+        uniform[l].top_k = config.model.top_k;
+        uniform[l].load.assign(experts(), 1.0);
+      }
+      GRACE_ASSIGN_OR_RETURN(std::unique_ptr<PlacementPolicy> eplb, MakePlacementPolicy("eplb"));
+      GRACE_ASSIGN_OR_RETURN(PlacementPlan plan, PlanAllLayers(*eplb, uniform, topology(), params));
+      PlacementRecord first;
+      first.epoch = 1;
+      first.committed_at_ms = now_ms();
+      first.topology = topology();
+      first.placement = plan.placement;
+      GRACE_RETURN_IF_ERROR(store->CommitPlacement(first));
+      epoch = 1;
+      placement = plan.placement;
+      spdlog::info("graced: no history; committed epoch 1 (EPLB packing on uniform load)");
+    }
+    states = StatesFor(placement, expected_load);
+    MakeController();
+    next_interval_ms = now_ms() + static_cast<int64_t>(policy.interval_s * 1000);
+    counts.assign(static_cast<size_t>(layers()) * experts(), 0.0);
+    return Status::Ok();
+  }
+
+  Status CheckRestored(const PlacementRecord& r) const {
+    const Placement& p = r.placement;
+    if (p.num_experts != experts() || p.layer_ids != config.model.layer_ids ||
+        r.topology.nodes != topology().nodes ||
+        r.topology.gpus_per_node != topology().gpus_per_node ||
+        r.topology.slots_per_gpu != topology().slots_per_gpu) {
+      return FailedPrecondition(
+          "the history's epoch " + std::to_string(r.epoch) + " (" + r.topology.ToString() + ", " +
+          std::to_string(p.num_experts) + " experts, " + std::to_string(p.num_layers()) +
+          " layers) does not match the configured model and topology (" + topology().ToString() +
+          "); use another --state-dir or restore the old config");
+    }
+    return p.Validate(topology());
+  }
+
+  // --- Agent messages (I/O thread, under mu) ---------------------------------------------------
+  void OnLoadReport(const std::string& agent, const LoadReport& r) {
+    if (r.num_layers != static_cast<uint32_t>(layers()) ||
+        r.num_experts != static_cast<uint32_t>(experts())) {
+      spdlog::warn("graced: load report from {} has {} x {} counts, expected {} x {}; ignored",
+                   agent, r.num_layers, r.num_experts, layers(), experts());
+      return;
+    }
+    for (size_t i = 0; i < r.counts.size(); ++i) counts[i] += r.counts[i];
+    for (const LoadReport::Pair& p : r.coactivation) {
+      pairs.push_back({static_cast<int>(p.layer_index), p.a, p.b, static_cast<double>(p.count)});
+    }
+    uint64_t& steps = agent_steps[agent];
+    steps += r.step_to > r.step_from ? r.step_to - r.step_from : 0;
+    coordinator.OnStep(agent, r.step_to);
+    newest_step = std::max(newest_step, r.step_to);
+    ++metrics.load_reports_total;
+  }
+
+  // --- The control round ------------------------------------------------------------------
+  // Tick runs on the control thread in three phases so that forecasting and deciding (the slow
+  // part at DeepSeek scale) never hold `mu`, which the agent I/O thread and HTTP threads need:
+  //   TakeInterval (under mu)  moves this interval's reports out of the shared state;
+  //   Compute (no lock)        observes, evaluates and decides; it reads `states`, `controller`
+  //                            and `realisations`, which only the control thread writes;
+  //   ApplyInterval (under mu) records load, metrics, realised gains and starts a migration.
+  struct IntervalInput {
+    int64_t now = 0;
+    uint64_t steps = 0;
+    uint64_t newest_step = 0;
+    std::vector<double> per_step;
+    std::vector<CoactivationPair> pairs;
+    PolicySettings policy;
+    bool decide = false;
+    bool forced = false;
+  };
+  struct IntervalOutput {
+    std::vector<double> imbalance, cross_node;
+    double forecast_wmape = 0, last_value_wmape = 0;
+    std::optional<Decision> decision;
+    std::vector<float> forecast_load;
+  };
+
+  void Tick() {
+    IntervalInput in;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      const int64_t now = now_ms();
+      AdvanceMigration(now);
+      if (now < next_interval_ms) return;
+      next_interval_ms = now + static_cast<int64_t>(policy.interval_s * 1000);
+      if (!TakeInterval(now, &in)) return;
+    }
+    const auto started = std::chrono::steady_clock::now();
+    IntervalOutput out = Compute(in);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    std::lock_guard<std::mutex> lock(mu);
+    metrics.control_round_ms = ms;
+    metrics.control_round_max_ms = std::max(metrics.control_round_max_ms, ms);
+    ApplyInterval(in, std::move(out));
+  }
+
+  // Returns false when there was nothing to observe.
+  bool TakeInterval(int64_t now, IntervalInput* in) {
+    uint64_t steps = 0;
+    for (const auto& [agent, s] : agent_steps) steps = std::max(steps, s);
+    agent_steps.clear();
+    if (steps == 0) return false;  // no reports this interval
+    steps_per_interval = static_cast<int>(steps);
+    in->now = now;
+    in->steps = steps;
+    in->newest_step = newest_step;
+    in->per_step.resize(counts.size());
+    for (size_t i = 0; i < counts.size(); ++i)
+      in->per_step[i] = counts[i] / static_cast<double>(steps);
+    std::fill(counts.begin(), counts.end(), 0.0);
+    in->pairs = std::move(pairs);
+    pairs.clear();
+    if (rebuild_controller) {
+      MakeController();
+      rebuild_controller = false;
+    }
+    in->policy = policy;
+    in->forced = replan_requested;
+    in->decide =
+        !paused && coordinator.phase() == EpochCoordinator::Phase::kIdle &&
+        (in->forced || now - last_migration_ms >= static_cast<int64_t>(policy.cooldown_s * 1000));
+    if (in->decide) replan_requested = false;
+    return true;
+  }
+
+  IntervalOutput Compute(const IntervalInput& in) {
+    IntervalOutput out;
+    controller->Observe(in.per_step, in.pairs, nullptr, static_cast<int64_t>(in.newest_step));
+    out.imbalance.assign(layers(), 1.0);
+    out.cross_node.assign(layers(), 0.0);
+    for (int l = 0; l < layers(); ++l) {
+      const LayerCost c =
+          EvaluateLayer(ObservedStats(in.per_step, l), states[l].routing, topology(), params);
+      out.imbalance[l] = c.imbalance;
+      out.cross_node[l] = c.cross_node_sends_per_token;
+    }
+    out.forecast_wmape = controller->forecast_wmape();
+    out.last_value_wmape = controller->last_value_wmape();
+    for (Realisation& r : realisations) {
+      for (size_t i = 0; i < r.layers.size(); ++i) {
+        const LayerStats st = ObservedStats(in.per_step, r.layers[i]);
+        const double before = EvaluateLayer(st, r.before[i].routing, topology(), params).layer_ms;
+        const double after =
+            EvaluateLayer(st, states[r.layers[i]].routing, topology(), params).layer_ms;
+        r.gain_ms += (before - after) * static_cast<double>(in.steps);
+      }
+      --r.intervals_left;
+    }
+    if (in.decide) {
+      controller->SetDecisionOptions(DecisionOptionsFor(in.policy, steps_per_interval));
+      out.decision = controller->Decide(static_cast<int64_t>(in.newest_step), states);
+      if (!out.decision->changed_layers.empty())
+        out.forecast_load = ToFloats(controller->ForecastStats());
+    }
+    return out;
+  }
+
+  void ApplyInterval(const IntervalInput& in, IntervalOutput out) {
+    for (int l = 0; l < layers(); ++l) {
+      std::vector<float> row(in.per_step.begin() + l * experts(),
+                             in.per_step.begin() + (l + 1) * experts());
+      Status s = store->RecordLoad(in.now, l, row);
+      if (!s.ok()) spdlog::warn("graced: {}", s.message());
+    }
+    metrics.layer_imbalance = std::move(out.imbalance);
+    metrics.layer_cross_node_sends = std::move(out.cross_node);
+    metrics.forecast_mape = out.forecast_wmape;
+    metrics.last_value_mape = out.last_value_wmape;
+    for (const Realisation& r : realisations) {
+      if (r.intervals_left > 0) continue;
+      for (int64_t id : r.decision_ids) {
+        Status s = store->SetRealisedGain(id, r.gain_ms);
+        if (!s.ok()) spdlog::warn("graced: {}", s.message());
+      }
+    }
+    std::erase_if(realisations, [](const Realisation& r) { return r.intervals_left <= 0; });
+    if (in.now - last_compact_ms > 60'000) {
+      (void)store->Compact(in.now);
+      last_compact_ms = in.now;
+    }
+    if (out.decision)
+      StartMigration(in.now, in.forced, *out.decision, std::move(out.forecast_load));
+  }
+
+  LayerStats ObservedStats(const std::vector<double>& per_step, int l) const {
+    LayerStats st;
+    st.layer_id = config.model.layer_ids[l];
+    st.top_k = config.model.top_k;
+    st.load.assign(per_step.begin() + l * experts(), per_step.begin() + (l + 1) * experts());
+    return st;
+  }
+
+  // A committed decision's realised gain: its layers' old routing keeps being evaluated on what
+  // is observed for the horizon, against the routing in force.
+  struct Realisation {
+    std::vector<int64_t> decision_ids;
+    std::vector<int> layers;
+    std::vector<LayerState> before;
+    double gain_ms = 0;
+    int intervals_left = 0;
+  };
+
+  void StartMigration(int64_t now, bool forced, const Decision& decision,
+                      std::vector<float> forecast_load) {
+    if (coordinator.phase() != EpochCoordinator::Phase::kIdle) return;  // paused meanwhile
+    if (decision.changed_layers.empty()) {
+      if (forced) RecordNone(now, "replan requested: no candidate cleared the policy's thresholds");
+      return;
+    }
+    Placement next = placement;
+    std::vector<LayerState> next_states = states;
+    for (size_t i = 0; i < decision.changed_layers.size(); ++i) {
+      const int l = decision.changed_layers[i];
+      next.physical_to_logical[l] = decision.new_states[i].row;
+      next_states[l] = decision.new_states[i];
+    }
+    if (std::string why = ReplicaCapViolation(next); !why.empty()) {
+      RecordNone(now, "decision skipped: " + why);
+      return;
+    }
+    StatusOr<MigrationPlan> plan =
+        PlanMigration(topology(), placement, next, ExpertWeightBytes(params));
+    if (!plan.ok()) {
+      RecordNone(now, "decision skipped: " + plan.status().message());
+      return;
+    }
+    std::vector<int64_t> ids;
+    for (const DecisionRecord& d : decision.records) {
+      StoredDecision s;
+      s.time_ms = now;
+      s.action = ActionKindName(d.kind);
+      s.layer_index = d.layer_index;
+      s.reason = (forced ? "[forced] " : "") + d.reason;
+      s.predicted_gain_ms = d.predicted_gain_ms - d.migration_ms;
+      s.bytes = d.bytes;
+      StatusOr<int64_t> id = store->RecordDecision(s);
+      if (id.ok()) ids.push_back(*id);
+      ++metrics.decisions_total;
+    }
+    std::vector<std::string> participants;
+    for (const AgentStatus& a : agents ? agents() : std::vector<AgentStatus>{}) {
+      if (a.state == "up") participants.push_back(a.agent_id);
+    }
+    pending = Pending{next,
+                      next_states,
+                      std::move(forecast_load),
+                      ids,
+                      decision.changed_layers,
+                      plan->total_bytes};
+    Status s = coordinator.Begin(epoch + 1, next, topology(), *plan, participants, now,
+                                 pending->expected_load);
+    if (!s.ok()) {
+      spdlog::warn("graced: migration to epoch {} not started: {}", epoch + 1, s.message());
+    }
+  }
+
+  std::string ReplicaCapViolation(const Placement& p) const {
+    for (int l = 0; l < p.num_layers(); ++l) {
+      std::vector<int> n = p.ReplicaCounts(l);
+      for (int e = 0; e < experts(); ++e) {
+        if (n[e] > policy.max_replicas_per_expert) {
+          return "layer " + std::to_string(p.layer_ids[l]) + " expert " + std::to_string(e) +
+                 " would have " + std::to_string(n[e]) +
+                 " replicas, over max_replicas_per_expert " +
+                 std::to_string(policy.max_replicas_per_expert);
+        }
+      }
+    }
+    return "";
+  }
+
+  void RecordNone(int64_t now, const std::string& reason) {
+    StoredDecision s;
+    s.time_ms = now;
+    s.action = "none";
+    s.reason = reason;
+    (void)store->RecordDecision(s);
+    ++metrics.decisions_total;
+  }
+
+  void AdvanceMigration(int64_t now) {
+    switch (coordinator.Poll(now)) {
+      case EpochCoordinator::Phase::kReadyToCommit: {
+        // Persist first: once COMMIT is out, the epoch must survive a crash of graced.
+        PlacementRecord r;
+        r.epoch = coordinator.epoch();
+        r.committed_at_ms = now;
+        r.decision_id = pending->decision_ids.empty() ? 0 : pending->decision_ids.front();
+        r.topology = topology();
+        r.placement = pending->placement;
+        if (Status s = store->CommitPlacement(r); !s.ok()) {
+          coordinator.Abort("cannot persist epoch " + std::to_string(r.epoch) + ": " + s.message());
+          return;
+        }
+        // COMMIT must reach every agent before step s. An agent may be a heartbeat period ahead
+        // of its last report, and the message takes a round trip: size the margin at the
+        // observed step rate, twice over, and never under 8 steps.
+        const double steps_per_s = steps_per_interval / std::max(1e-3, policy.interval_s);
+        const double lead_s = (config.heartbeat_ms + 250.0) / 1000.0;
+        coordinator.set_switch_margin_steps(
+            std::max<uint64_t>(8, static_cast<uint64_t>(std::ceil(2 * steps_per_s * lead_s))));
+        if (!coordinator.Commit(now).ok()) return;
+        Realisation real;
+        real.decision_ids = pending->decision_ids;
+        real.layers = pending->layers;
+        for (int l : pending->layers) real.before.push_back(states[l]);
+        real.intervals_left = std::max(1, policy.horizon_intervals);
+        realisations.push_back(std::move(real));
+        for (int64_t id : pending->decision_ids) (void)store->SetDecisionEpoch(id, r.epoch);
+        epoch = r.epoch;
+        placement = pending->placement;
+        states = pending->states;
+        expected_load = pending->expected_load;
+        ++metrics.migrations_total;
+        metrics.migration_bytes_total += pending->bytes;
+        last_migration_ms = now;
+        spdlog::info("graced: epoch {} committed, switch at step {}", epoch,
+                     coordinator.switch_step());
+        break;
+      }
+      case EpochCoordinator::Phase::kDone:
+        spdlog::info("graced: every agent switched to epoch {} ({} ms from PREPARE)", epoch,
+                     coordinator.prepare_to_switch_ms());
+        coordinator.Reset();
+        pending.reset();
+        break;
+      case EpochCoordinator::Phase::kAborted:
+        spdlog::warn("graced: migration to epoch {} aborted: {}", coordinator.epoch(),
+                     coordinator.abort_reason());
+        (void)store->RecordAgentEvent(
+            {now, "graced", "migration_aborted", coordinator.abort_reason()});
+        ++metrics.migrations_aborted_total;
+        coordinator.Reset();
+        pending.reset();
+        break;
+      default: break;
+    }
+  }
+
+  DaemonConfig config;
+  std::unique_ptr<HistoryStore> store;
+  std::function<int64_t()> now_ms;
+  CostParams params;
+  std::function<bool(const std::string&, const WireMessage&)> send;
+  std::function<std::vector<AgentStatus>()> agents;
+
+  std::mutex mu;
+  PolicySettings policy;
+  bool paused = false;
+  bool replan_requested = false;
+  bool rebuild_controller = false;
+  Epoch epoch = 0;
+  Placement placement;
+  std::vector<LayerState> states;
+  std::vector<float> expected_load;  // behind the routing of `states`; empty: uniform
+
+  std::unique_ptr<PlacementPolicy> planner;
+  std::unique_ptr<OnlineController> controller;
+  EpochCoordinator coordinator;
+  struct Pending {
+    Placement placement;
+    std::vector<LayerState> states;
+    std::vector<float> expected_load;
+    std::vector<int64_t> decision_ids;
+    std::vector<int> layers;
+    uint64_t bytes = 0;
+  };
+  std::optional<Pending> pending;
+  std::vector<Realisation> realisations;
+
+  std::vector<double> counts;  // this interval, [layer][expert]
+  std::vector<CoactivationPair> pairs;
+  std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
+  uint64_t newest_step = 0;
+  int steps_per_interval = 1;
+  int64_t next_interval_ms = 0;
+  int64_t last_migration_ms = INT64_MIN / 2;
+  int64_t last_compact_ms = 0;
+  DaemonMetrics metrics;
+};
+
+ControlLoop::ControlLoop(DaemonConfig config, std::unique_ptr<HistoryStore> store,
+                         std::function<int64_t()> now_ms)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(store), std::move(now_ms))) {
+  impl_->policy = impl_->config.policy;
+}
+
+ControlLoop::~ControlLoop() = default;
+
+Status ControlLoop::Init() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->Init();
+}
+
+void ControlLoop::SetSender(std::function<bool(const std::string&, const WireMessage&)> send,
+                            std::function<std::vector<AgentStatus>()> agents) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->send = std::move(send);
+  impl_->agents = std::move(agents);
+}
+
+void ControlLoop::Tick() {
+  impl_->Tick();
+}  // locks in phases itself
+
+Epoch ControlLoop::epoch() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->epoch;
+}
+
+Placement ControlLoop::placement() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->placement;
+}
+
+PolicySettings ControlLoop::Policy() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->policy;
+}
+
+Status ControlLoop::SetPolicy(const PolicySettings& settings, const std::string& who) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const nlohmann::json before = impl_->policy.ToJson();
+  const nlohmann::json after = settings.ToJson();
+  const int64_t now = impl_->now_ms();
+  for (const auto& [field, value] : after.items()) {
+    if (before[field] != value) {
+      GRACE_RETURN_IF_ERROR(
+          impl_->store->RecordPolicyChange({now, who, field, before[field].dump(), value.dump()}));
+    }
+  }
+  const bool model_changed = settings.forecast_model != impl_->policy.forecast_model;
+  impl_->policy = settings;
+  // A pinned model starts a fresh forecaster; the control thread rebuilds it (it owns it).
+  if (model_changed) impl_->rebuild_controller = true;
+  return Status::Ok();
+}
+
+Status ControlLoop::RequestReplan(const std::string& who) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->coordinator.phase() != EpochCoordinator::Phase::kIdle) {
+    return FailedPrecondition("a migration to epoch " + std::to_string(impl_->coordinator.epoch()) +
+                              " is in progress");
+  }
+  impl_->replan_requested = true;
+  impl_->next_interval_ms = impl_->now_ms();  // decide at the next tick
+  (void)impl_->store->RecordAgentEvent({impl_->now_ms(), who, "replan_requested", ""});
+  return Status::Ok();
+}
+
+void ControlLoop::SetPaused(bool paused, const std::string& who) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (paused && impl_->coordinator.phase() == EpochCoordinator::Phase::kPreparing) {
+    impl_->coordinator.Abort("paused by " + who);
+  }
+  impl_->paused = paused;
+  (void)impl_->store->RecordPolicyChange(
+      {impl_->now_ms(), who, "paused", paused ? "false" : "true", paused ? "true" : "false"});
+}
+
+std::vector<AgentStatus> ControlLoop::Agents() {
+  std::function<std::vector<AgentStatus>()> agents;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    agents = impl_->agents;
+  }
+  return agents ? agents() : std::vector<AgentStatus>{};
+}
+
+DaemonMetrics ControlLoop::Metrics() {
+  std::vector<AgentStatus> list = Agents();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  DaemonMetrics m = impl_->metrics;
+  m.epoch = impl_->epoch;
+  m.paused = impl_->paused;
+  m.layer_ids = impl_->config.model.layer_ids;
+  for (const AgentStatus& a : list) (a.state == "up" ? m.agents_up : m.agents_lost) += 1;
+  return m;
+}
+
+void ControlLoop::WithHistory(const std::function<void(HistoryStore&)>& fn) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  fn(*impl_->store);
+}
+
+StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const Topology& t = impl_->topology();
+  if (hello.slots_per_rank != t.slots_per_gpu) {
+    return InvalidArgument("agent has " + std::to_string(hello.slots_per_rank) +
+                           " slots per rank, the topology " + std::to_string(t.slots_per_gpu));
+  }
+  for (RankId r : hello.ranks) {
+    if (r < 0 || r >= t.ranks() || t.NodeOfRank(r) != hello.node) {
+      return InvalidArgument("rank " + std::to_string(r) + " is not on node " +
+                             std::to_string(hello.node) + " of " + t.ToString());
+    }
+  }
+  (void)impl_->store->RecordAgentEvent(
+      {impl_->now_ms(), hello.agent_id, hello.epoch == impl_->epoch ? "joined" : "joined_resync",
+       "epoch " + std::to_string(hello.epoch) + " -> " + std::to_string(impl_->epoch)});
+  Welcome w;
+  w.epoch = impl_->epoch;
+  w.placement_json = PlacementToJson(impl_->placement, t);
+  w.expected_load = impl_->expected_load;
+  return w;
+}
+
+void ControlLoop::OnAgentLost(const std::string& agent_id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->coordinator.OnAgentLost(agent_id);
+  impl_->agent_steps.erase(agent_id);
+  (void)impl_->store->RecordAgentEvent({impl_->now_ms(), agent_id, "lost", reason});
+}
+
+void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& message) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (const LoadReport* r = std::get_if<LoadReport>(&message)) {
+    impl_->OnLoadReport(agent_id, *r);
+  } else if (const Heartbeat* h = std::get_if<Heartbeat>(&message)) {
+    impl_->coordinator.OnStep(agent_id, h->step);
+    impl_->newest_step = std::max(impl_->newest_step, h->step);
+  } else if (const Ready* r = std::get_if<Ready>(&message)) {
+    impl_->coordinator.OnReady(agent_id, r->epoch);
+  } else if (const Switched* s = std::get_if<Switched>(&message)) {
+    impl_->coordinator.OnSwitched(agent_id, s->epoch, s->step);
+  } else if (const Abort* a = std::get_if<Abort>(&message)) {
+    // An agent that cannot stage its copies (out of memory, a failed transfer) aborts.
+    if (a->epoch == impl_->coordinator.epoch()) {
+      impl_->coordinator.Abort("agent " + agent_id + ": " + a->reason);
+    }
+  }
+}
+
+void ControlLoop::OnConnectionRejected(const std::string& peer, const std::string& reason) {
+  spdlog::warn("graced: connection from {} closed: {}", peer, reason);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  (void)impl_->store->RecordAgentEvent({impl_->now_ms(), peer, "refused", reason});
+}
+
+}  // namespace grace

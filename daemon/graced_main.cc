@@ -1,0 +1,138 @@
+// graced: grace's central daemon. Reads graced.toml (flags override it), restores its state from
+// the SQLite store in --state-dir, accepts agents, serves the REST API, metrics and the web UI,
+// and runs the control loop until SIGINT or SIGTERM. Under systemd (Type=notify) it reports
+// READY=1 once it listens and STOPPING=1 when it shuts down.
+#include <systemd/sd-daemon.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "daemon/agent_server.h"
+#include "daemon/control_loop.h"
+#include "daemon/daemon_config.h"
+#include "daemon/rest_api.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) {
+  g_stop = true;
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int Fail(const grace::Status& s) {
+  spdlog::error("{}", s.message());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"graced: grace's control-plane daemon"};
+  std::string config_path, http, agents, state_dir;
+  app.add_option("--config", config_path, "graced.toml (defaults apply without it)");
+  app.add_option("--http", http, "REST/UI address HOST:PORT (default 127.0.0.1:8750)");
+  app.add_option("--agents", agents, "agent address HOST:PORT (default 127.0.0.1:8751)");
+  app.add_option("--state-dir", state_dir,
+                 "directory of the SQLite history (default /var/lib/grace)");
+  CLI11_PARSE(app, argc, argv);
+
+  std::string text;
+  if (!config_path.empty()) {
+    std::ifstream in(config_path);
+    if (!in) return Fail(grace::NotFound("cannot read config " + config_path));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  auto config = grace::ParseDaemonConfig(text, config_path.empty() ? "defaults" : config_path);
+  if (!config.ok()) return Fail(config.status());
+  if (!http.empty()) {
+    grace::Status s = grace::ParseHostPort(http, "--http", &config->http_host, &config->http_port);
+    if (!s.ok()) return Fail(s);
+  }
+  if (!agents.empty()) {
+    grace::Status s =
+        grace::ParseHostPort(agents, "--agents", &config->agents_host, &config->agents_port);
+    if (!s.ok()) return Fail(s);
+  }
+  if (!state_dir.empty()) config->state_dir = state_dir;
+  if (const char* t = std::getenv("GRACE_API_TOKEN"); t != nullptr && *t) config->api_token = t;
+  if (const char* s = std::getenv("GRACE_CLUSTER_SECRET"); s != nullptr && *s) {
+    config->cluster_secret = s;
+  }
+  if (config->cluster_secret.empty()) {
+    return Fail(
+        grace::InvalidArgument("no cluster secret: set [daemon].cluster_secret or "
+                               "GRACE_CLUSTER_SECRET (agents prove it)"));
+  }
+  if (config->api_token.empty()) {
+    spdlog::warn(
+        "no API token ([daemon].api_token or GRACE_API_TOKEN): mutating REST calls will be "
+        "refused");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(config->state_dir, ec);
+  const std::string db_path = config->state_dir + "/grace.db";
+  auto store = grace::OpenSqliteHistoryStore(db_path);
+  if (!store.ok()) return Fail(store.status());
+
+  grace::ControlLoop loop(*config, std::move(store).value(), WallMs);
+  if (grace::Status s = loop.Init(); !s.ok()) return Fail(s);
+
+  grace::AgentServerOptions agent_opt;
+  agent_opt.host = config->agents_host;
+  agent_opt.port = config->agents_port;
+  agent_opt.cluster_secret = config->cluster_secret;
+  agent_opt.heartbeat_ms = config->heartbeat_ms;
+  agent_opt.report_ms = config->report_ms;
+  agent_opt.lost_after_ms = config->lost_after_ms;
+  agent_opt.max_frame_bytes = config->max_frame_mb << 20;
+  grace::AgentServer agent_server(loop, agent_opt);
+  loop.SetSender([&agent_server](const std::string& id,
+                                 const grace::WireMessage& m) { return agent_server.Send(id, m); },
+                 [&agent_server] { return agent_server.Agents(); });
+  if (grace::Status s = agent_server.Start(); !s.ok()) return Fail(s);
+
+  grace::RestApiOptions rest_opt;
+  rest_opt.host = config->http_host;
+  rest_opt.port = config->http_port;
+  rest_opt.api_token = config->api_token;
+  rest_opt.web_root = config->web_root;
+  if (rest_opt.web_root.empty() && std::filesystem::is_directory(GRACE_SOURCE_DIR "/web")) {
+    rest_opt.web_root = GRACE_SOURCE_DIR "/web";
+  }
+  grace::RestApi rest(loop, rest_opt);
+  if (grace::Status s = rest.Start(); !s.ok()) return Fail(s);
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  spdlog::info("graced: epoch {}, REST and UI on http://{}:{}/, agents on {}:{}, state in {}",
+               loop.epoch(), config->http_host, rest.port(), config->agents_host,
+               agent_server.port(), db_path);
+  sd_notify(0, "READY=1");
+  while (!g_stop) {
+    loop.Tick();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("graced: stopping");
+  rest.Stop();
+  agent_server.Stop();
+  return 0;
+}

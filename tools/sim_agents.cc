@@ -1,0 +1,255 @@
+#include "tools/sim_agents.h"
+
+#include <array>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "core/wire_protocol.h"
+
+namespace grace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class SimAgentFleet::Impl {
+ public:
+  class Agent;
+
+  explicit Impl(SimAgentOptions o) : options(std::move(o)) {}
+
+  SimAgentOptions options;
+  asio::io_context io;
+  std::thread thread;
+  std::vector<std::shared_ptr<Agent>> agents;
+  mutable std::mutex mu;  // guards stats
+  SimAgentStats stats;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  uint64_t CurrentStep() const {
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return static_cast<uint64_t>(s * options.steps_per_second);
+  }
+};
+
+class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
+ public:
+  Agent(Impl& fleet, int node)
+      : fleet_(fleet),
+        node_(node),
+        socket_(fleet.io),
+        timer_(fleet.io),
+        rng_(fleet.options.seed + node) {}
+
+  void Start() {
+    auto self = shared_from_this();
+    tcp::endpoint ep(asio::ip::make_address(fleet_.options.daemon_host),
+                     static_cast<unsigned short>(fleet_.options.daemon_port));
+    socket_.async_connect(ep, [self](boost::system::error_code ec) {
+      if (ec) return;
+      self->Read();
+    });
+  }
+
+ private:
+  const SimAgentOptions& opt() const { return fleet_.options; }
+
+  void Read() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(buf_), [self](boost::system::error_code ec, size_t n) {
+      if (ec) return;
+      self->decoder_.Append(std::string_view(self->buf_.data(), n));
+      WireMessage m;
+      while (true) {
+        StatusOr<bool> more = self->decoder_.Next(&m);
+        if (!more.ok() || !*more) break;
+        self->Handle(m);
+      }
+      self->Read();
+    });
+  }
+
+  void Write(const WireMessage& m) {
+    const bool idle = out_.empty();
+    out_.push_back(EncodeFrame(m));
+    if (idle) WriteNext();
+  }
+  void WriteNext() {
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_.front()),
+                      [self](boost::system::error_code ec, size_t) {
+                        if (ec) return;
+                        self->out_.pop_front();
+                        if (!self->out_.empty()) self->WriteNext();
+                      });
+  }
+
+  void Handle(const WireMessage& m) {
+    if (const Challenge* c = std::get_if<Challenge>(&m)) {
+      Hello h;
+      h.agent_id = "sim-node" + std::to_string(node_);
+      h.node = node_;
+      for (int g = 0; g < opt().topology.gpus_per_node; ++g) {
+        h.ranks.push_back(node_ * opt().topology.gpus_per_node + g);
+      }
+      h.slots_per_rank = opt().topology.slots_per_gpu;
+      h.epoch = epoch_;
+      h.proof = ProveSecret(opt().cluster_secret, c->nonce);
+      Write(h);
+    } else if (const Welcome* w = std::get_if<Welcome>(&m)) {
+      epoch_ = w->epoch;
+      if (w->report_ms > 0) report_ms_ = w->report_ms;
+      heartbeat_ms_ = w->heartbeat_ms > 0 ? w->heartbeat_ms : 500;
+      last_report_step_ = fleet_.CurrentStep();
+      Bump([](SimAgentStats& s) { ++s.connected; });
+      Schedule();
+    } else if (std::holds_alternative<Refused>(m)) {
+      Bump([](SimAgentStats& s) { ++s.refused; });
+    } else if (const Prepare* p = std::get_if<Prepare>(&m)) {
+      Bump([](SimAgentStats& s) { ++s.prepares; });
+      auto self = shared_from_this();
+      auto t = std::make_shared<asio::steady_timer>(fleet_.io);
+      t->expires_after(std::chrono::milliseconds(opt().ready_delay_ms));
+      const Epoch e = p->epoch;
+      t->async_wait([self, t, e](boost::system::error_code ec) {
+        if (!ec) self->Write(Ready{e});
+      });
+    } else if (const Commit* c = std::get_if<Commit>(&m)) {
+      Bump([](SimAgentStats& s) { ++s.commits; });
+      pending_commit_ = *c;
+    } else if (std::holds_alternative<Abort>(m)) {
+      Bump([](SimAgentStats& s) { ++s.aborts; });
+    }
+  }
+
+  // One tick every heartbeat period: heartbeat, the switch when due, a report when due.
+  void Schedule() {
+    auto self = shared_from_this();
+    timer_.expires_after(std::chrono::milliseconds(std::min(heartbeat_ms_, report_ms_)));
+    timer_.async_wait([self](boost::system::error_code ec) {
+      if (ec) return;
+      const uint64_t step = self->fleet_.CurrentStep();
+      if (self->pending_commit_ && step >= self->pending_commit_->switch_step) {
+        self->epoch_ = self->pending_commit_->epoch;
+        self->Write(Switched{self->epoch_, step});
+        self->pending_commit_.reset();
+        self->Bump(
+            [e = self->epoch_](SimAgentStats& s) { s.newest_epoch = std::max(s.newest_epoch, e); });
+      }
+      self->Write(Heartbeat{step, self->epoch_});
+      const auto now = std::chrono::steady_clock::now();
+      if (now - self->last_report_ >= std::chrono::milliseconds(self->report_ms_)) {
+        self->SendReport(step);
+        self->last_report_ = now;
+      }
+      self->Schedule();
+    });
+  }
+
+  void SendReport(uint64_t step) {
+    const SimAgentOptions& o = opt();
+    LoadReport r;
+    r.step_from = last_report_step_;
+    r.step_to = std::max(step, last_report_step_ + 1);
+    last_report_step_ = r.step_to;
+    r.num_layers = o.num_layers;
+    r.num_experts = o.num_experts;
+    r.counts.assign(static_cast<size_t>(o.num_layers) * o.num_experts, 0);
+    // Expected (token, expert) pairs per expert: Zipf over a rotated order, scaled to the batch.
+    const double assignments = static_cast<double>(r.step_to - r.step_from) * o.tokens_per_step *
+                               o.top_k * o.topology.gpus_per_node;
+    const int64_t phase = o.drift_every_reports > 0 ? reports_ / o.drift_every_reports : 0;
+    for (int l = 0; l < o.num_layers; ++l) {
+      std::vector<double> share(o.num_experts);
+      if (!o.phase_loads.empty()) {
+        const auto& loads = o.phase_loads[phase % o.phase_loads.size()];
+        share = loads[l % loads.size()];
+      } else {
+        for (int e = 0; e < o.num_experts; ++e) {
+          const int rank = static_cast<int>((e * 37 + l * 11 + phase * 7) % o.num_experts);
+          share[e] = std::pow(rank + 1.0, -o.zipf_skew);
+        }
+      }
+      double norm = 0;
+      for (double v : share) norm += v;
+      for (int e = 0; e < o.num_experts; ++e) {
+        const double mean = norm > 0 ? assignments * share[e] / norm : 0;
+        std::poisson_distribution<uint32_t> noise(std::max(mean, 1e-9));
+        r.counts[static_cast<size_t>(l) * o.num_experts + e] = noise(rng_);
+      }
+    }
+    ++reports_;
+    Write(r);
+    Bump([](SimAgentStats& s) { ++s.reports_sent; });
+  }
+
+  template <typename F>
+  void Bump(F f) {
+    std::lock_guard<std::mutex> lock(fleet_.mu);
+    f(fleet_.stats);
+  }
+
+  Impl& fleet_;
+  int node_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  std::mt19937_64 rng_;
+  std::array<char, 64 * 1024> buf_{};
+  FrameDecoder decoder_;
+  std::deque<std::string> out_;
+  Epoch epoch_ = 0;
+  uint32_t report_ms_ = fleet_.options.report_ms;
+  uint32_t heartbeat_ms_ = 500;
+  uint64_t last_report_step_ = 0;
+  uint64_t reports_ = 0;
+  std::chrono::steady_clock::time_point last_report_{};
+  std::optional<Commit> pending_commit_;
+};
+
+SimAgentFleet::SimAgentFleet(SimAgentOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+SimAgentFleet::~SimAgentFleet() {
+  Stop();
+}
+
+Status SimAgentFleet::Start() {
+  GRACE_RETURN_IF_ERROR(impl_->options.topology.Validate());
+  for (const auto& phase : impl_->options.phase_loads) {
+    for (const auto& layer : phase) {
+      if (static_cast<int>(layer.size()) != impl_->options.num_experts) {
+        return InvalidArgument("sim agents: a phase load has " + std::to_string(layer.size()) +
+                               " experts, expected " + std::to_string(impl_->options.num_experts));
+      }
+    }
+  }
+  impl_->start = std::chrono::steady_clock::now();
+  impl_->options.report_ms = std::max<uint32_t>(impl_->options.report_ms, 1);
+  for (int n = 0; n < impl_->options.topology.nodes; ++n) {
+    auto agent = std::make_shared<Impl::Agent>(*impl_, n);
+    impl_->agents.push_back(agent);
+    agent->Start();
+  }
+  impl_->thread = std::thread([this] {
+    auto guard = asio::make_work_guard(impl_->io);
+    impl_->io.run();
+  });
+  return Status::Ok();
+}
+
+void SimAgentFleet::Stop() {
+  impl_->io.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->agents.clear();
+}
+
+SimAgentStats SimAgentFleet::Stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace grace
