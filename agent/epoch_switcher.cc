@@ -186,7 +186,9 @@ void EpochSwitcher::Advance() {
                      c_.agent_id.c_str(), static_cast<unsigned long long>(p.epoch),
                      r.status().ToString().c_str());
         LogOutcome("failed", r.status().message());
-        return;  // no READY: the daemon times out and aborts
+        // Tell the daemon now rather than letting it wait for the READY timeout.
+        send_(Abort{p.epoch, r.status().message()});
+        return;
       }
     }
     if (send_(Ready{p.epoch})) p.ready_sent = true;

@@ -88,14 +88,17 @@ TEST(MigrationExecutorTest, CancelledBeforeTheFirstChunkAborts) {
   EXPECT_EQ(r1.status().code(), StatusCode::kAborted);
 }
 
-TEST(MigrationExecutorTest, RefusesTransfersOfAnotherExpertSize) {
+// The daemon's byte count is its cost model's (bf16 experts of the cluster it plans for); the
+// agent copies its own expert buffers, whatever size the daemon modeled.
+TEST(MigrationExecutorTest, CopiesItsOwnExpertSizeWhateverTheDaemonModels) {
   const RankSlotWeights rank0 = {{Weights(0), Weights(1000)}};
   const std::vector<WireTransfer> transfers = {{0, 0, 0, 1, 12345}};
   TransferOptions o = Options(0, 1, nullptr);
   o.mesh.size = 1;
   auto r = RunRankTransfers(o, transfers, rank0);
-  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("12345"), std::string::npos);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->staged.size(), 1u);
+  EXPECT_EQ(r->bytes_in, o.expert_floats * sizeof(float));
 }
 
 }  // namespace
