@@ -19,6 +19,27 @@ LayerRouting::LayerRouting(std::span<const ExpertId> row, int num_experts, int r
   prob_.assign(static_cast<size_t>(ranks) * slots_.size(), 0.0);
 }
 
+void AddGpuSend(const Topology& topology, RankId home, RankId g, double tokens,
+                LayerTraffic* traffic) {
+  if (g == home) return;
+  traffic->remote_sends += tokens;
+  const int per_node = topology.gpus_per_node;
+  const NodeId n = topology.NodeOfRank(g);
+  const RankId from = n == topology.NodeOfRank(home) ? home : n * per_node + home % per_node;
+  if (g == from) return;  // the peer GPU itself: the NIC transfer delivered it
+  traffic->intra_send[from] += tokens;
+  traffic->intra_recv[g] += tokens;
+}
+
+void AddNodeSend(const Topology& topology, RankId home, NodeId n, double tokens,
+                 LayerTraffic* traffic) {
+  const NodeId home_node = topology.NodeOfRank(home);
+  if (n == home_node) return;
+  traffic->cross_node_sends += tokens;
+  traffic->inter_out[home_node] += tokens;
+  traffic->inter_in[n] += tokens;
+}
+
 LayerTraffic EmptyTraffic(const Topology& topology) {
   LayerTraffic t;
   t.rank_load.assign(topology.ranks(), 0.0);
@@ -106,28 +127,15 @@ class TokenAccumulator {
 
   // Closes the current token (or group of `weight` tokens) homed on `home`.
   void Finish(RankId home, double weight) {
-    const int g_per_node = topo_.gpus_per_node;
-    const NodeId home_node = topo_.NodeOfRank(home);
     for (RankId g : gpus_) {
-      const double touched = weight * (1.0 - gpu_miss_[g]);
+      AddGpuSend(topo_, home, g, weight * (1.0 - gpu_miss_[g]), traffic_);
       gpu_miss_[g] = 1.0;
       gpu_listed_[g] = 0;
-      if (g == home) continue;
-      traffic_->remote_sends += touched;
-      const NodeId n = topo_.NodeOfRank(g);
-      const RankId from = n == home_node ? home : n * g_per_node + home % g_per_node;
-      if (g == from) continue;  // the peer GPU itself: the NIC transfer delivered it
-      traffic_->intra_send[from] += touched;
-      traffic_->intra_recv[g] += touched;
     }
     for (NodeId n : nodes_) {
-      const double touched = weight * (1.0 - node_miss_[n]);
+      AddNodeSend(topo_, home, n, weight * (1.0 - node_miss_[n]), traffic_);
       node_miss_[n] = 1.0;
       node_listed_[n] = 0;
-      if (n == home_node) continue;
-      traffic_->cross_node_sends += touched;
-      traffic_->inter_out[home_node] += touched;
-      traffic_->inter_in[n] += touched;
     }
     gpus_.clear();
     nodes_.clear();

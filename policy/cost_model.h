@@ -93,6 +93,16 @@ struct LayerTraffic {
 };
 
 LayerTraffic EmptyTraffic(const Topology& topology);
+
+// The route of DESIGN.md's hierarchical communication, as traffic: `tokens` tokens homed on
+// `home` sent once to GPU `g` (a remote send; across nodes it lands on the peer GPU of the
+// remote node, then goes over NVLink to `g` unless `g` is that peer), and once to node `n` (a
+// cross-node send over the home node's NIC). A negative `tokens` takes the send back out, which
+// the incremental searches use. A send to the home GPU or node costs nothing.
+void AddGpuSend(const Topology& topology, RankId home, RankId g, double tokens,
+                LayerTraffic* traffic);
+void AddNodeSend(const Topology& topology, RankId home, NodeId n, double tokens,
+                 LayerTraffic* traffic);
 // Fills the time and ratio fields of a LayerCost from traffic.
 LayerCost CostFromTraffic(const LayerTraffic& traffic, const Topology& topology,
                           const CostParams& params);

@@ -53,23 +53,11 @@ void TokenPlacementSearch::Reset(std::span<const RankId> rank_of_expert) {
 }
 
 void TokenPlacementSearch::ToggleGpu(int token, RankId g, double sign) {
-  const RankId home = home_[token];
-  if (g == home) return;
-  traffic_.remote_sends += sign;
-  const int per_node = topology_.gpus_per_node;
-  const NodeId n = topology_.NodeOfRank(g);
-  const RankId from = n == topology_.NodeOfRank(home) ? home : n * per_node + home % per_node;
-  if (g == from) return;
-  traffic_.intra_send[from] += sign;
-  traffic_.intra_recv[g] += sign;
+  AddGpuSend(topology_, home_[token], g, sign, &traffic_);
 }
 
 void TokenPlacementSearch::ToggleNode(int token, NodeId n, double sign) {
-  const NodeId home_node = topology_.NodeOfRank(home_[token]);
-  if (n == home_node) return;
-  traffic_.cross_node_sends += sign;
-  traffic_.inter_out[home_node] += sign;
-  traffic_.inter_in[n] += sign;
+  AddNodeSend(topology_, home_[token], n, sign, &traffic_);
 }
 
 void TokenPlacementSearch::Move(ExpertId e, RankId to) {

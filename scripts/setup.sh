@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git
+  build-essential cmake ninja-build ccache pkg-config git curl python3
   clang clang-format libclang-rt-14-dev
   libboost-dev libboost-system-dev
   libsqlite3-dev libssl-dev libeigen3-dev libcpp-httplib-dev nlohmann-json3-dev
