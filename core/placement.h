@@ -1,8 +1,8 @@
 // Placement: which logical expert each physical slot holds, per MoE layer.
 //
 // Slots are rank-major (slot p lives on rank p / slots_per_gpu), the convention of DeepSeek
-// EPLB, vLLM, SGLang and TensorRT-LLM, so `physical_to_logical` rows can be handed to SGLang's
-// `--init-expert-location` as they are. An empty (spare) slot holds kEmptySlot (-1).
+// EPLB, vLLM, SGLang and TensorRT-LLM; `gracectl export` (core/placement_export.h) writes the
+// files those stacks read. An empty (spare) slot holds kEmptySlot (-1).
 //
 // A plain value. Build one, then Validate() it against the topology before use.
 #pragma once
@@ -41,7 +41,7 @@ struct Placement {
 };
 
 // grace's placement JSON: {"num_experts": E, "layers": [...], "physical_to_logical_map":
-// [[...], ...], "topology": {...}}. SGLang reads "physical_to_logical_map" from it as it is.
+// [[...], ...], "topology": {...}}. Not what SGLang reads: `gracectl export --format sglang`.
 std::string PlacementToJson(const Placement& placement, const Topology& topology);
 // Parses that JSON (topology is optional in the input; when present it is returned too).
 StatusOr<Placement> PlacementFromJson(const std::string& json_text, const std::string& source_name,

@@ -108,10 +108,13 @@ struct SqliteStoreOptions {
   int64_t minute_keep_ms = 24LL * 3600 * 1000;    // one-minute means
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // ten-minute means (placements, decisions,
                                                   // policy and agent events are kept)
+  bool read_only = false;  // for readers beside graced (gracectl export): opens an existing
+                           // database without writing, and needs its schema to be current
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and brings its schema up
-// to date, migration by migration. ":memory:" works for tests.
+// to date, migration by migration; read_only opens an existing one as it is. ":memory:" works
+// for tests.
 StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string& path,
                                                                SqliteStoreOptions options = {});
 

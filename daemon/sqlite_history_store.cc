@@ -109,6 +109,22 @@ class SqliteHistoryStore final : public HistoryStore {
   SqliteHistoryStore(sqlite3* db, SqliteStoreOptions options) : db_(db), options_(options) {}
   ~SqliteHistoryStore() override { sqlite3_close(db_); }
 
+  // A reader (SqliteStoreOptions::read_only) changes nothing: it only checks that the schema is
+  // the one this build writes.
+  Status CheckSchema() {
+    Statement st;
+    GRACE_RETURN_IF_ERROR(Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version", &st));
+    const int64_t version =
+        sqlite3_step(st.get()) == SQLITE_ROW ? sqlite3_column_int64(st.get(), 0) : 0;
+    const int64_t latest = static_cast<int64_t>(std::size(kMigrations));
+    if (version != latest) {
+      return FailedPrecondition("history database has schema version " + std::to_string(version) +
+                                ", this build reads version " + std::to_string(latest) +
+                                " (let graced open it once to migrate it)");
+    }
+    return Status::Ok();
+  }
+
   Status Migrate() {
     GRACE_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
     GRACE_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
@@ -504,9 +520,9 @@ class SqliteHistoryStore final : public HistoryStore {
 StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string& path,
                                                                SqliteStoreOptions options) {
   sqlite3* db = nullptr;
-  const int rc =
-      sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  const int mode =
+      options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, mode | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
@@ -514,7 +530,8 @@ StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string
   }
   sqlite3_busy_timeout(db, 5000);
   auto store = std::make_unique<SqliteHistoryStore>(db, options);
-  GRACE_RETURN_IF_ERROR(store->Migrate().WithContext(path));
+  GRACE_RETURN_IF_ERROR(
+      (options.read_only ? store->CheckSchema() : store->Migrate()).WithContext(path));
   return std::unique_ptr<HistoryStore>(std::move(store));
 }
 

@@ -211,6 +211,15 @@ void AddPlanCommands(CLI::App& app, CLI::App& bench) {
       const Topology topo = flags->topology();
       if (Status s = topo.Validate(); !s.ok()) Fail(2, s.ToString());
       std::vector<LayerStats> layers = LoadStats(*traces);
+      // A layer that routed no token is not an MoE layer (DeepSeek-V3's first 3 are dense in
+      // SGLang's dumps): it gets no placement row, as vLLM and TensorRT-LLM expect.
+      const size_t all = layers.size();
+      std::erase_if(layers, [](const LayerStats& s) { return s.total_load() <= 0; });
+      if (layers.empty()) Fail(2, "--trace: no layer routed any token");
+      if (layers.size() < all) {
+        std::cerr << "gracectl plan: skipped " << all - layers.size()
+                  << " layer(s) without routed tokens (dense layers)\n";
+      }
       StatusOr<std::unique_ptr<PlacementPolicy>> p = MakePlacementPolicy(*policy);
       if (!p.ok()) Fail(2, p.status().ToString());
       StatusOr<PlacementPlan> plan = PlanAllLayers(**p, layers, topo, flags->params);

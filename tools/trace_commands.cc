@@ -1,5 +1,5 @@
-// gracectl trace info|convert|synth, and bench trace-read: the command-line face of core's trace
-// importers, native format and synthetic generator.
+// gracectl trace info|convert|synth|from-scenario, and bench trace-read: the command-line face of
+// core's trace importers, native format and synthetic generator.
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +15,8 @@
 #include "core/trace_import.h"
 #include "core/trace_summary.h"
 #include "tools/commands.h"
+#include "tools/scenario.h"
+#include "tools/scenario_trace.h"
 
 namespace grace::tools {
 namespace {
@@ -229,6 +231,62 @@ void AddTraceCommands(CLI::App& app, CLI::App& bench) {
       OrFail("trace synth", WriteNativeTrace(*out, trace));
       std::printf("wrote %s: %d steps x %d tokens, %d layers x %d experts, top-%d\n", out->c_str(),
                   o->steps, o->tokens_per_step, o->layers, o->experts, o->top_k);
+    });
+  }
+
+  // trace from-scenario
+  {
+    auto* cmd = trace->add_subcommand(
+        "from-scenario",
+        "write a scenario's phases as one token-level trace (tools/scenario_trace.h)");
+    auto scenario_path = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    auto o = std::make_shared<ScenarioTraceOptions>();
+    auto seed = std::make_shared<uint64_t>(0);
+    cmd->add_option("--scenario", *scenario_path, "scenario TOML (tools/scenario.h)")->required();
+    cmd->add_option("-o,--output", *out, "native trace to write")->required();
+    CLI::Option* layers = cmd->add_option("--layers", o->layers,
+                                          "model layer ids to keep, e.g. 0,7,15 (default: all)")
+                              ->delimiter(',');
+    cmd->add_option("--max-layers", o->max_layers, "keep at most N layers, spread evenly")
+        ->excludes(layers);
+    cmd->add_option("--steps-scale", o->steps_scale, "multiplies every phase's steps (at least 1)")
+        ->capture_default_str();
+    cmd->add_option("--tokens-per-step", o->tokens_per_step,
+                    "tokens per step of every phase (default: each phase's)");
+    cmd->add_flag("--match-shares", o->match_shares,
+                  "count-only sources: keep each expert's share (hot experts are otherwise "
+                  "flattened by top-k without replacement)");
+    CLI::Option* seed_option =
+        cmd->add_option("--seed", *seed, "mixed into every phase's seed (default: theirs alone)");
+    cmd->callback([scenario_path, out, o, seed, seed_option]() {
+      if (seed_option->count() > 0) o->seed = *seed;
+      const Scenario scenario = OrFail("trace from-scenario", LoadScenario(*scenario_path));
+      const size_t phases = scenario.phases.size();
+      auto progress = [phases](const ScenarioPhaseReport& r) {
+        std::fprintf(stderr, "phase %d/%zu %s: steps [%lld, %lld) x %d tokens, ", r.phase, phases,
+                     r.source.c_str(), static_cast<long long>(r.first_step),
+                     static_cast<long long>(r.first_step + r.steps), r.tokens_per_step);
+        if (r.token_level) {
+          std::fprintf(stderr, "replayed tokens [%lld, %lld)",
+                       static_cast<long long>(r.window_begin),
+                       static_cast<long long>(r.window_end));
+        } else {
+          std::fprintf(stderr, "sampled; L1(sampled share, source share) per layer:");
+          for (double l1 : r.share_l1) std::fprintf(stderr, " %.4f", l1);
+        }
+        std::fprintf(stderr, " (%.2f s)\n", r.seconds);
+      };
+      const ScenarioTraceSummary s =
+          OrFail("trace from-scenario", WriteScenarioTrace(scenario, *o, *out, progress));
+      std::string layer_ids;
+      for (LayerId id : s.layer_ids)
+        layer_ids += (layer_ids.empty() ? "" : ",") + std::to_string(id);
+      std::printf(
+          "wrote %s: %lld steps, %lld tokens, %zu layer%s (%s) x %d experts, top-%d, %llu bytes\n",
+          out->c_str(), static_cast<long long>(s.steps), static_cast<long long>(s.tokens),
+          s.layer_ids.size(), s.layer_ids.size() == 1 ? "" : "s", layer_ids.c_str(), s.num_experts,
+          s.top_k, static_cast<unsigned long long>(s.bytes));
     });
   }
 
