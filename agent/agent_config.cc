@@ -122,11 +122,12 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "replay", source));
     TomlFields f(*t, source, "replay");
     GRACE_RETURN_IF_ERROR(f.RejectUnknown({"trace", "steps", "tokens_per_rank", "steps_per_second",
-                                           "seed", "coactivation_sample_every"}));
+                                           "loop", "seed", "coactivation_sample_every"}));
     GRACE_RETURN_IF_ERROR(f.String("trace", "", &c.trace_file));
     GRACE_RETURN_IF_ERROR(f.Int("steps", 0, 0, 1 << 30, &c.steps));
     GRACE_RETURN_IF_ERROR(f.Int("tokens_per_rank", 32, 1, 1 << 20, &c.tokens_per_rank));
     GRACE_RETURN_IF_ERROR(f.Double("steps_per_second", 0, 0, 1e6, &c.steps_per_second));
+    GRACE_RETURN_IF_ERROR(f.Bool("loop", false, &c.loop));
     int64_t seed = 7;
     GRACE_RETURN_IF_ERROR(f.Int("seed", int64_t{7}, int64_t{0}, INT64_MAX, &seed));
     c.seed = static_cast<uint64_t>(seed);

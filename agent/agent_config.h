@@ -49,6 +49,7 @@ struct AgentConfig {
   int steps = 0;           // 0: every step of the trace (4 without a trace)
   int tokens_per_rank = 32;
   double steps_per_second = 0;  // 0: as fast as possible
+  bool loop = false;            // start the trace over at its end (until stopped or `steps`)
   uint64_t seed = 7;            // hidden states and replica choice
   int coactivation_sample_every = 8;
 

@@ -3,7 +3,11 @@
 //   grace-agent --config agent.toml
 //
 // Exit status: 0 done, 1 a runtime failure, 2 a bad config (the message names the key or
-// tensor at fault).
+// tensor at fault). Under systemd (Type=notify) it reports READY=1 once every local rank has
+// joined the data-path mesh and STOPPING=1 when the replay ends; SIGTERM ends it at once (a
+// restarted agent resumes at the first step it has not written).
+#include <systemd/sd-daemon.h>
+
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -21,7 +25,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "grace-agent: %s\n", config.status().ToString().c_str());
     return 2;
   }
-  grace::Status s = grace::RunAgent(*config);
+  grace::Status s = grace::RunAgent(*config, [] { sd_notify(0, "READY=1"); });
+  sd_notify(0, "STOPPING=1");
   if (!s.ok()) {
     std::fprintf(stderr, "grace-agent: %s\n", s.ToString().c_str());
     return s.code() == grace::StatusCode::kInvalidArgument ||

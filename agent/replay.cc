@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <thread>
@@ -110,9 +111,9 @@ uint64_t StepsWritten(const std::string& path) {
 // One rank's worker: owns its transport, backend and buffers. With a daemon the worker is
 // fault tolerant: when a peer's process dies it re-forms the data-path mesh, the ranks agree on
 // the first step one of them has not written, and the replay goes on from there (each step's
-// outputs written once).
+// outputs written once). It calls `joined` once, when its first mesh is up.
 Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, ServingState& state,
-               RankProgress& progress) {
+               RankProgress& progress, const std::function<void()>& joined) {
   const ModelShape& shape = c.model;
   const Topology& topo = c.topology;
   const bool fault_tolerant = !c.daemon_address.empty();
@@ -176,6 +177,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
   const auto start = std::chrono::steady_clock::now();
   int s = 0;
   bool finished = false;
+  bool announced = false;  // joined() runs once, not again when a re-formed mesh connects
   while (!finished) {
     GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> transport, TcpTransport::Connect(to));
     // Every rank starts at the first step some rank has not written yet.
@@ -186,17 +188,29 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       return agreed;
     }
     s = static_cast<int>(*std::min_element(theirs.begin(), theirs.end()));
+    if (!announced) {
+      announced = true;
+      joined();
+    }
     // Pacing restarts here: a resumed replay does not race to catch up.
     const auto pace_origin =
         std::chrono::steady_clock::now() -
         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
             std::chrono::duration<double>(c.steps_per_second > 0 ? s / c.steps_per_second : 0));
     trace_offset = 0;
+    // The trace's next step; with [replay].loop it starts over at its end.
+    auto next_step = [&]() -> StatusOr<bool> {
+      GRACE_ASSIGN_OR_RETURN(bool more, reader->Next(&step));
+      if (more || !c.loop) return more;
+      GRACE_ASSIGN_OR_RETURN(NativeTraceReader again, NativeTraceReader::Open(c.trace_file));
+      reader.emplace(std::move(again));
+      return reader->Next(&step);
+    };
     if (!c.trace_file.empty()) {
       GRACE_ASSIGN_OR_RETURN(NativeTraceReader r, NativeTraceReader::Open(c.trace_file));
       reader.emplace(std::move(r));
       for (int k = 0; k < s; ++k) {
-        GRACE_ASSIGN_OR_RETURN(bool more, reader->Next(&step));
+        GRACE_ASSIGN_OR_RETURN(bool more, next_step());
         if (!more) break;
         trace_offset += step.tokens.num_tokens;
       }
@@ -205,7 +219,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
     Status failed;
     for (; s < max_steps; ++s) {
       if (reader) {
-        GRACE_ASSIGN_OR_RETURN(bool more, reader->Next(&step));
+        GRACE_ASSIGN_OR_RETURN(bool more, next_step());
         if (!more) break;
       }
       if (c.steps_per_second > 0) {
@@ -359,7 +373,7 @@ RankSlotWeights SlotWeights(const AgentConfig& c, const ExpertWeights& w,
 
 }  // namespace
 
-Status RunAgent(const AgentConfig& c) {
+Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready) {
   GRACE_ASSIGN_OR_RETURN(AgentModel model, LoadAgentModel(c));
   std::unique_ptr<DaemonClient> daemon;
   if (!c.daemon_address.empty()) {
@@ -396,10 +410,14 @@ Status RunAgent(const AgentConfig& c) {
     }
   }
   std::vector<Status> results(c.local_ranks);
+  std::atomic<int> joined_ranks{0};
+  const std::function<void()> joined = [&] {
+    if (joined_ranks.fetch_add(1) + 1 == c.local_ranks && on_ready) on_ready();
+  };
   std::vector<std::thread> workers;
   for (int i = 0; i < c.local_ranks; ++i) {
     workers.emplace_back([&, i] {
-      results[i] = RunRank(c, model, c.first_rank + i, state, state.ranks[i]);
+      results[i] = RunRank(c, model, c.first_rank + i, state, state.ranks[i], joined);
       state.ranks[i].finished.store(true, std::memory_order_release);
     });
   }

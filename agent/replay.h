@@ -18,6 +18,7 @@
 // are appended, so every step is written once.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -41,7 +42,9 @@ StatusOr<AgentModel> LoadAgentModel(const AgentConfig& config);
 Placement DefaultPlacement(const Topology& topology, int num_experts,
                            const std::vector<LayerId>& layer_ids);
 
-// Runs every local rank to the end of the replay; returns the first worker error.
-Status RunAgent(const AgentConfig& config);
+// Runs every local rank to the end of the replay; returns the first worker error. `on_ready`,
+// when set, is called once, on a worker thread, when every local rank has joined the data-path
+// mesh (with a daemon, after its Welcome): grace-agent tells systemd it is ready there.
+Status RunAgent(const AgentConfig& config, const std::function<void()>& on_ready = {});
 
 }  // namespace grace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <map>
 
 #include <spdlog/spdlog.h>
@@ -179,6 +180,7 @@ struct ControlLoop::Impl {
     double forecast_wmape = 0, last_value_wmape = 0;
     std::optional<Decision> decision;
     std::vector<float> forecast_load;
+    std::vector<float> predicted;  // the one-interval-ahead forecast made last interval
   };
 
   void Tick() {
@@ -233,6 +235,10 @@ struct ControlLoop::Impl {
 
   IntervalOutput Compute(const IntervalInput& in) {
     IntervalOutput out;
+    if (controller->intervals() > 0) {
+      const Eigen::ArrayXd& next = controller->forecaster().NextForecast();
+      out.predicted.assign(next.data(), next.data() + next.size());
+    }
     controller->Observe(in.per_step, in.pairs, nullptr, static_cast<int64_t>(in.newest_step));
     out.imbalance.assign(layers(), 1.0);
     out.cross_node.assign(layers(), 0.0);
@@ -270,6 +276,11 @@ struct ControlLoop::Impl {
       Status s = store->RecordLoad(in.now, l, row);
       if (!s.ok()) spdlog::warn("graced: {}", s.message());
     }
+    trends.push_back({in.now, epoch, out.imbalance, out.cross_node});
+    if (trends.size() > kTrendWindow) trends.pop_front();
+    forecasts.push_back({in.now, std::vector<float>(in.per_step.begin(), in.per_step.end()),
+                         std::move(out.predicted)});
+    if (forecasts.size() > kForecastWindow) forecasts.pop_front();
     metrics.layer_imbalance = std::move(out.imbalance);
     metrics.layer_cross_node_sends = std::move(out.cross_node);
     metrics.forecast_mape = out.forecast_wmape;
@@ -485,6 +496,16 @@ struct ControlLoop::Impl {
   int64_t last_migration_ms = INT64_MIN / 2;
   int64_t last_compact_ms = 0;
   DaemonMetrics metrics;
+
+  // The UI's recent windows, in memory: the store keeps the long history.
+  static constexpr size_t kTrendWindow = 720;     // 12 minutes at 1 s intervals
+  static constexpr size_t kForecastWindow = 120;  // every layer's load and forecast
+  struct ForecastRecord {
+    int64_t time_ms = 0;
+    std::vector<float> actual, predicted;  // [layer][expert]; predicted may be empty
+  };
+  std::deque<IntervalSnapshot> trends;
+  std::deque<ForecastRecord> forecasts;
 };
 
 ControlLoop::ControlLoop(DaemonConfig config, std::unique_ptr<HistoryStore> store,
@@ -584,6 +605,30 @@ DaemonMetrics ControlLoop::Metrics() {
   m.layer_ids = impl_->config.model.layer_ids;
   for (const AgentStatus& a : list) (a.state == "up" ? m.agents_up : m.agents_lost) += 1;
   return m;
+}
+
+std::vector<IntervalSnapshot> ControlLoop::Trends(size_t limit) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const size_t n = std::min(limit, impl_->trends.size());
+  return {impl_->trends.end() - static_cast<std::ptrdiff_t>(n), impl_->trends.end()};
+}
+
+std::vector<ForecastSample> ControlLoop::ForecastHistory(int layer, size_t limit) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<ForecastSample> out;
+  if (layer < 0 || layer >= impl_->layers()) return out;
+  const size_t experts = static_cast<size_t>(impl_->experts());
+  const size_t n = std::min(limit, impl_->forecasts.size());
+  const size_t first = static_cast<size_t>(layer) * experts;
+  auto slice = [&](const std::vector<float>& all) {
+    if (all.size() < first + experts) return std::vector<float>{};
+    return std::vector<float>(all.begin() + first, all.begin() + first + experts);
+  };
+  for (auto it = impl_->forecasts.end() - static_cast<std::ptrdiff_t>(n);
+       it != impl_->forecasts.end(); ++it) {
+    out.push_back({it->time_ms, slice(it->actual), slice(it->predicted)});
+  }
+  return out;
 }
 
 void ControlLoop::WithHistory(const std::function<void(HistoryStore&)>& fn) {

@@ -56,6 +56,8 @@ class ControlLoop : public ControlPlane, public AgentEvents {
   void SetPaused(bool paused, const std::string& who) override;
   std::vector<AgentStatus> Agents() override;
   DaemonMetrics Metrics() override;
+  std::vector<IntervalSnapshot> Trends(size_t limit) override;
+  std::vector<ForecastSample> ForecastHistory(int layer, size_t limit) override;
   void WithHistory(const std::function<void(HistoryStore&)>& fn) override;
 
   // AgentEvents

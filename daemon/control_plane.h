@@ -49,6 +49,22 @@ struct DaemonMetrics {
   double control_round_max_ms = 0;  // the slowest so far
 };
 
+// One control interval, as the UI's trend charts plot it.
+struct IntervalSnapshot {
+  int64_t time_ms = 0;
+  Epoch epoch = 0;
+  std::vector<double> imbalance;   // per layer, max / mean GPU load
+  std::vector<double> cross_node;  // per layer, estimated cross-node sends per token
+};
+
+// One layer's observed load in an interval beside what the forecaster predicted for that
+// interval one interval before (empty before the forecaster had seen anything).
+struct ForecastSample {
+  int64_t time_ms = 0;
+  std::vector<float> actual;    // per expert, tokens per step
+  std::vector<float> forecast;  // per expert, or empty
+};
+
 class ControlPlane {
  public:
   virtual ~ControlPlane() = default;
@@ -61,6 +77,10 @@ class ControlPlane {
   virtual void SetPaused(bool paused, const std::string& who) = 0;
   virtual std::vector<AgentStatus> Agents() = 0;
   virtual DaemonMetrics Metrics() = 0;
+  // The newest `limit` intervals, oldest first (kept in memory: a bounded window).
+  virtual std::vector<IntervalSnapshot> Trends(size_t limit) = 0;
+  // The newest `limit` intervals of layer index `layer` (0-based), oldest first.
+  virtual std::vector<ForecastSample> ForecastHistory(int layer, size_t limit) = 0;
   virtual void WithHistory(const std::function<void(HistoryStore&)>& fn) = 0;
 };
 

@@ -35,7 +35,7 @@ struct DaemonConfig {
   std::string agents_host = "127.0.0.1";
   int agents_port = 8751;
   std::string state_dir = "/var/lib/grace";
-  std::string web_root;  // empty: GRACE_SOURCE_DIR/web when it exists
+  std::string web_root;  // empty: the build tree's staged UI, else the installed one
   std::string api_token;
   std::string cluster_secret;
 

@@ -114,9 +114,13 @@ int main(int argc, char** argv) {
   rest_opt.port = config->http_port;
   rest_opt.api_token = config->api_token;
   rest_opt.web_root = config->web_root;
-  if (rest_opt.web_root.empty() && std::filesystem::is_directory(GRACE_SOURCE_DIR "/web")) {
-    rest_opt.web_root = GRACE_SOURCE_DIR "/web";
+  for (const char* dir : {GRACE_WEB_STAGE_DIR, GRACE_WEB_INSTALL_DIR}) {
+    if (!rest_opt.web_root.empty()) break;
+    if (std::filesystem::is_regular_file(std::filesystem::path(dir) / "index.html")) {
+      rest_opt.web_root = dir;
+    }
   }
+  if (rest_opt.web_root.empty()) spdlog::warn("graced: no web UI found; set daemon.web_root");
   grace::RestApi rest(loop, rest_opt);
   if (grace::Status s = rest.Start(); !s.ok()) return Fail(s);
 

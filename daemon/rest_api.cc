@@ -243,6 +243,33 @@ void RestApi::Routes() {
       SendJson(res, 200, {{"items", items}, {"offset", q->offset}, {"limit", q->limit}});
     });
   });
+  s.Get("/api/v1/trends", [this](const httplib::Request& req, httplib::Response& res) {
+    auto limit = IntParam(req, res, "limit", 300, 1, 720);
+    if (!limit) return;
+    json items = json::array();
+    for (const IntervalSnapshot& t : control_.Trends(static_cast<size_t>(*limit))) {
+      items.push_back({{"time_ms", t.time_ms},
+                       {"epoch", t.epoch},
+                       {"imbalance", t.imbalance},
+                       {"cross_node_sends", t.cross_node}});
+    }
+    SendJson(res, 200, {{"layers", control_.Metrics().layer_ids}, {"items", items}});
+  });
+  s.Get("/api/v1/forecast", [this](const httplib::Request& req, httplib::Response& res) {
+    const int num_layers = static_cast<int>(control_.Metrics().layer_ids.size());
+    auto layer = IntParam(req, res, "layer", 0, 0, std::max(0, num_layers - 1));
+    if (!layer) return;
+    auto limit = IntParam(req, res, "limit", 60, 1, 120);
+    if (!limit) return;
+    json items = json::array();
+    for (const ForecastSample& f :
+         control_.ForecastHistory(static_cast<int>(*layer), static_cast<size_t>(*limit))) {
+      items.push_back({{"time_ms", f.time_ms},
+                       {"actual", f.actual},
+                       {"forecast", f.forecast.empty() ? json(nullptr) : json(f.forecast)}});
+    }
+    SendJson(res, 200, {{"layer_index", *layer}, {"items", items}});
+  });
   s.Get("/api/v1/agents", [this](const httplib::Request&, httplib::Response& res) {
     json agents = json::array();
     for (const AgentStatus& a : control_.Agents()) {

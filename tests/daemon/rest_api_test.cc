@@ -47,6 +47,16 @@ class FakeControlPlane : public ControlPlane {
     m.agents_up = 1;
     return m;
   }
+  std::vector<IntervalSnapshot> Trends(size_t limit) override {
+    std::vector<IntervalSnapshot> all = {{1000, 2, {1.5, 1.25}, {0.5, 0.5}},
+                                         {2000, 3, {1.25, 1.5}, {0.5, 0.75}}};
+    if (limit < all.size()) all.erase(all.begin(), all.end() - static_cast<long>(limit));
+    return all;
+  }
+  std::vector<ForecastSample> ForecastHistory(int layer, size_t) override {
+    if (layer != 1) return {};
+    return {{1000, {4, 2}, {}}, {2000, {3, 3}, {3.5f, 2.5f}}};
+  }
   void WithHistory(const std::function<void(HistoryStore&)>& fn) override {
     std::lock_guard<std::mutex> lock(mu_);
     fn(*store_);
@@ -166,6 +176,28 @@ TEST_F(RestApiTest, PlacementsAndDecisionsComeFromHistory) {
   EXPECT_EQ(json::parse(res->body)["field"], "from_ms");
 }
 
+TEST_F(RestApiTest, TrendsAndForecastsForTheUi) {
+  auto res = client_->Get("/api/v1/trends?limit=1");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  json body = json::parse(res->body);
+  EXPECT_EQ(body["layers"], json({0, 8}));
+  ASSERT_EQ(body["items"].size(), 1u);
+  EXPECT_EQ(body["items"][0]["epoch"], 3);
+  EXPECT_EQ(body["items"][0]["cross_node_sends"], json({0.5, 0.75}));
+  EXPECT_EQ(client_->Get("/api/v1/trends?limit=721")->status, 400);
+
+  res = client_->Get("/api/v1/forecast?layer=1");
+  ASSERT_EQ(res->status, 200);
+  body = json::parse(res->body);
+  ASSERT_EQ(body["items"].size(), 2u);
+  EXPECT_TRUE(body["items"][0]["forecast"].is_null());  // nothing was forecast yet
+  EXPECT_EQ(body["items"][1]["forecast"], json({3.5, 2.5}));
+  res = client_->Get("/api/v1/forecast?layer=2");  // the fake has 2 layers
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["field"], "layer");
+}
+
 TEST_F(RestApiTest, MetricsAndOpenApi) {
   auto res = client_->Get("/metrics");
   ASSERT_TRUE(res);
@@ -174,9 +206,10 @@ TEST_F(RestApiTest, MetricsAndOpenApi) {
   res = client_->Get("/api/v1/openapi.json");
   json doc = json::parse(res->body);
   EXPECT_EQ(doc["openapi"], "3.0.3");
-  for (const char* path : {"/api/v1/placement", "/api/v1/placements/{epoch}", "/api/v1/decisions",
-                           "/api/v1/load", "/api/v1/agents", "/api/v1/policy", "/api/v1/replan",
-                           "/api/v1/pause", "/api/v1/resume", "/metrics", "/healthz"}) {
+  for (const char* path :
+       {"/api/v1/placement", "/api/v1/placements/{epoch}", "/api/v1/decisions", "/api/v1/load",
+        "/api/v1/trends", "/api/v1/forecast", "/api/v1/agents", "/api/v1/policy", "/api/v1/replan",
+        "/api/v1/pause", "/api/v1/resume", "/metrics", "/healthz"}) {
     EXPECT_TRUE(doc["paths"].contains(path)) << path;
   }
   EXPECT_EQ(doc["components"]["schemas"]["Policy"]["properties"]["cooldown_s"]["maximum"], 86400);
