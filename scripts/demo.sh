@@ -62,12 +62,16 @@ trap stop EXIT
 trap 'exit 0' INT TERM
 echo "demo: open http://127.0.0.1:$http_port/ (API token for changes: $GRACE_API_TOKEN); Ctrl-C stops"
 deadline=$(( $(date +%s) + ${GRACE_DEMO_LIVE_SECONDS:-100000000} ))
-last=""
+# A line when the epoch, the agents or the migrations change, else every 10 s.
+last_key="" last_time=0
 while (( $(date +%s) < deadline )); do
   sleep 2
   kill -0 "$live_pid" 2>/dev/null || { echo "demo: the live run stopped; see $live/*.log"; exit 1; }
   status=$(curl -sf "http://127.0.0.1:$http_port/api/v1/status" || true)
   [[ -z "$status" ]] && continue
-  line=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print("epoch %d  agents up %d  migrations %d  decisions %d  imbalance %s" % (s["epoch"], s["agents_up"], s["migrations_total"], s["decisions_total"], " ".join("%.2f" % x for x in s["layer_imbalance"])))' "$status")
-  [[ "$line" != "$last" ]] && echo "  $line" && last="$line"
+  read -r key line < <(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print("%d/%d/%d" % (s["epoch"], s["agents_up"], s["migrations_total"]), "epoch %d  agents up %d  migrations %d  decisions %d  imbalance per layer %s" % (s["epoch"], s["agents_up"], s["migrations_total"], s["decisions_total"], " ".join("%.2f" % x for x in s["layer_imbalance"])))' "$status")
+  if [[ "$key" != "$last_key" ]] || (( $(date +%s) - last_time >= 10 )); then
+    echo "  $(date +%T)  $line"
+    last_key=$key last_time=$(date +%s)
+  fi
 done

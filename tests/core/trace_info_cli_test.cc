@@ -1,30 +1,18 @@
 // `gracectl trace info --json` on the real traces reports the README's counts; bad input exits 2.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/testing/real_traces.h"
+#include "tests/testing/run_command.h"
 
 namespace {
 
-struct CommandRun {
-  int exit_code;
-  std::string out;
-};
+using grace::testing::CommandRun;
 
 CommandRun Gracectl(const std::string& args) {
-  const std::string command = std::string(GRACECTL_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(command.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return grace::testing::RunCommand(std::string(GRACECTL_PATH) + " " + args);
 }
 
 nlohmann::json Info(const std::string& files) {

@@ -1,10 +1,8 @@
 // `gracectl trace from-scenario`: a scenario's phases become one native token-level trace whose
 // shape is what the options say and whose hot experts move as the sources' do; bad scenarios
 // exit 2 naming the phase and its source.
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,24 +17,15 @@
 #include "core/synthetic_trace.h"
 #include "core/trace_import.h"
 #include "tests/testing/real_traces.h"
+#include "tests/testing/run_command.h"
 
 namespace grace {
 namespace {
 
-struct CommandRun {
-  int exit_code;
-  std::string out;  // stdout and stderr
-};
+using grace::testing::CommandRun;
 
 CommandRun Gracectl(const std::string& args) {
-  const std::string command = std::string(GRACECTL_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(command.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return grace::testing::RunCommand(std::string(GRACECTL_PATH) + " " + args);
 }
 
 // A fresh folder per test for the scenario, its sources and the trace.
