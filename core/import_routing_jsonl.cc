@@ -35,16 +35,7 @@ StatusOr<Trace> ImportRoutingJsonl(std::string_view text, const std::string& pat
   bool has_weights = false;
   int64_t records = 0;
 
-  JsonWhere where{path, 0};
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++where.line;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    GRACE_ASSIGN_OR_RETURN(nlohmann::json record, ParseJson(line, where));
+  auto read_record = [&](const nlohmann::json& record, const JsonWhere& where) -> Status {
     GRACE_ASSIGN_OR_RETURN(int64_t problem, JsonInt(record, "problem_id", where));
     GRACE_ASSIGN_OR_RETURN(int64_t token, JsonInt(record, "token_idx", where));
     GRACE_ASSIGN_OR_RETURN(int64_t layer, JsonInt(record, "layer", where));
@@ -91,7 +82,9 @@ StatusOr<Trace> ImportRoutingJsonl(std::string_view text, const std::string& pat
     t.slice[static_cast<LayerId>(layer)] = {before, static_cast<size_t>(k)};
     layer_set.insert(static_cast<LayerId>(layer));
     ++records;
-  }
+    return Status::Ok();
+  };
+  GRACE_RETURN_IF_ERROR(ForEachJsonLine(text, path, read_record));
   if (records == 0) return InvalidArgument(path + ": no routing records");
   GRACE_RETURN_IF_ERROR(ResolveNumExperts(0, max_id, options, path, &trace));
   trace.info.top_k = top_k;

@@ -50,16 +50,7 @@ StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
   int max_id = -1;
   std::map<LayerId, LayerRecords> layers;
 
-  JsonWhere where{path, 0};
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++where.line;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    GRACE_ASSIGN_OR_RETURN(nlohmann::json record, ParseJson(line, where));
+  auto read_record = [&](const nlohmann::json& record, const JsonWhere& where) -> Status {
     GRACE_ASSIGN_OR_RETURN(const nlohmann::json* type, JsonMember(record, "type", where));
     if (*type == "meta") {
       if (auto it = record.find("model_id"); it != record.end() && it->is_string())
@@ -77,7 +68,7 @@ StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
         }
         top_k = static_cast<int>(k);
       }
-      continue;
+      return Status::Ok();
     }
     if (*type != "route") {
       return InvalidArgument(where.ToString() + ": field \"type\": expected \"meta\" or " +
@@ -119,7 +110,9 @@ StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
       lr.weights.insert(lr.weights.end(), w.begin(), w.end());
     }
     lr.token_idx.push_back(token_idx);
-  }
+    return Status::Ok();
+  };
+  GRACE_RETURN_IF_ERROR(ForEachJsonLine(text, path, read_record));
   if (layers.empty()) return InvalidArgument(path + ": no \"route\" records");
   GRACE_RETURN_IF_ERROR(ResolveNumExperts(0, max_id, options, path, &trace));
   trace.info.top_k = top_k;

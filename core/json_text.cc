@@ -9,6 +9,23 @@ std::string JsonWhere::ToString() const {
   return line > 0 ? path + ":" + std::to_string(line) : path;
 }
 
+Status ForEachJsonLine(std::string_view text, const std::string& path,
+                       const std::function<Status(const nlohmann::json&, const JsonWhere&)>& fn) {
+  JsonWhere where{path, 0};
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++where.line;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    GRACE_ASSIGN_OR_RETURN(nlohmann::json record, ParseJson(line, where));
+    GRACE_RETURN_IF_ERROR(fn(record, where));
+  }
+  return Status::Ok();
+}
+
 StatusOr<nlohmann::json> ParseJson(std::string_view text, const JsonWhere& where) {
   try {
     return nlohmann::json::parse(text.begin(), text.end());

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,11 @@ struct JsonWhere {
 // Parses one JSON document; the error names the line and column (or the byte offset in a JSONL
 // line) where the text stopped being JSON.
 StatusOr<nlohmann::json> ParseJson(std::string_view text, const JsonWhere& where);
+
+// Calls `fn(record, where)` for each non-blank line of the JSONL `text` (from `path`), parsed, in
+// order; stops at the first error, which a parse error reports naming the line.
+Status ForEachJsonLine(std::string_view text, const std::string& path,
+                       const std::function<Status(const nlohmann::json&, const JsonWhere&)>& fn);
 
 // Field reads: each fails naming `where`, the field and what was expected.
 StatusOr<const nlohmann::json*> JsonMember(const nlohmann::json& object, const char* key,

@@ -193,17 +193,13 @@ class SqliteHistoryStore final : public HistoryStore {
         "committed_at_ms <= ? ORDER BY epoch DESC LIMIT ? OFFSET ?",
         &st));
     BindRange(st, q, 1);
-    std::vector<PlacementRecord> out;
-    int rc;
-    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    return ReadRows<PlacementRecord>(st, "list placements", [](sqlite3_stmt* row) {
       PlacementRecord r;
-      r.epoch = static_cast<Epoch>(sqlite3_column_int64(st.get(), 0));
-      r.committed_at_ms = sqlite3_column_int64(st.get(), 1);
-      r.decision_id = sqlite3_column_int64(st.get(), 2);
-      out.push_back(std::move(r));
-    }
-    GRACE_RETURN_IF_ERROR(CheckDone(rc, "list placements"));
-    return out;
+      r.epoch = static_cast<Epoch>(sqlite3_column_int64(row, 0));
+      r.committed_at_ms = sqlite3_column_int64(row, 1);
+      r.decision_id = sqlite3_column_int64(row, 2);
+      return r;
+    });
   }
 
   StatusOr<int64_t> RecordDecision(const StoredDecision& d) override {
@@ -257,33 +253,24 @@ class SqliteHistoryStore final : public HistoryStore {
         "bytes, epoch FROM decisions WHERE time_ms >= ? AND time_ms <= ? AND (? < 0 OR "
         "layer_index = ? OR layer_index < 0) ORDER BY id DESC LIMIT ? OFFSET ?",
         &st));
-    sqlite3_bind_int64(st.get(), 1, q.from_ms);
-    sqlite3_bind_int64(st.get(), 2, q.to_ms);
-    sqlite3_bind_int(st.get(), 3, q.layer_index);
-    sqlite3_bind_int(st.get(), 4, q.layer_index);
-    sqlite3_bind_int64(st.get(), 5, Limit(q));
-    sqlite3_bind_int64(st.get(), 6, q.offset);
-    std::vector<StoredDecision> out;
-    int rc;
-    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    BindLayerQuery(st, q);
+    return ReadRows<StoredDecision>(st, "list decisions", [](sqlite3_stmt* row) {
       StoredDecision d;
-      d.id = sqlite3_column_int64(st.get(), 0);
-      d.time_ms = sqlite3_column_int64(st.get(), 1);
-      d.action = ColumnText(st.get(), 2);
-      d.layer_index = sqlite3_column_int(st.get(), 3);
-      d.reason = ColumnText(st.get(), 4);
-      d.predicted_gain_ms = sqlite3_column_double(st.get(), 5);
-      if (sqlite3_column_type(st.get(), 6) != SQLITE_NULL) {
-        d.realised_gain_ms = sqlite3_column_double(st.get(), 6);
+      d.id = sqlite3_column_int64(row, 0);
+      d.time_ms = sqlite3_column_int64(row, 1);
+      d.action = ColumnText(row, 2);
+      d.layer_index = sqlite3_column_int(row, 3);
+      d.reason = ColumnText(row, 4);
+      d.predicted_gain_ms = sqlite3_column_double(row, 5);
+      if (sqlite3_column_type(row, 6) != SQLITE_NULL) {
+        d.realised_gain_ms = sqlite3_column_double(row, 6);
       }
-      d.bytes = static_cast<uint64_t>(sqlite3_column_int64(st.get(), 7));
-      if (sqlite3_column_type(st.get(), 8) != SQLITE_NULL) {
-        d.epoch = static_cast<Epoch>(sqlite3_column_int64(st.get(), 8));
+      d.bytes = static_cast<uint64_t>(sqlite3_column_int64(row, 7));
+      if (sqlite3_column_type(row, 8) != SQLITE_NULL) {
+        d.epoch = static_cast<Epoch>(sqlite3_column_int64(row, 8));
       }
-      out.push_back(std::move(d));
-    }
-    GRACE_RETURN_IF_ERROR(CheckDone(rc, "list decisions"));
-    return out;
+      return d;
+    });
   }
 
   Status RecordLoad(int64_t time_ms, int layer_index, std::span<const float> load) override {
@@ -297,17 +284,8 @@ class SqliteHistoryStore final : public HistoryStore {
         "time_ms <= ? AND (? < 0 OR layer_index = ?) ORDER BY time_ms, layer_index LIMIT ? OFFSET "
         "?",
         &st));
-    sqlite3_bind_int64(st.get(), 1, q.from_ms);
-    sqlite3_bind_int64(st.get(), 2, q.to_ms);
-    sqlite3_bind_int(st.get(), 3, q.layer_index);
-    sqlite3_bind_int(st.get(), 4, q.layer_index);
-    sqlite3_bind_int64(st.get(), 5, Limit(q));
-    sqlite3_bind_int64(st.get(), 6, q.offset);
-    std::vector<LoadSample> out;
-    int rc;
-    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(ReadLoadRow(st.get()));
-    GRACE_RETURN_IF_ERROR(CheckDone(rc, "query load"));
-    return out;
+    BindLayerQuery(st, q);
+    return ReadRows<LoadSample>(st, "query load", ReadLoadRow);
   }
 
   Status Compact(int64_t now_ms) override {
@@ -349,14 +327,10 @@ class SqliteHistoryStore final : public HistoryStore {
         "AND time_ms <= ? ORDER BY id DESC LIMIT ? OFFSET ?",
         &st));
     BindRange(st, q, 1);
-    std::vector<PolicyChange> out;
-    int rc;
-    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-      out.push_back({sqlite3_column_int64(st.get(), 0), ColumnText(st.get(), 1),
-                     ColumnText(st.get(), 2), ColumnText(st.get(), 3), ColumnText(st.get(), 4)});
-    }
-    GRACE_RETURN_IF_ERROR(CheckDone(rc, "list policy changes"));
-    return out;
+    return ReadRows<PolicyChange>(st, "list policy changes", [](sqlite3_stmt* row) {
+      return PolicyChange{sqlite3_column_int64(row, 0), ColumnText(row, 1), ColumnText(row, 2),
+                          ColumnText(row, 3), ColumnText(row, 4)};
+    });
   }
 
   Status RecordAgentEvent(const AgentEvent& e) override {
@@ -377,14 +351,10 @@ class SqliteHistoryStore final : public HistoryStore {
                 "time_ms <= ? ORDER BY id DESC LIMIT ? OFFSET ?",
                 &st));
     BindRange(st, q, 1);
-    std::vector<AgentEvent> out;
-    int rc;
-    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-      out.push_back({sqlite3_column_int64(st.get(), 0), ColumnText(st.get(), 1),
-                     ColumnText(st.get(), 2), ColumnText(st.get(), 3)});
-    }
-    GRACE_RETURN_IF_ERROR(CheckDone(rc, "list agent events"));
-    return out;
+    return ReadRows<AgentEvent>(st, "list agent events", [](sqlite3_stmt* row) {
+      return AgentEvent{sqlite3_column_int64(row, 0), ColumnText(row, 1), ColumnText(row, 2),
+                        ColumnText(row, 3)};
+    });
   }
 
  private:
@@ -409,6 +379,25 @@ class SqliteHistoryStore final : public HistoryStore {
   static void BindText(Statement& st, int index, const std::string& text) {
     sqlite3_bind_text(st.get(), index, text.data(), static_cast<int>(text.size()),
                       SQLITE_TRANSIENT);
+  }
+  // Binds ?1..?6 of "time_ms >= ? AND time_ms <= ? AND (? < 0 OR layer_index = ?) ... LIMIT ?
+  // OFFSET ?" (a layer index of -1 matches every layer).
+  static void BindLayerQuery(Statement& st, const HistoryQuery& q) {
+    sqlite3_bind_int64(st.get(), 1, q.from_ms);
+    sqlite3_bind_int64(st.get(), 2, q.to_ms);
+    sqlite3_bind_int(st.get(), 3, q.layer_index);
+    sqlite3_bind_int(st.get(), 4, q.layer_index);
+    sqlite3_bind_int64(st.get(), 5, Limit(q));
+    sqlite3_bind_int64(st.get(), 6, q.offset);
+  }
+  // Steps `st` to its end, turning every row into a T with `read(row)`.
+  template <typename T, typename Read>
+  StatusOr<std::vector<T>> ReadRows(Statement& st, const std::string& what, Read read) const {
+    std::vector<T> out;
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(read(st.get()));
+    GRACE_RETURN_IF_ERROR(CheckDone(rc, what));
+    return out;
   }
   static void BindRange(Statement& st, const HistoryQuery& q, int first) {
     sqlite3_bind_int64(st.get(), first, q.from_ms);
