@@ -11,7 +11,8 @@
 # Environment (defaults): GRACE_LIVE_DIR (build/live), GRACE_BUILD_DIR (build),
 # GRACE_TRACES_DIR (../shared/traces/real), GRACE_HTTP_PORT (8750), GRACE_AGENTS_PORT (8751),
 # GRACE_RENDEZVOUS_PORT (29500), GRACE_MIGRATION_PORT (29600), GRACE_STEPS_PER_SECOND (10),
-# GRACE_COOLDOWN_S (5), GRACE_CLUSTER_SECRET and GRACE_API_TOKEN (demo values).
+# GRACE_COOLDOWN_S (5), GRACE_AGENT_PREFIX (node: the agents are node0 and node1),
+# GRACE_CLUSTER_SECRET and GRACE_API_TOKEN (demo values).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${GRACE_BUILD_DIR:-build}
@@ -23,6 +24,7 @@ rendezvous_port=${GRACE_RENDEZVOUS_PORT:-29500}
 migration_port=${GRACE_MIGRATION_PORT:-29600}
 steps_per_second=${GRACE_STEPS_PER_SECOND:-10}
 cooldown_s=${GRACE_COOLDOWN_S:-5}
+agent_prefix=${GRACE_AGENT_PREFIX:-node}
 export GRACE_CLUSTER_SECRET=${GRACE_CLUSTER_SECRET:-demo-secret}
 export GRACE_API_TOKEN=${GRACE_API_TOKEN:-demo-token}
 ctl=$build/tools/gracectl
@@ -99,7 +101,7 @@ steps_per_second = $steps_per_second
 loop = true
 [daemon]
 address = "127.0.0.1:$agents_port"
-agent_id = "node$a"
+agent_id = "$agent_prefix$a"
 [migration]
 rendezvous = "127.0.0.1:$migration_port"
 [output]

@@ -3,7 +3,8 @@
 //
 // Checks that every page renders the daemon's real data, that the placement map changes after a
 // replan forced from the UI, that the policy form shows the server's error for an out-of-range
-// value, and that the pages raise no script error or Content-Security-Policy violation.
+// value, that API data is shown as text (the agents are named with HTML that would run script if
+// it were parsed), and that the pages raise no script error or Content-Security-Policy violation.
 // Screenshots go to $GRACE_ARTIFACTS_DIR (default build/test-artifacts/web).
 //
 // Exit codes: 0 passed, 1 failed, 77 skipped (no chromium or playwright-core; a failure when
@@ -22,6 +23,9 @@ const build = resolve(process.env.GRACE_BUILD_DIR || join(source, 'build'));
 const artifacts = resolve(process.env.GRACE_ARTIFACTS_DIR || join(build, 'test-artifacts', 'web'));
 const chromiumPath = process.env.GRACE_CHROMIUM || '/usr/bin/chromium';
 const TOKEN = 'browser-test-token';
+// The agents' names carry markup: rendered as text it shows verbatim; parsed as HTML it would
+// create an image whose error handler sets window.__injected.
+const AGENT_PREFIX = '<img src=x onerror=window.__injected=1>node';
 
 function skip(why) {
   if (process.env.CI === 'true') {
@@ -87,6 +91,7 @@ const cluster = spawn('bash', [join(source, 'scripts', 'live.sh')], {
     GRACE_STEPS_PER_SECOND: '20',  // the workload's phases switch every 15 s
     GRACE_COOLDOWN_S: '3600',      // after the first re-placement only forced ones happen
     GRACE_API_TOKEN: TOKEN,
+    GRACE_AGENT_PREFIX: AGENT_PREFIX,
   },
   stdio: ['ignore', 'pipe', 'pipe'],
   detached: true,  // its own process group, stopped as a whole
@@ -132,8 +137,9 @@ step('the overview shows the epoch, the agents and the trend charts', async () =
   const epoch = Number(await page.getByTestId('epoch').textContent());
   assert.ok(epoch >= status.epoch, `overview epoch ${epoch}, API ${status.epoch}`);
   const agents = await page.getByTestId('agents').textContent();
-  assert.match(agents, /node0/);
-  assert.match(agents, /node1/);
+  assert.ok(agents.includes(`${AGENT_PREFIX}0`) && agents.includes(`${AGENT_PREFIX}1`),
+    `the agents' names, verbatim: ${agents}`);
+  assert.equal(await page.locator('[data-testid=agents] img').count(), 0, 'no markup parsed');
   await page.locator('[data-testid=imbalance-chart] canvas').first().waitFor();
   await page.locator('[data-testid=traffic-chart] canvas').first().waitFor();
   await sleep(2500);  // a couple of polls, so the trend lines have points
@@ -280,12 +286,16 @@ try {
       break;
     }
   }
+  if (!failed && await page.evaluate(() => window.__injected !== undefined)) {
+    failed = true;
+    console.log('FAIL markup from the API was parsed as HTML and ran');
+  }
   if (!failed) {
     if (problems.length) {
       failed = true;
       console.log(`FAIL the pages raised errors:\n  ${problems.join('\n  ')}`);
     } else {
-      console.log('ok   no script error or CSP violation on any page');
+      console.log('ok   API data stayed text; no script error or CSP violation on any page');
     }
   }
 } finally {
