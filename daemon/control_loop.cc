@@ -30,6 +30,7 @@ DecisionOptions DecisionOptionsFor(const PolicySettings& policy, int steps_per_i
   d.min_net_gain_ms = policy.min_gain_ms;
   d.byte_budget = static_cast<uint64_t>(policy.byte_budget_mb * 1e6);
   d.fixed_cost_ms = policy.migration_fixed_cost_ms;
+  d.max_replicas_per_expert = policy.max_replicas_per_expert;
   return d;
 }
 

@@ -5,8 +5,8 @@
 
 namespace grace {
 
-LayerRouting::LayerRouting(std::span<const ExpertId> row, int num_experts, int ranks)
-    : ranks_(ranks), begin_(num_experts + 1, 0) {
+LayerRouting::LayerRouting(std::span<const ExpertId> row, int num_experts, const Topology& topology)
+    : topology_(topology), begin_(num_experts + 1, 0) {
   for (ExpertId e : row) {
     if (e != kEmptySlot) ++begin_[e + 1];
   }
@@ -16,7 +16,72 @@ LayerRouting::LayerRouting(std::span<const ExpertId> row, int num_experts, int r
   for (SlotId s = 0; s < static_cast<SlotId>(row.size()); ++s) {
     if (row[s] != kEmptySlot) slots_[fill[row[s]]++] = s;
   }
-  prob_.assign(static_cast<size_t>(ranks) * slots_.size(), 0.0);
+  // Views in the order ViewOf numbers them: holder GPUs, then nodes, then elsewhere. Slots
+  // ascend, so one GPU's (and one node's) replicas are contiguous.
+  const int per_node = topology.gpus_per_node;
+  view_begin_.assign(num_experts + 1, 0);
+  prob_begin_.assign(num_experts + 1, 0);
+  std::vector<View> node_views;
+  for (ExpertId e = 0; e < num_experts; ++e) {
+    std::span<const SlotId> slots = Replicas(e);
+    const int n = static_cast<int>(slots.size());
+    node_views.clear();
+    for (int i = 0; i < n; ++i) {
+      const RankId g = topology.RankOfSlot(slots[i]);
+      const bool new_gpu = i == 0 || topology.RankOfSlot(slots[i - 1]) != g;
+      const bool new_node = i == 0 || topology.NodeOfSlot(slots[i - 1]) != topology.NodeOfRank(g);
+      if (new_gpu) views_.push_back({1, i, i});
+      views_.back().last = i + 1;
+      if (new_node) node_views.push_back({per_node, i, i});
+      node_views.back().last = i + 1;
+      if (new_gpu) --node_views.back().ranks;  // a holder sees its own copy instead
+    }
+    views_.insert(views_.end(), node_views.begin(), node_views.end());
+    views_.push_back({(topology.nodes - static_cast<int>(node_views.size())) * per_node, 0, n});
+    view_begin_[e + 1] = static_cast<int>(views_.size());
+    prob_begin_[e + 1] = prob_begin_[e] + static_cast<size_t>(NumViews(e)) * slots.size();
+  }
+  prob_.assign(prob_begin_.back(), 0.0);
+}
+
+int LayerRouting::ViewOf(RankId rank, ExpertId e) const {
+  std::span<const SlotId> slots = Replicas(e);
+  const NodeId node = topology_.NodeOfRank(rank);
+  int gpus = 0, nodes = 0, node_view = -1;
+  RankId last_gpu = -1;
+  NodeId last_node = -1;
+  for (SlotId s : slots) {
+    const RankId g = topology_.RankOfSlot(s);
+    if (g == last_gpu) continue;
+    if (g == rank) return gpus;
+    ++gpus;
+    last_gpu = g;
+    const NodeId n = topology_.NodeOfRank(g);
+    if (n == last_node) continue;
+    if (n == node) node_view = nodes;
+    ++nodes;
+    last_node = n;
+  }
+  return gpus + (node_view >= 0 ? node_view : nodes);
+}
+
+int LayerRouting::NodeView(NodeId node, ExpertId e) const {
+  std::span<const SlotId> slots = Replicas(e);
+  int gpus = 0, nodes = 0, node_view = -1;
+  RankId last_gpu = -1;
+  NodeId last_node = -1;
+  for (SlotId s : slots) {
+    const RankId g = topology_.RankOfSlot(s);
+    if (g == last_gpu) continue;
+    ++gpus;
+    last_gpu = g;
+    const NodeId n = topology_.NodeOfRank(g);
+    if (n == last_node) continue;
+    if (n == node) node_view = nodes;
+    ++nodes;
+    last_node = n;
+  }
+  return gpus + (node_view >= 0 ? node_view : nodes);
 }
 
 void AddGpuSend(const Topology& topology, RankId home, RankId g, double tokens,
@@ -170,6 +235,228 @@ LayerTraffic TrafficOnTokens(const LayerTokens& tokens, const LayerRouting& rout
   return traffic;
 }
 
+namespace {
+
+// The expected traffic of TrafficExpected, computed per view rather than per home rank. A home's
+// chance of sending to GPU g is 1 - (product over g's replicas of 1 - use x probability), and to
+// node n likewise over n's experts; every home of a node sees an expert through the same view,
+// except the experts on its own GPU. So each node's homes share one default per GPU and node,
+// summed in O(ranks) per node, and each home corrects only the GPUs and nodes that hold replicas
+// of its own experts: O(nodes x ranks) in all, not O(ranks x experts x replicas).
+class ExpectedTraffic {
+ public:
+  ExpectedTraffic(std::span<const double> load, double tokens, const LayerRouting& routing,
+                  const Topology& topology, LayerTraffic* traffic)
+      : routing_(routing),
+        t_(topology),
+        traffic_(traffic),
+        per_rank_(tokens / topology.ranks()),
+        use_(load.size(), 0.0),
+        view_(load.size(), 0),
+        slot_expert_(topology.total_slots(), kEmptySlot),
+        slot_replica_(topology.total_slots(), 0),
+        node_experts_begin_(topology.nodes + 1, 0),
+        gpu_mark_(topology.ranks(), 0),
+        node_mark_(topology.nodes, 0) {
+    for (ExpertId e = 0; e < static_cast<ExpertId>(load.size()); ++e) {
+      if (load[e] > 0) use_[e] = std::min(1.0, load[e] / tokens);
+      view_[e] = Elsewhere(e);
+      std::span<const SlotId> slots = routing.Replicas(e);
+      for (size_t i = 0; i < slots.size(); ++i) {
+        slot_expert_[slots[i]] = e;
+        slot_replica_[slots[i]] = static_cast<int>(i);
+      }
+    }
+    // Each node's experts, ascending, with their replicas there (contiguous: slots ascend).
+    const int node_slots = t_.gpus_per_node * t_.slots_per_gpu;
+    for (NodeId n = 0; n < t_.nodes; ++n) {
+      const size_t begin = node_experts_.size();
+      for (SlotId s = n * node_slots; s < (n + 1) * node_slots; ++s) {
+        const ExpertId e = slot_expert_[s];
+        if (e == kEmptySlot) continue;
+        const int i = slot_replica_[s];
+        auto same = std::find_if(node_experts_.begin() + begin, node_experts_.end(),
+                                 [&](const NodeExpert& x) { return x.expert == e; });
+        if (same != node_experts_.end()) {
+          same->first = std::min(same->first, i);
+          same->last = std::max(same->last, i + 1);
+        } else {
+          node_experts_.push_back({e, i, i + 1});
+        }
+      }
+      node_experts_begin_[n + 1] = static_cast<int>(node_experts_.size());
+    }
+    // Seen from a node holding none of the GPU's (or node's) experts.
+    gpu_elsewhere_.resize(t_.ranks());
+    node_elsewhere_.resize(t_.nodes);
+    for (RankId g = 0; g < t_.ranks(); ++g) gpu_elsewhere_[g] = GpuMiss(g);
+    for (NodeId n = 0; n < t_.nodes; ++n) node_elsewhere_[n] = NodeMiss(n);
+    gpu_default_ = gpu_elsewhere_;
+    node_default_ = node_elsewhere_;
+  }
+
+  void Run() {
+    AddRankLoads();
+    for (NodeId n = 0; n < t_.nodes; ++n) AddNode(n);
+  }
+
+ private:
+  struct NodeExpert {
+    ExpertId expert;
+    int first, last;  // its replicas on the node, indices into Replicas(expert)
+  };
+
+  int Elsewhere(ExpertId e) const { return routing_.NumViews(e) - 1; }
+  std::span<const NodeExpert> NodeExperts(NodeId n) const {
+    return {node_experts_.data() + node_experts_begin_[n],
+            static_cast<size_t>(node_experts_begin_[n + 1] - node_experts_begin_[n])};
+  }
+
+  // Probability that a token does not send to GPU g / node n, each expert seen through view_.
+  double GpuMiss(RankId g) const {
+    double miss = 1.0;
+    for (SlotId s = g * t_.slots_per_gpu; s < (g + 1) * t_.slots_per_gpu; ++s) {
+      const ExpertId e = slot_expert_[s];
+      if (e == kEmptySlot || use_[e] <= 0) continue;
+      miss *= 1.0 - use_[e] * routing_.ViewProbabilities(e, view_[e])[slot_replica_[s]];
+    }
+    return miss;
+  }
+  double NodeMiss(NodeId n) const {
+    double miss = 1.0;
+    for (const NodeExpert& x : NodeExperts(n)) {
+      if (use_[x.expert] <= 0) continue;
+      std::span<const double> p = routing_.ViewProbabilities(x.expert, view_[x.expert]);
+      double sum = 0;
+      for (int i = x.first; i < x.last; ++i) sum += p[i];
+      miss *= 1.0 - use_[x.expert] * std::min(1.0, sum);
+    }
+    return miss;
+  }
+
+  // (token, expert) pairs per GPU: linear, so per view, times the ranks that share it.
+  void AddRankLoads() {
+    for (ExpertId e = 0; e < static_cast<ExpertId>(use_.size()); ++e) {
+      if (use_[e] <= 0) continue;
+      std::span<const SlotId> slots = routing_.Replicas(e);
+      for (int v = 0; v < routing_.NumViews(e); ++v) {
+        const int ranks = routing_.ViewRanks(e, v);
+        if (ranks == 0) continue;
+        std::span<const double> p = routing_.ViewProbabilities(e, v);
+        for (size_t i = 0; i < slots.size(); ++i) {
+          traffic_->rank_load[t_.RankOfSlot(slots[i])] += per_rank_ * use_[e] * p[i] * ranks;
+        }
+      }
+    }
+  }
+
+  // The homes of node `home_node`.
+  void AddNode(NodeId home_node) {
+    const int per_node = t_.gpus_per_node;
+    // The node's defaults differ from elsewhere only where its own experts have replicas.
+    for (const NodeExpert& x : NodeExperts(home_node))
+      view_[x.expert] = routing_.NodeView(home_node, x.expert);
+    std::vector<RankId> gpus;
+    std::vector<NodeId> nodes;
+    for (const NodeExpert& x : NodeExperts(home_node)) Touched(x.expert, &gpus, &nodes);
+    Unmark(gpus, nodes);
+    for (RankId g : gpus) gpu_default_[g] = GpuMiss(g);
+    for (NodeId n : nodes) node_default_[n] = NodeMiss(n);
+
+    // Every home of the node sending to the other nodes' GPUs with the defaults: home j reaches
+    // node n's GPUs through n's j-th GPU (AddGpuSend), so each GPU receives from all homes but
+    // one, and n's j-th GPU forwards all of n's sends but its own.
+    for (NodeId n = 0; n < t_.nodes; ++n) {
+      if (n == home_node) continue;
+      const RankId first = n * per_node;
+      double node_sends = 0;
+      for (RankId g = first; g < first + per_node; ++g) node_sends += Send(gpu_default_[g]);
+      traffic_->remote_sends += per_node * node_sends;
+      for (RankId g = first; g < first + per_node; ++g) {
+        const double tokens = Send(gpu_default_[g]);
+        traffic_->intra_recv[g] += (per_node - 1) * tokens;
+        traffic_->intra_send[g] += node_sends - tokens;
+      }
+      const double tokens = Send(node_default_[n]);
+      traffic_->cross_node_sends += per_node * tokens;
+      traffic_->inter_out[home_node] += per_node * tokens;
+      traffic_->inter_in[n] += per_node * tokens;
+    }
+    // Each home: exact sends inside its node, and corrections where its own GPU's experts have
+    // replicas elsewhere (it sees those experts through its own copy).
+    std::vector<RankId> own_gpus;
+    std::vector<NodeId> own_nodes;
+    std::vector<ExpertId> own;
+    for (RankId h = home_node * per_node; h < (home_node + 1) * per_node; ++h) {
+      own.clear();
+      own_gpus.clear();
+      own_nodes.clear();
+      for (SlotId s = h * t_.slots_per_gpu; s < (h + 1) * t_.slots_per_gpu; ++s) {
+        const ExpertId e = slot_expert_[s];
+        if (e == kEmptySlot || std::find(own.begin(), own.end(), e) != own.end()) continue;
+        own.push_back(e);
+        Touched(e, &own_gpus, &own_nodes);
+      }
+      Unmark(own_gpus, own_nodes);
+      for (ExpertId e : own) view_[e] = routing_.ViewOf(h, e);
+      for (RankId g = home_node * per_node; g < (home_node + 1) * per_node; ++g) {
+        AddGpuSend(t_, h, g, Send(GpuMiss(g)), traffic_);
+      }
+      for (RankId g : own_gpus) {
+        if (t_.NodeOfRank(g) == home_node) continue;
+        AddGpuSend(t_, h, g, per_rank_ * (gpu_default_[g] - GpuMiss(g)), traffic_);
+      }
+      for (NodeId n : own_nodes) {
+        if (n == home_node) continue;
+        AddNodeSend(t_, h, n, per_rank_ * (node_default_[n] - NodeMiss(n)), traffic_);
+      }
+      for (ExpertId e : own) view_[e] = routing_.NodeView(home_node, e);
+    }
+    for (RankId g : gpus) gpu_default_[g] = gpu_elsewhere_[g];
+    for (NodeId n : nodes) node_default_[n] = node_elsewhere_[n];
+    for (const NodeExpert& x : NodeExperts(home_node)) view_[x.expert] = Elsewhere(x.expert);
+  }
+
+  double Send(double miss) const { return per_rank_ * (1.0 - miss); }
+
+  // Adds the GPUs and nodes holding replicas of e that the lists lack, marking them (Unmark
+  // clears the marks).
+  void Touched(ExpertId e, std::vector<RankId>* gpus, std::vector<NodeId>* nodes) {
+    for (SlotId s : routing_.Replicas(e)) {
+      const RankId g = t_.RankOfSlot(s);
+      const NodeId n = t_.NodeOfRank(g);
+      if (!gpu_mark_[g]) {
+        gpu_mark_[g] = 1;
+        gpus->push_back(g);
+      }
+      if (!node_mark_[n]) {
+        node_mark_[n] = 1;
+        nodes->push_back(n);
+      }
+    }
+  }
+  void Unmark(std::span<const RankId> gpus, std::span<const NodeId> nodes) {
+    for (RankId g : gpus) gpu_mark_[g] = 0;
+    for (NodeId n : nodes) node_mark_[n] = 0;
+  }
+
+  const LayerRouting& routing_;
+  const Topology& t_;
+  LayerTraffic* traffic_;
+  double per_rank_;
+  std::vector<double> use_;  // per expert: the chance a token uses it
+  std::vector<int> view_;    // per expert: the view of the homes being summed
+  std::vector<ExpertId> slot_expert_;
+  std::vector<int> slot_replica_;  // index into Replicas(slot_expert_[s])
+  std::vector<int> node_experts_begin_;
+  std::vector<NodeExpert> node_experts_;
+  std::vector<double> gpu_elsewhere_, node_elsewhere_;  // miss seen from nodes without copies
+  std::vector<double> gpu_default_, node_default_;      // miss seen from the current node
+  std::vector<char> gpu_mark_, node_mark_;
+};
+
+}  // namespace
+
 LayerTraffic TrafficExpected(std::span<const double> load, int top_k, const LayerRouting& routing,
                              const Topology& topology) {
   LayerTraffic traffic = EmptyTraffic(topology);
@@ -177,16 +464,7 @@ LayerTraffic TrafficExpected(std::span<const double> load, int top_k, const Laye
   const double tokens = total / std::max(1, top_k);
   traffic.tokens = tokens;
   if (tokens <= 0) return traffic;
-  TokenAccumulator acc(topology, &traffic);
-  const int ranks = topology.ranks();
-  const double per_rank = tokens / ranks;
-  for (RankId h = 0; h < ranks; ++h) {
-    for (ExpertId e = 0; e < static_cast<ExpertId>(load.size()); ++e) {
-      if (load[e] <= 0) continue;
-      acc.AddExpert(routing, h, e, std::min(1.0, load[e] / tokens), per_rank);
-    }
-    acc.Finish(h, per_rank);
-  }
+  ExpectedTraffic(load, tokens, routing, topology, &traffic).Run();
   return traffic;
 }
 

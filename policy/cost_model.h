@@ -19,6 +19,7 @@
 #pragma once
 
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "core/ids.h"
@@ -41,33 +42,68 @@ struct CostParams {
   double flops_per_token_expert() const { return 6.0 * hidden_size * expert_ffn_size; }
 };
 
-// How tokens of each rank pick among an expert's replicas in one layer. For each expert its
-// replica slots (ascending); for each (rank, expert) a probability per replica, summing to 1.
+// How tokens of each rank pick among an expert's replicas in one layer.
+//
+// A rank sees an expert through one of its views: as a GPU holding a copy (one view per such
+// GPU), as a GPU of a node holding a copy (one view per such node), or from a node holding none
+// (one view, "elsewhere"). Ranks with the same view of an expert pick alike, which is what every
+// routing grace builds does (locality tiers, or uniform), so probabilities are stored per expert
+// and view, O(replicas x views) per expert: a dense ranks x slots table was 8 MB per layer at
+// 1,000 GPUs.
 class LayerRouting {
  public:
   LayerRouting() = default;
-  // Replicas from a placement row; all probabilities zero until set.
-  LayerRouting(std::span<const ExpertId> row, int num_experts, int ranks);
+  // Replicas and views from a placement row; all probabilities zero until set.
+  LayerRouting(std::span<const ExpertId> row, int num_experts, const Topology& topology);
 
   int num_experts() const { return static_cast<int>(begin_.size()) - 1; }
-  int ranks() const { return ranks_; }
+  int ranks() const { return topology_.ranks(); }
+  const Topology& topology() const { return topology_; }
   std::span<const SlotId> Replicas(ExpertId e) const {
     return {slots_.data() + begin_[e], static_cast<size_t>(begin_[e + 1] - begin_[e])};
   }
-  std::span<const double> Probabilities(RankId rank, ExpertId e) const {
-    return {prob_.data() + static_cast<size_t>(rank) * slots_.size() + begin_[e],
-            static_cast<size_t>(begin_[e + 1] - begin_[e])};
+
+  // Views of expert e, numbered 0 .. NumViews(e) - 1: its holder GPUs (ascending), then its
+  // nodes (ascending), then "elsewhere" (always last, even when every node holds a copy).
+  int NumViews(ExpertId e) const { return view_begin_[e + 1] - view_begin_[e]; }
+  int ViewOf(RankId rank, ExpertId e) const;
+  // The view of node n's GPUs that hold no copy of e (elsewhere when n holds none).
+  int NodeView(NodeId n, ExpertId e) const;
+  // How many ranks see expert e through `view`.
+  int ViewRanks(ExpertId e, int view) const { return views_[view_begin_[e] + view].ranks; }
+  // The replicas nearest to the view's ranks, as indices [first, last) into Replicas(e): those
+  // on its GPU, those on its node, or (elsewhere) all of them. Replicas are in slot order, so
+  // the replicas of one GPU or node are contiguous.
+  std::pair<int, int> ViewReplicas(ExpertId e, int view) const {
+    const View& v = views_[view_begin_[e] + view];
+    return {v.first, v.last};
   }
-  std::span<double> MutableProbabilities(RankId rank, ExpertId e) {
-    return {prob_.data() + static_cast<size_t>(rank) * slots_.size() + begin_[e],
-            static_cast<size_t>(begin_[e + 1] - begin_[e])};
+
+  std::span<const double> ViewProbabilities(ExpertId e, int view) const {
+    return {prob_.data() + prob_begin_[e] + static_cast<size_t>(view) * Replicas(e).size(),
+            Replicas(e).size()};
+  }
+  std::span<double> MutableViewProbabilities(ExpertId e, int view) {
+    return {prob_.data() + prob_begin_[e] + static_cast<size_t>(view) * Replicas(e).size(),
+            Replicas(e).size()};
+  }
+  // A probability per replica of e, summing to 1, for tokens homed on `rank`.
+  std::span<const double> Probabilities(RankId rank, ExpertId e) const {
+    return ViewProbabilities(e, ViewOf(rank, e));
   }
 
  private:
-  int ranks_ = 0;
+  Topology topology_;
   std::vector<int> begin_;     // [expert] -> first index into slots_, E + 1 entries
   std::vector<SlotId> slots_;  // replica slots grouped by expert
-  std::vector<double> prob_;   // [rank][replica index]
+  struct View {
+    int ranks = 0;            // ranks that see the expert this way
+    int first = 0, last = 0;  // nearest replicas, indices into Replicas(e)
+  };
+  std::vector<int> view_begin_;  // [expert] -> first index into views_, E + 1 entries
+  std::vector<View> views_;
+  std::vector<size_t> prob_begin_;  // [expert] -> first index into prob_
+  std::vector<double> prob_;        // [expert][view][replica]
 };
 
 struct LayerCost {

@@ -1,6 +1,7 @@
 #include "policy/decision.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "policy/incremental_replan.h"
@@ -32,13 +33,27 @@ MigrationLoad::MigrationLoad(const Topology& t)
 void MigrationLoad::Add(std::span<const ExpertId> from, std::span<const ExpertId> to,
                         uint64_t expert_bytes) {
   const Topology& t = *topology;
+  // Where each expert is in `from`, so that a copy looks at its expert's slots only.
+  ExpertId experts = 0;
+  for (ExpertId e : from) experts = std::max(experts, e + 1);
+  for (ExpertId e : to) experts = std::max(experts, e + 1);
+  std::vector<int> begin(experts + 1, 0);
+  for (ExpertId e : from) {
+    if (e != kEmptySlot) ++begin[e + 1];
+  }
+  std::partial_sum(begin.begin(), begin.end(), begin.begin());
+  std::vector<SlotId> holders(begin.back());
+  std::vector<int> fill(begin.begin(), begin.end() - 1);
+  for (SlotId o = 0; o < static_cast<SlotId>(from.size()); ++o) {
+    if (from[o] != kEmptySlot) holders[fill[from[o]]++] = o;
+  }
   for (SlotId s = 0; s < static_cast<SlotId>(to.size()); ++s) {
     const ExpertId e = to[s];
     if (e == kEmptySlot || from[s] == e) continue;
     const RankId dst = t.RankOfSlot(s);
     bool on_gpu = false, on_node = false;
-    for (SlotId o = 0; o < static_cast<SlotId>(from.size()); ++o) {
-      if (from[o] != e) continue;
+    for (int i = begin[e]; i < begin[e + 1]; ++i) {
+      const SlotId o = holders[i];
       on_gpu = on_gpu || t.RankOfSlot(o) == dst;
       on_node = on_node || t.NodeOfSlot(o) == t.NodeOfRank(dst);
     }
@@ -63,6 +78,10 @@ double MigrationLoad::TransferMs() const {
 }
 
 namespace {
+
+// New copies tried per hot expert: the coolest GPU and the coolest GPUs of the next coolest
+// nodes without a copy.
+constexpr int kMaxReplicaTargets = 4;
 
 // Greedy maximum-overlap matching: match[a] = b for the pairs with the largest overlap first.
 std::vector<int> GreedyMatch(const std::vector<std::vector<int>>& overlap) {
@@ -207,6 +226,18 @@ ReplacementDecider::Candidate ReplacementDecider::Score(ActionKind kind, std::st
   Candidate c;
   c.kind = kind;
   c.reason = std::move(reason);
+  if (options_.max_replicas_per_expert > 0) {
+    // Over the operator's cap: never acceptable, so not worth a cost-model evaluation.
+    std::vector<int> copies(forecast.num_experts(), 0);
+    for (ExpertId e : row) {
+      if (e != kEmptySlot && ++copies[e] > options_.max_replicas_per_expert) {
+        c.step_ms = base_ms;
+        c.net_ms = -std::numeric_limits<double>::infinity();
+        c.state.row = std::move(row);
+        return c;
+      }
+    }
+  }
   c.state.routing = LocalityRouting(row, forecast.load, topology_);
   c.step_ms = EvaluateLayer(forecast, c.state.routing, topology_, params_).layer_ms;
   MigrationLoad load(topology_);
@@ -280,6 +311,8 @@ void ReplacementDecider::CheapCandidates(const LayerState& current, const LayerS
     }
     std::vector<char> node_tried(t.nodes, 0);
     for (RankId r : by_load) {
+      // The coolest nodes only: at a thousand GPUs every node would be a candidate.
+      if (static_cast<int>(targets.size()) == kMaxReplicaTargets) break;
       if (holds(r, e) || spare_slot_on(r) < 0 || row[spare_slot_on(r)] == e) continue;
       const NodeId node = t.NodeOfRank(r);
       if (targets.empty() || (!node_has[node] && !node_tried[node])) {
@@ -438,6 +471,7 @@ void ReplacementDecider::MinimalReplans(const LayerState& current, const LayerSt
   options.byte_budget = options_.byte_budget;
   options.max_moves = options_.minimal_replan_moves;
   options.evaluations_per_round = options_.minimal_replan_evaluations;
+  options.max_replicas_per_expert = options_.max_replicas_per_expert;
   if (!target.empty()) {
     // The planner's row with the changes that do not pay undone.
     std::optional<IncrementalStep> pruned =
@@ -496,6 +530,8 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
     ExpertId best = -1;
     for (ExpertId e = 0; e < experts; ++e) {
       if (want[e] >= t.ranks()) continue;
+      if (options_.max_replicas_per_expert > 0 && want[e] >= options_.max_replicas_per_expert)
+        continue;
       if (best < 0 || forecast.load[e] / want[e] > forecast.load[best] / want[best]) best = e;
     }
     if (best < 0 || forecast.load[best] <= 0) break;
@@ -554,6 +590,27 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
   return next;
 }
 
+bool ReplacementDecider::StillQuiet(int layer, std::span<const ExpertId> row,
+                                    const LayerStats& forecast, double min_gain) const {
+  const std::optional<QuietLayer>& q = quiet_[layer];
+  const DecisionOptions& o = options_;
+  if (!q || o.rescore_forecast_shift <= 0 || q->horizon != horizon_ ||
+      min_gain < q->min_gain * (1 - o.rescore_forecast_shift) ||
+      q->load.size() != forecast.load.size() || !std::ranges::equal(q->row, row) ||
+      q->options.min_net_gain_ms != o.min_net_gain_ms ||
+      q->options.gain_to_cost_ratio != o.gain_to_cost_ratio ||
+      q->options.min_relative_gain != o.min_relative_gain ||
+      q->options.byte_budget != o.byte_budget || q->options.fixed_cost_ms != o.fixed_cost_ms) {
+    return false;
+  }
+  double moved = 0, total = 0;
+  for (size_t e = 0; e < forecast.load.size(); ++e) {
+    moved += std::abs(forecast.load[e] - q->load[e]);
+    total += q->load[e];
+  }
+  return moved <= o.rescore_forecast_shift * total;
+}
+
 Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> current,
                                     std::span<const LayerStats> forecast,
                                     std::span<const double> relative_uncertainty,
@@ -572,22 +629,23 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     std::vector<Candidate> acceptable;  // highest net benefit first; best is the first
   };
   std::vector<LayerChoice> choices;
-  std::vector<double> base_of(layers, 0.0);
+  if (quiet_.size() != current.size()) quiet_.assign(layers, std::nullopt);
   for (int l = 0; l < layers; ++l) {
     const LayerStats& f = forecast[l];
+    if (step < cooldown_until_[l] || f.total_load() <= 0) continue;
+    double min_gain = options_.min_relative_gain;
+    if (l < static_cast<int>(relative_uncertainty.size())) {
+      min_gain = std::max(min_gain, options_.uncertainty_z * relative_uncertainty[l]);
+    }
+    if (StillQuiet(l, current[l].row, f, min_gain)) continue;
+    quiet_[l] = QuietLayer{current[l].row, f.load, horizon_, min_gain, options_};
     const LayerCost base_cost = EvaluateLayer(f, current[l].routing, topology_, params_);
     const double base_ms = base_cost.layer_ms;
-    base_of[l] = base_ms;
-    if (step < cooldown_until_[l] || f.total_load() <= 0) continue;
 
     std::vector<Candidate> candidates;
     candidates.push_back(Score(ActionKind::kReweight, "routing weights for the forecast loads",
                                current[l].row, current[l].row, f, base_ms));
     CheapCandidates(current[l], f, base_ms, base_cost, &candidates);
-    double min_gain = options_.min_relative_gain;
-    if (l < static_cast<int>(relative_uncertainty.size())) {
-      min_gain = std::max(min_gain, options_.uncertainty_z * relative_uncertainty[l]);
-    }
     LayerChoice choice{l, base_ms, {}, false, {}, {}};
     if (options_.allow_regroup && planner_ != nullptr) {
       StatusOr<LayerPlan> plan = planner_->PlanLayer(f, topology_, params_);
@@ -629,6 +687,7 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
       choice.acceptable.push_back(c);
     }
     if (best == nullptr) continue;
+    quiet_[l].reset();
     choice.best = *best;
     std::stable_sort(choice.acceptable.begin(), choice.acceptable.end(),
                      [](const Candidate& a, const Candidate& b) { return a.net_ms > b.net_ms; });

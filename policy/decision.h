@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -75,6 +76,12 @@ struct DecisionOptions {
   bool allow_minimal_replan = true;
   int minimal_replan_moves = 32;        // longest move sequence tried per layer and interval
   int minimal_replan_evaluations = 32;  // exact cost-model evaluations per move chosen
+  // A layer found with no acceptable change is not scored again while its row, the horizon and
+  // the thresholds stay put and its forecast moved less than this (relative L1 distance from the
+  // forecast it was scored on): scoring every layer every interval is most of the daemon's CPU
+  // at a thousand GPUs, and the verdict would not change. 0: score every layer every time.
+  double rescore_forecast_shift = 0.02;
+  int max_replicas_per_expert = 0;  // the operator's cap on one expert's copies; 0: none
 };
 
 // Bytes of one expert's weights: gate, up and down projections, hidden x ffn each, bf16.
@@ -184,11 +191,23 @@ class ReplacementDecider {
                                     const LayerStats& forecast) const;
   bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain) const;
 
+  // What a layer's last scoring that found no acceptable change saw.
+  struct QuietLayer {
+    std::vector<ExpertId> row;
+    std::vector<double> load;
+    int horizon = 0;
+    double min_gain = 0;
+    DecisionOptions options;
+  };
+  bool StillQuiet(int layer, std::span<const ExpertId> row, const LayerStats& forecast,
+                  double min_gain) const;
+
   Topology topology_;
   CostParams params_;
   DecisionOptions options_;
   const PlacementPolicy* planner_;
-  std::vector<int64_t> cooldown_until_;  // per layer
+  std::vector<int64_t> cooldown_until_;           // per layer
+  std::vector<std::optional<QuietLayer>> quiet_;  // per layer
   int horizon_ = 1;
   int64_t regime_start_ = 0;
   int64_t regimes_seen_ = 0;

@@ -114,10 +114,11 @@ std::vector<double> PredictedRankLoad(const LayerRouting& routing, std::span<con
       out[topology.RankOfSlot(slots[0])] += load[e];
       continue;
     }
-    for (RankId h = 0; h < ranks; ++h) {
-      std::span<const double> p = routing.Probabilities(h, e);
+    for (int v = 0; v < routing.NumViews(e); ++v) {
+      std::span<const double> p = routing.ViewProbabilities(e, v);
+      const double view_load = load[e] / ranks * routing.ViewRanks(e, v);
       for (size_t i = 0; i < slots.size(); ++i) {
-        out[topology.RankOfSlot(slots[i])] += load[e] / ranks * p[i];
+        out[topology.RankOfSlot(slots[i])] += view_load * p[i];
       }
     }
   }

@@ -139,6 +139,8 @@ class Search {
     const ExpertId y = row_[s];
     if (x == y) return false;
     if (y != kEmptySlot && copies_[y] < 2) return false;  // the last copy of y stays
+    const int cap = options_.max_replicas_per_expert;
+    if (x != kEmptySlot && cap > 0 && copies_[x] >= cap) return false;
     return x == kEmptySlot || !OnRank(t_.RankOfSlot(s), x);
   }
   static void Apply(const Move& m, std::vector<ExpertId>* row) {

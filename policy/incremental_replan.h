@@ -37,7 +37,8 @@ struct IncrementalReplanOptions {
   uint64_t byte_budget = 0;         // total bytes the moves may copy; 0: no limit
   double gain_to_cost_ratio = 1.0;  // a move must gain this multiple of the transfer it adds
   int max_moves = 32;
-  int evaluations_per_round = 32;  // exact cost-model evaluations per move chosen
+  int evaluations_per_round = 32;   // exact cost-model evaluations per move chosen
+  int max_replicas_per_expert = 0;  // no move adds a copy beyond it; 0: no cap
 };
 
 struct IncrementalStep {

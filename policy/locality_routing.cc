@@ -9,77 +9,32 @@ namespace grace {
 
 namespace {
 
-// Indices (into Replicas(e)) of the best-tier replicas of `e` seen from `rank`.
-void BestTier(const LayerRouting& routing, const Topology& topo, RankId rank, ExpertId e,
-              std::vector<int>* out) {
-  out->clear();
-  std::span<const SlotId> slots = routing.Replicas(e);
-  int best = 2;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const RankId g = topo.RankOfSlot(slots[i]);
-    const int tier = g == rank ? 0 : topo.NodeOfRank(g) == topo.NodeOfRank(rank) ? 1 : 2;
-    if (tier < best) {
-      best = tier;
-      out->clear();
-    }
-    if (tier == best) out->push_back(static_cast<int>(i));
-  }
-}
-
 // The per-rank factors of the locality rule (see the header), and the rank loads they predict.
-// `replicas_of(e)` gives expert e's replica slots, ascending.
-template <typename ReplicasOf>
-std::vector<double> SolveRankFactors(ReplicasOf replicas_of, std::span<const double> load,
+// The ranks that see an expert through one view (LayerRouting's views: a GPU holding a copy, a
+// node's other GPUs, the nodes holding none) share its nearest replicas: one term per view.
+std::vector<double> SolveRankFactors(const LayerRouting& routing, std::span<const double> load,
                                      const Topology& topology, int iterations,
                                      std::vector<double>* predicted_out) {
   const int experts = static_cast<int>(load.size());
   const int ranks = topology.ranks();
-  const int per_node = topology.gpus_per_node;
   // Single-replica experts are fixed; their load is the base of every rank's prediction.
   std::vector<double> base(ranks, 0.0);
-  std::vector<ExpertId> shared;
+  struct ViewTerm {
+    ExpertId expert;
+    int first, last;  // nearest replicas, indices into Replicas(expert)
+    double ranks;     // how many ranks it stands for
+  };
+  std::vector<ViewTerm> terms;
   for (ExpertId e = 0; e < experts; ++e) {
-    std::span<const SlotId> slots = replicas_of(e);
+    std::span<const SlotId> slots = routing.Replicas(e);
     if (slots.size() == 1) {
       base[topology.RankOfSlot(slots[0])] += load[e];
-    } else if (!slots.empty()) {
-      shared.push_back(e);
+      continue;
     }
-  }
-  // Ranks that see the same best tier of an expert form one class: each rank holding a copy
-  // (its own copies), and per node the ranks holding none (the node's copies, else all).
-  struct RankClass {
-    ExpertId expert;
-    int tier_begin, tier_end;  // into tier_slots
-    double ranks;              // how many ranks it stands for
-  };
-  std::vector<RankClass> classes;
-  std::vector<int> tier_slots;  // indices into replicas_of(expert)
-  std::vector<int> holders_on_node(topology.nodes);
-  for (ExpertId e : shared) {
-    std::span<const SlotId> slots = replicas_of(e);
-    std::fill(holders_on_node.begin(), holders_on_node.end(), 0);
-    for (size_t k = 0; k < slots.size(); ++k) {
-      const RankId g = topology.RankOfSlot(slots[k]);
-      const bool first_on_rank = k == 0 || topology.RankOfSlot(slots[k - 1]) != g;
-      if (first_on_rank) {
-        ++holders_on_node[topology.NodeOfRank(g)];
-        classes.push_back({e, static_cast<int>(tier_slots.size()), 0, 1.0});
-      }
-      tier_slots.push_back(static_cast<int>(k));
-      classes.back().tier_end = static_cast<int>(tier_slots.size());
-    }
-    for (NodeId n = 0; n < topology.nodes; ++n) {
-      const int others = per_node - holders_on_node[n];
-      if (others == 0) continue;
-      RankClass c{e, static_cast<int>(tier_slots.size()), 0, static_cast<double>(others)};
-      for (size_t k = 0; k < slots.size(); ++k) {
-        if (holders_on_node[n] == 0 || topology.NodeOfSlot(slots[k]) == n) {
-          tier_slots.push_back(static_cast<int>(k));
-        }
-      }
-      c.tier_end = static_cast<int>(tier_slots.size());
-      classes.push_back(c);
+    for (int v = 0; v < routing.NumViews(e) && !slots.empty(); ++v) {
+      if (routing.ViewRanks(e, v) == 0) continue;
+      const auto [first, last] = routing.ViewReplicas(e, v);
+      terms.push_back({e, first, last, static_cast<double>(routing.ViewRanks(e, v))});
     }
   }
   // Each round weighs replicas by the inverse of their GPU's predicted load, compounded over
@@ -89,15 +44,13 @@ std::vector<double> SolveRankFactors(ReplicasOf replicas_of, std::span<const dou
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / ranks;
   for (int it = 0; it < std::max(1, iterations); ++it) {
     predicted = base;
-    for (const RankClass& c : classes) {
-      std::span<const SlotId> slots = replicas_of(c.expert);
+    for (const ViewTerm& c : terms) {
+      std::span<const SlotId> slots = routing.Replicas(c.expert);
       double sum = 0;
-      for (int i = c.tier_begin; i < c.tier_end; ++i) {
-        sum += factor[topology.RankOfSlot(slots[tier_slots[i]])];
-      }
+      for (int i = c.first; i < c.last; ++i) sum += factor[topology.RankOfSlot(slots[i])];
       const double share = load[c.expert] / ranks * c.ranks / sum;
-      for (int i = c.tier_begin; i < c.tier_end; ++i) {
-        const RankId g = topology.RankOfSlot(slots[tier_slots[i]]);
+      for (int i = c.first; i < c.last; ++i) {
+        const RankId g = topology.RankOfSlot(slots[i]);
         predicted[g] += share * factor[g];
       }
     }
@@ -116,24 +69,21 @@ std::vector<double> SolveRankFactors(ReplicasOf replicas_of, std::span<const dou
 LayerRouting LocalityRouting(std::span<const ExpertId> row, std::span<const double> load,
                              const Topology& topology, int iterations) {
   const int experts = static_cast<int>(load.size());
-  const int ranks = topology.ranks();
-  LayerRouting routing(row, experts, ranks);
-  const std::vector<double> factor = SolveRankFactors(
-      [&](ExpertId e) { return routing.Replicas(e); }, load, topology, iterations, nullptr);
-  // Every rank's probabilities from the factors, over its best tier.
-  std::vector<int> tier;
+  LayerRouting routing(row, experts, topology);
+  const std::vector<double> factor = SolveRankFactors(routing, load, topology, iterations, nullptr);
+  // Each view's probabilities from the factors, over its nearest replicas.
   for (ExpertId e = 0; e < experts; ++e) {
     std::span<const SlotId> slots = routing.Replicas(e);
-    if (slots.size() == 1) {
-      for (RankId r = 0; r < ranks; ++r) routing.MutableProbabilities(r, e)[0] = 1.0;
-      continue;
-    }
-    for (RankId r = 0; r < ranks; ++r) {
-      BestTier(routing, topology, r, e, &tier);
-      std::span<double> p = routing.MutableProbabilities(r, e);
+    for (int v = 0; v < routing.NumViews(e) && !slots.empty(); ++v) {
+      const auto [first, last] = routing.ViewReplicas(e, v);
+      std::span<double> p = routing.MutableViewProbabilities(e, v);
+      if (slots.size() == 1) {
+        p[0] = 1.0;
+        continue;
+      }
       double sum = 0;
-      for (int k : tier) sum += factor[topology.RankOfSlot(slots[k])];
-      for (int k : tier) p[k] = factor[topology.RankOfSlot(slots[k])] / sum;
+      for (int k = first; k < last; ++k) sum += factor[topology.RankOfSlot(slots[k])];
+      for (int k = first; k < last; ++k) p[k] = factor[topology.RankOfSlot(slots[k])] / sum;
     }
   }
   return routing;
@@ -141,34 +91,19 @@ LayerRouting LocalityRouting(std::span<const ExpertId> row, std::span<const doub
 
 std::vector<double> LocalityRankLoads(std::span<const ExpertId> row, std::span<const double> load,
                                       const Topology& topology, int iterations) {
-  const int experts = static_cast<int>(load.size());
-  std::vector<int> begin(experts + 1, 0);
-  for (ExpertId e : row) {
-    if (e != kEmptySlot) ++begin[e + 1];
-  }
-  std::partial_sum(begin.begin(), begin.end(), begin.begin());
-  std::vector<SlotId> slots(begin.back());
-  std::vector<int> fill(begin.begin(), begin.end() - 1);
-  for (SlotId s = 0; s < static_cast<SlotId>(row.size()); ++s) {
-    if (row[s] != kEmptySlot) slots[fill[row[s]]++] = s;
-  }
+  const LayerRouting replicas(row, static_cast<int>(load.size()), topology);
   std::vector<double> predicted;
-  SolveRankFactors(
-      [&](ExpertId e) {
-        return std::span<const SlotId>(slots.data() + begin[e],
-                                       static_cast<size_t>(begin[e + 1] - begin[e]));
-      },
-      load, topology, iterations, &predicted);
+  SolveRankFactors(replicas, load, topology, iterations, &predicted);
   return predicted;
 }
 
 LayerRouting UniformRouting(std::span<const ExpertId> row, int num_experts,
                             const Topology& topology) {
-  LayerRouting routing(row, num_experts, topology.ranks());
+  LayerRouting routing(row, num_experts, topology);
   for (ExpertId e = 0; e < num_experts; ++e) {
     const size_t n = routing.Replicas(e).size();
-    for (RankId r = 0; r < topology.ranks(); ++r) {
-      for (double& p : routing.MutableProbabilities(r, e)) p = 1.0 / n;
+    for (int v = 0; v < routing.NumViews(e); ++v) {
+      for (double& p : routing.MutableViewProbabilities(e, v)) p = 1.0 / n;
     }
   }
   return routing;

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
 #include "policy/locality_routing.h"
 
 namespace grace {
@@ -84,13 +89,7 @@ TEST(CostModel, SplitRoutingCountsExpectedSends) {
   const Topology topo = SmallTopology();
   // Expert 0 on ranks 1 (node 0) and 2 (node 1); a token on rank 3 sees rank 2 as same-node.
   const std::vector<ExpertId> row = {1, kEmptySlot, 0, kEmptySlot, 0, kEmptySlot, 2, 3};
-  LayerRouting routing(row, 4, topo.ranks());
-  for (RankId r = 0; r < topo.ranks(); ++r) {
-    for (ExpertId e = 0; e < 4; ++e) {
-      auto p = routing.MutableProbabilities(r, e);
-      for (double& x : p) x = 1.0 / p.size();
-    }
-  }
+  const LayerRouting routing = UniformRouting(row, 4, topo);
   // From rank 0: rank 1 or rank 2 with probability 1/2 each.
   const LayerCost c = EvaluateLayerOnTokens(OneToken({0}, 0), routing, topo, SmallParams());
   EXPECT_DOUBLE_EQ(c.remote_sends_per_token, 1);
@@ -121,6 +120,90 @@ TEST(CostModel, LatencyIsPaidOncePerLinkClass) {
   const LayerCost c = EvaluateLayerOnTokens(OneToken({1, 2, 3}, 0), routing, topo, SmallParams());
   EXPECT_NEAR(c.intra_ms, 0.003 + 0.001024, 1e-12);
   EXPECT_NEAR(c.inter_ms, 0.010 + 0.002048, 1e-12);
+}
+
+// The expected traffic home by home, by its definition: TrafficExpected computes the same per
+// view of each expert.
+LayerTraffic ExpectedHomeByHome(std::span<const double> load, int top_k,
+                                const LayerRouting& routing, const Topology& topo) {
+  LayerTraffic traffic = EmptyTraffic(topo);
+  double total = 0;
+  for (double x : load) total += x;
+  traffic.tokens = total / top_k;
+  const double per_rank = traffic.tokens / topo.ranks();
+  for (RankId h = 0; h < topo.ranks(); ++h) {
+    std::vector<double> gpu_miss(topo.ranks(), 1.0), node_miss(topo.nodes, 1.0);
+    for (ExpertId e = 0; e < static_cast<ExpertId>(load.size()); ++e) {
+      if (load[e] <= 0) continue;
+      const double use = std::min(1.0, load[e] / traffic.tokens);
+      std::span<const SlotId> slots = routing.Replicas(e);
+      std::span<const double> p = routing.Probabilities(h, e);
+      std::vector<double> node_sum(topo.nodes, 0.0);
+      for (size_t i = 0; i < slots.size(); ++i) {
+        const RankId g = topo.RankOfSlot(slots[i]);
+        gpu_miss[g] *= 1.0 - use * p[i];
+        node_sum[topo.NodeOfRank(g)] += p[i];
+        traffic.rank_load[g] += per_rank * use * p[i];
+      }
+      for (NodeId n = 0; n < topo.nodes; ++n)
+        node_miss[n] *= 1.0 - use * std::min(1.0, node_sum[n]);
+    }
+    for (RankId g = 0; g < topo.ranks(); ++g) {
+      AddGpuSend(topo, h, g, per_rank * (1.0 - gpu_miss[g]), &traffic);
+    }
+    for (NodeId n = 0; n < topo.nodes; ++n) {
+      AddNodeSend(topo, h, n, per_rank * (1.0 - node_miss[n]), &traffic);
+    }
+  }
+  return traffic;
+}
+
+void ExpectSameTraffic(const LayerTraffic& a, const LayerTraffic& b) {
+  auto near = [](const std::vector<double>& x, const std::vector<double>& y) {
+    ASSERT_EQ(x.size(), y.size());
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-9 * (1 + std::abs(y[i])));
+  };
+  EXPECT_NEAR(a.tokens, b.tokens, 1e-9);
+  EXPECT_NEAR(a.remote_sends, b.remote_sends, 1e-9 * b.remote_sends);
+  EXPECT_NEAR(a.cross_node_sends, b.cross_node_sends, 1e-9 * b.cross_node_sends);
+  near(a.rank_load, b.rank_load);
+  near(a.intra_send, b.intra_send);
+  near(a.intra_recv, b.intra_recv);
+  near(a.inter_out, b.inter_out);
+  near(a.inter_in, b.inter_in);
+}
+
+TEST(CostModel, ExpectedTrafficPerViewMatchesHomeByHome) {
+  Topology topo;
+  topo.nodes = 4;
+  topo.gpus_per_node = 3;
+  topo.slots_per_gpu = 3;
+  const int experts = 20;
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    // Every expert once, the other slots random experts or empty; some loads zero, one expert
+    // used by every token.
+    std::vector<ExpertId> row(topo.total_slots(), kEmptySlot);
+    std::vector<SlotId> order(row.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (i < static_cast<size_t>(experts)) {
+        row[order[i]] = static_cast<ExpertId>(i);
+      } else if (rng() % 4 != 0) {
+        row[order[i]] = static_cast<ExpertId>(rng() % experts);
+      }
+    }
+    std::vector<double> load(experts);
+    for (double& x : load) x = rng() % 5 == 0 ? 0.0 : 1.0 + rng() % 100;
+    load[trial % experts] = 1e6;
+    const int top_k = 4;
+    for (const LayerRouting& routing :
+         {LocalityRouting(row, load, topo), UniformRouting(row, experts, topo)}) {
+      ExpectSameTraffic(TrafficExpected(load, top_k, routing, topo),
+                        ExpectedHomeByHome(load, top_k, routing, topo));
+    }
+  }
 }
 
 }  // namespace
