@@ -8,7 +8,11 @@
 //                      report-to-decision latency
 //   rest_p50_ms, rest_p99_ms at rest_rps requests/s (target p99 < 10 ms at 200/s)
 //
+// With --drift-every N the load moves every N reports through the 8 DeepSeek-V3 prefill
+// statistics (input lengths 512 to 4096), so layers keep being re-scored and re-placed.
+//
 //   daemon_bench [--ranks 1000] [--seconds 30] [--rest-rps 200] [--rest-seconds 10]
+//                [--drift-every 0]
 #include <httplib.h>
 #include <unistd.h>
 
@@ -61,7 +65,7 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int ranks = 1000, seconds = 30, rest_rps = 200, rest_seconds = 10;
+  int ranks = 1000, seconds = 30, rest_rps = 200, rest_seconds = 10, drift_every = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
@@ -73,6 +77,8 @@ int main(int argc, char** argv) {
       rest_rps = v;
     else if (a == "--rest-seconds")
       rest_seconds = v;
+    else if (a == "--drift-every")
+      drift_every = v;
   }
   const int gpus_per_node = 8;
   const int nodes = std::max(1, ranks / gpus_per_node);
@@ -85,14 +91,25 @@ int main(int argc, char** argv) {
   grace::SimAgentOptions sim;
   const char* env_traces = std::getenv("GRACE_TRACES_DIR");
   const std::string traces = env_traces ? env_traces : GRACE_SOURCE_DIR "/../shared/traces/real";
-  auto trace = grace::ImportTraces({traces + "/deepseek-v3-sglang-stats/prefill_in1024.json"});
-  std::string load_source = "zipf";
-  if (trace.ok()) {
-    auto loads = trace->LayerLoads();
-    std::vector<std::vector<double>> moe(loads.begin() + (loads.size() - layers), loads.end());
-    sim.phase_loads = {moe};
-    load_source = "deepseek-v3 prefill_in1024";
+  std::vector<std::string> phases = {"prefill_in1024"};
+  if (drift_every > 0) {
+    phases = {"prefill_in512",        "prefill_in1024",       "prefill_in2048",
+              "prefill_in4096",       "prefill_in500out1500", "prefill_in1000out1000",
+              "prefill_in1800out100", "prefill_in2000out100"};
   }
+  std::string load_source = "zipf";
+  for (const std::string& phase : phases) {
+    auto trace = grace::ImportTraces({traces + "/deepseek-v3-sglang-stats/" + phase + ".json"});
+    if (!trace.ok()) {
+      sim.phase_loads.clear();
+      break;
+    }
+    auto loads = trace->LayerLoads();
+    sim.phase_loads.emplace_back(loads.begin() + (loads.size() - layers), loads.end());
+    load_source = "deepseek-v3 " + (phases.size() == 1 ? phase : "prefill statistics, drifting");
+  }
+  if (sim.phase_loads.empty()) load_source = "zipf";
+  sim.drift_every_reports = drift_every;
 
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("graced_bench_" + std::to_string(::getpid()));
@@ -184,9 +201,11 @@ int main(int argc, char** argv) {
       {"layers", layers},
       {"experts", experts},
       {"load_source", load_source},
+      {"drift_every_reports", drift_every},
       {"seconds", wall},
       {"cpu_cores", (g1 - g0) / wall},
       {"reports_per_s", (reports1 - reports0) / wall},
+      {"migrations", MetricValue(m, "grace_migrations_total")},
       {"control_round_ms", MetricValue(m, "grace_control_round_seconds") * 1000},
       {"control_round_max_ms", MetricValue(m, "grace_control_round_max_seconds") * 1000},
       {"rest_rps", rest_rps},
