@@ -45,24 +45,17 @@ LayerRouting::LayerRouting(std::span<const ExpertId> row, int num_experts, const
 }
 
 int LayerRouting::ViewOf(RankId rank, ExpertId e) const {
-  std::span<const SlotId> slots = Replicas(e);
-  const NodeId node = topology_.NodeOfRank(rank);
-  int gpus = 0, nodes = 0, node_view = -1;
+  // A GPU holding a copy sees it as its own view (numbered by holder GPU); others by their node.
+  int gpus = 0;
   RankId last_gpu = -1;
-  NodeId last_node = -1;
-  for (SlotId s : slots) {
+  for (SlotId s : Replicas(e)) {
     const RankId g = topology_.RankOfSlot(s);
     if (g == last_gpu) continue;
     if (g == rank) return gpus;
     ++gpus;
     last_gpu = g;
-    const NodeId n = topology_.NodeOfRank(g);
-    if (n == last_node) continue;
-    if (n == node) node_view = nodes;
-    ++nodes;
-    last_node = n;
   }
-  return gpus + (node_view >= 0 ? node_view : nodes);
+  return NodeView(topology_.NodeOfRank(rank), e);
 }
 
 int LayerRouting::NodeView(NodeId node, ExpertId e) const {
