@@ -5,7 +5,7 @@
 #
 # The workload: real OLMoE-1B-7B routing that drifts arxiv -> book -> c4 (expert counts from
 # $GRACE_TRACES_DIR, sampled into tokens by `gracectl trace from-scenario --match-shares`
-# config/scenarios/olmoe_domains_live.toml) when those traces are there, else grace's synthetic
+# config/demo/olmoe_domains_live.toml) when those traces are there, else grace's synthetic
 # drifting trace.
 #
 # Environment (defaults): GRACE_LIVE_DIR (build/live), GRACE_BUILD_DIR (build),
@@ -39,7 +39,7 @@ if [[ -f "$olmoe" ]]; then
   trace="$live/olmoe_domains.gtrace"
   experts=64 top_k=8 layer_ids="[0, 7, 15]" num_layers=3 slots=20
   if [[ ! -s "$trace" ]]; then
-    "$ctl" trace from-scenario --scenario config/scenarios/olmoe_domains_live.toml \
+    "$ctl" trace from-scenario --scenario config/demo/olmoe_domains_live.toml \
       --layers 0,7,15 --match-shares -o "$trace.tmp" >/dev/null
     mv "$trace.tmp" "$trace"
   fi
