@@ -611,6 +611,76 @@ bool ReplacementDecider::StillQuiet(int layer, std::span<const ExpertId> row,
   return moved <= o.rescore_forecast_shift * total;
 }
 
+std::vector<const ReplacementDecider::Candidate*> ReplacementDecider::AllocateBudget(
+    const std::vector<LayerChoice>& choices, double unit_bytes) const {
+  // Each layer's ladder: from no change, the acceptable changes on the upper hull of
+  // (bytes, net benefit), so that every rung adds less net benefit per byte than the one before.
+  struct Rung {
+    size_t choice;
+    int level;  // 1-based rung of its ladder
+    const Candidate* candidate;
+    double bytes = 0;  // added over the rung below
+    double density = 0;
+  };
+  std::vector<Rung> rungs;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    std::vector<const Candidate*> by_bytes;
+    for (const Candidate& c : choices[i].acceptable) by_bytes.push_back(&c);
+    std::stable_sort(by_bytes.begin(), by_bytes.end(), [](const Candidate* a, const Candidate* b) {
+      return a->bytes != b->bytes ? a->bytes < b->bytes : a->net_ms > b->net_ms;
+    });
+    std::vector<const Candidate*> hull;
+    auto slope = [&](double from_bytes, double from_net, const Candidate* to) {
+      return (to->net_ms - from_net) /
+             std::max(static_cast<double>(to->bytes) - from_bytes, unit_bytes);
+    };
+    for (const Candidate* c : by_bytes) {
+      if (!hull.empty() && c->net_ms <= hull.back()->net_ms) continue;
+      // Drop rungs that a later, larger change overtakes per byte.
+      while (!hull.empty()) {
+        const double lower_bytes = hull.size() > 1 ? hull[hull.size() - 2]->bytes : 0.0;
+        const double lower_net = hull.size() > 1 ? hull[hull.size() - 2]->net_ms : 0.0;
+        if (slope(lower_bytes, lower_net, c) < slope(lower_bytes, lower_net, hull.back())) break;
+        hull.pop_back();
+      }
+      hull.push_back(c);
+    }
+    double bytes = 0, net = 0;
+    for (size_t k = 0; k < hull.size(); ++k) {
+      rungs.push_back({i, static_cast<int>(k + 1), hull[k], hull[k]->bytes - bytes,
+                       slope(bytes, net, hull[k])});
+      bytes = static_cast<double>(hull[k]->bytes);
+      net = hull[k]->net_ms;
+    }
+  }
+  std::stable_sort(rungs.begin(), rungs.end(),
+                   [](const Rung& a, const Rung& b) { return a.density > b.density; });
+  std::vector<const Candidate*> picks(choices.size(), nullptr);
+  std::vector<int> level(choices.size(), 0);
+  double used = 0;
+  const double budget = static_cast<double>(options_.byte_budget);
+  for (const Rung& r : rungs) {
+    if (level[r.choice] != r.level - 1 || used + r.bytes > budget) continue;
+    used += r.bytes;
+    level[r.choice] = r.level;
+    picks[r.choice] = r.candidate;
+  }
+  // The ladders skip changes under their hull: with the budget left, each layer in turn moves
+  // up to its highest-net change that still fits.
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const double held = picks[i] != nullptr ? static_cast<double>(picks[i]->bytes) : 0.0;
+    for (const Candidate& a : choices[i].acceptable) {
+      if (picks[i] != nullptr && a.net_ms <= picks[i]->net_ms) break;
+      if (used - held + static_cast<double>(a.bytes) <= budget) {
+        used += static_cast<double>(a.bytes) - held;
+        picks[i] = &a;
+        break;
+      }
+    }
+  }
+  return picks;
+}
+
 Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> current,
                                     std::span<const LayerStats> forecast,
                                     std::span<const double> relative_uncertainty,
@@ -620,14 +690,6 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
   if (options_.byte_budget == 0 && !forecast.empty()) {
     options_.byte_budget = static_cast<uint64_t>(forecast[0].num_experts()) * options_.expert_bytes;
   }
-  struct LayerChoice {
-    int layer;
-    double base_ms;
-    Candidate best;
-    bool has_regroup = false;
-    Candidate regroup;
-    std::vector<Candidate> acceptable;  // highest net benefit first; best is the first
-  };
   std::vector<LayerChoice> choices;
   if (quiet_.size() != current.size()) quiet_.assign(layers, std::nullopt);
   for (int l = 0; l < layers; ++l) {
@@ -694,9 +756,12 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     choices.push_back(std::move(choice));
   }
 
-  // The byte budget is a knapsack: layers whose best change nets most per byte go first, and each
-  // takes its highest-net change that still fits (a few moves rather than a regroup when the
-  // budget is short), so that one interval serves more drifted layers.
+  // The byte budget is a knapsack with one choice per layer. Each layer's acceptable changes on
+  // their upper hull of (bytes, net benefit) form a ladder of upgrades, each with its own net
+  // benefit per byte; upgrades of every layer are taken best per byte first while they fit. With
+  // budget to spare every layer ends at its highest-net change; when it is short, after a load
+  // shift of many layers at once, many layers take their first few moves this interval rather
+  // than a few taking whole regroups and the rest waiting for the next.
   const double unit_bytes = static_cast<double>(std::max<uint64_t>(1, options_.expert_bytes));
   auto density = [&](const LayerChoice& c) {
     return c.best.net_ms / std::max(static_cast<double>(c.best.bytes), unit_bytes);
@@ -704,16 +769,12 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
   std::stable_sort(choices.begin(), choices.end(), [&](const LayerChoice& a, const LayerChoice& b) {
     return density(a) > density(b);
   });
+  std::vector<const Candidate*> picks = AllocateBudget(choices, unit_bytes);
   Decision decision;
   MigrationLoad load(topology_);
-  for (const LayerChoice& c : choices) {
-    const Candidate* pick = nullptr;
-    for (const Candidate& a : c.acceptable) {
-      if (decision.bytes + a.bytes <= options_.byte_budget) {
-        pick = &a;
-        break;
-      }
-    }
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const LayerChoice& c = choices[i];
+    const Candidate* pick = picks[i];
     if (pick == nullptr) continue;
     decision.bytes += pick->bytes;
     load.Add(current[c.layer].row, pick->state.row, options_.expert_bytes);

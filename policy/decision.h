@@ -25,9 +25,13 @@
 // migration. A layer's best candidate is adopted only if its net benefit clears
 // min_net_gain_ms, its gain beats gain_to_cost_ratio x its migration cost, its gain is at least
 // min_relative_gain of the layer's time, and the layer is out of its cool-down. Adopted changes
-// never exceed the byte budget of the interval: layers are served by net benefit per byte, each
-// taking its best change that still fits. Every adopted change is recorded with its reason,
-// predicted gain and bytes, so the realised gain can be compared later.
+// never exceed the byte budget of the interval, shared out as a knapsack with one choice per
+// layer: each layer's acceptable changes on the upper hull of (bytes, net benefit) are a ladder of
+// upgrades, taken across layers by net benefit per byte while they fit, then each layer moves up
+// to its highest-net change the rest of the budget allows. With budget to spare every layer takes
+// its highest-net change; when it is short, many drifted layers take their first moves at once.
+// Every adopted change is recorded with its reason, predicted gain and bytes, so the realised gain
+// can be compared later.
 //
 // Thread contract: not thread-safe; one control thread. Pure computation.
 #pragma once
@@ -190,6 +194,20 @@ class ReplacementDecider {
   std::vector<ExpertId> Rereplicate(const std::vector<ExpertId>& row,
                                     const LayerStats& forecast) const;
   bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain) const;
+
+  // A layer with at least one acceptable change this interval.
+  struct LayerChoice {
+    int layer;
+    double base_ms;
+    Candidate best;
+    bool has_regroup = false;
+    Candidate regroup;
+    std::vector<Candidate> acceptable;  // highest net benefit first; best is the first
+  };
+  // The change each choice takes within the byte budget (null: none), by the upgrades with the
+  // most net benefit per byte first; `unit_bytes` is the least a change is counted as moving.
+  std::vector<const Candidate*> AllocateBudget(const std::vector<LayerChoice>& choices,
+                                               double unit_bytes) const;
 
   // What a layer's last scoring that found no acceptable change saw.
   struct QuietLayer {

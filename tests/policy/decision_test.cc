@@ -1,5 +1,6 @@
 #include "policy/decision.h"
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -148,6 +149,40 @@ TEST(ReplacementDecider, NeverExceedsItsByteBudget) {
       EXPECT_EQ(load.bytes, d.bytes);
     }
   }
+}
+
+TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) {
+  // Every layer's hot experts move at once. With room for half the largest single change, the
+  // budget goes to the first moves of several layers (most gain per byte) rather than to one
+  // layer's change, and gains well over what any one layer's change would.
+  const Topology t = SmallTopology();
+  std::vector<LayerStats> before, after;
+  for (int l = 0; l < 4; ++l) {
+    before.push_back(Stats(SkewedLoad(l * 3)));
+    after.push_back(Stats(SkewedLoad(l * 3 + 16)));
+  }
+  const std::vector<LayerState> states = PlanFor(before, t);
+  const GracePolicy planner;
+  DecisionOptions options;
+  options.byte_budget = uint64_t{1} << 60;
+  ReplacementDecider unlimited(t, CostParams{}, options, &planner);
+  const Decision all = unlimited.Decide(0, states, after);
+  uint64_t largest = 0;
+  double largest_gain = 0;
+  for (const DecisionRecord& r : all.records) {
+    largest = std::max(largest, r.bytes);
+    largest_gain = std::max(largest_gain, r.predicted_gain_ms - r.migration_ms);
+  }
+  ASSERT_GE(all.changed_layers.size(), 3u);
+
+  options.byte_budget = largest / 2;
+  ReplacementDecider short_budget(t, CostParams{}, options, &planner);
+  const Decision d = short_budget.Decide(0, states, after);
+  EXPECT_LE(d.bytes, options.byte_budget);
+  EXPECT_GE(d.changed_layers.size(), 3u);
+  double net = 0;
+  for (const DecisionRecord& r : d.records) net += r.predicted_gain_ms - r.migration_ms;
+  EXPECT_GE(net, 1.5 * largest_gain);
 }
 
 TEST(AlignRowToCurrent, ARelabelledPlacementMovesNothing) {
