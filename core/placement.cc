@@ -120,11 +120,8 @@ StatusOr<Placement> PlacementFromJson(const std::string& json_text, const std::s
                            " entries for " + std::to_string(p.num_layers()) + " rows");
   }
   p.num_experts = j.contains("num_experts") ? j["num_experts"].get<int>() : max_expert + 1;
-  if (topology_out != nullptr && j.contains("topology") && j["topology"].is_object()) {
-    const auto& t = j["topology"];
-    topology_out->nodes = t.value("nodes", 1);
-    topology_out->gpus_per_node = t.value("gpus_per_node", 1);
-    topology_out->slots_per_gpu = t.value("slots_per_gpu", 1);
+  if (topology_out != nullptr && j.contains("topology")) {
+    *topology_out = TopologyFromJson(j["topology"], *topology_out);
   }
   return p;
 }

@@ -6,6 +6,29 @@
 
 namespace grace {
 
+nlohmann::json TopologyToJson(const Topology& t) {
+  return {{"nodes", t.nodes},
+          {"gpus_per_node", t.gpus_per_node},
+          {"slots_per_gpu", t.slots_per_gpu},
+          {"intra_node_gbps", t.intra_node_gbps},
+          {"inter_node_gbps", t.inter_node_gbps},
+          {"intra_node_latency_us", t.intra_node_latency_us},
+          {"inter_node_latency_us", t.inter_node_latency_us}};
+}
+
+Topology TopologyFromJson(const nlohmann::json& j, Topology base) {
+  if (!j.is_object()) return base;
+  Topology t = base;
+  t.nodes = j.value("nodes", t.nodes);
+  t.gpus_per_node = j.value("gpus_per_node", t.gpus_per_node);
+  t.slots_per_gpu = j.value("slots_per_gpu", t.slots_per_gpu);
+  t.intra_node_gbps = j.value("intra_node_gbps", t.intra_node_gbps);
+  t.inter_node_gbps = j.value("inter_node_gbps", t.inter_node_gbps);
+  t.intra_node_latency_us = j.value("intra_node_latency_us", t.intra_node_latency_us);
+  t.inter_node_latency_us = j.value("inter_node_latency_us", t.inter_node_latency_us);
+  return t;
+}
+
 Status Topology::Validate() const {
   if (nodes < 1)
     return InvalidArgument("topology.nodes must be at least 1, got " + std::to_string(nodes));

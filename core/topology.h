@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "core/ids.h"
 #include "core/status.h"
 
@@ -51,5 +53,10 @@ struct Topology {
 //   inter_node_latency_us = 10  # optional
 // `source_name` is used in error messages. Unknown keys are errors.
 StatusOr<Topology> ParseTopologyToml(std::string_view toml_text, const std::string& source_name);
+
+// Every field as a JSON object (the store's and the REST API's form).
+nlohmann::json TopologyToJson(const Topology& t);
+// The fields present in `j` over `base` (a non-object gives `base`); not validated.
+Topology TopologyFromJson(const nlohmann::json& j, Topology base = {});
 
 }  // namespace grace

@@ -68,19 +68,11 @@ std::optional<HistoryQuery> QueryParams(const httplib::Request& req, httplib::Re
   return q;
 }
 
-json TopologyJson(const Topology& t) {
-  return {{"nodes", t.nodes},
-          {"gpus_per_node", t.gpus_per_node},
-          {"slots_per_gpu", t.slots_per_gpu},
-          {"intra_node_gbps", t.intra_node_gbps},
-          {"inter_node_gbps", t.inter_node_gbps}};
-}
-
 json PlacementRecordJson(const PlacementRecord& r, bool with_rows) {
   json j = {
       {"epoch", r.epoch}, {"committed_at_ms", r.committed_at_ms}, {"decision_id", r.decision_id}};
   if (with_rows) {
-    j["topology"] = TopologyJson(r.topology);
+    j["topology"] = TopologyToJson(r.topology);
     j["num_experts"] = r.placement.num_experts;
     j["layers"] = r.placement.layer_ids;
     j["physical_to_logical_map"] = r.placement.physical_to_logical;

@@ -74,31 +74,6 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-std::string TopologyJson(const Topology& t) {
-  return nlohmann::json{{"nodes", t.nodes},
-                        {"gpus_per_node", t.gpus_per_node},
-                        {"slots_per_gpu", t.slots_per_gpu},
-                        {"intra_node_gbps", t.intra_node_gbps},
-                        {"inter_node_gbps", t.inter_node_gbps},
-                        {"intra_node_latency_us", t.intra_node_latency_us},
-                        {"inter_node_latency_us", t.inter_node_latency_us}}
-      .dump();
-}
-
-Topology TopologyFromJson(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  Topology t;
-  if (!j.is_object()) return t;
-  t.nodes = j.value("nodes", t.nodes);
-  t.gpus_per_node = j.value("gpus_per_node", t.gpus_per_node);
-  t.slots_per_gpu = j.value("slots_per_gpu", t.slots_per_gpu);
-  t.intra_node_gbps = j.value("intra_node_gbps", t.intra_node_gbps);
-  t.inter_node_gbps = j.value("inter_node_gbps", t.inter_node_gbps);
-  t.intra_node_latency_us = j.value("intra_node_latency_us", t.intra_node_latency_us);
-  t.inter_node_latency_us = j.value("inter_node_latency_us", t.inter_node_latency_us);
-  return t;
-}
-
 std::string ColumnText(sqlite3_stmt* s, int col) {
   const unsigned char* p = sqlite3_column_text(s, col);
   return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));
@@ -167,7 +142,7 @@ class SqliteHistoryStore final : public HistoryStore {
     sqlite3_bind_int64(st.get(), 1, static_cast<int64_t>(r.epoch));
     sqlite3_bind_int64(st.get(), 2, r.committed_at_ms);
     sqlite3_bind_int64(st.get(), 3, r.decision_id);
-    BindText(st, 4, TopologyJson(r.topology));
+    BindText(st, 4, TopologyToJson(r.topology).dump());
     BindText(st, 5, PlacementToJson(r.placement, r.topology));
     return StepDone(st, "commit placement of epoch " + std::to_string(r.epoch));
   }
@@ -427,7 +402,8 @@ class SqliteHistoryStore final : public HistoryStore {
     r.epoch = static_cast<Epoch>(sqlite3_column_int64(st.get(), 0));
     r.committed_at_ms = sqlite3_column_int64(st.get(), 1);
     r.decision_id = sqlite3_column_int64(st.get(), 2);
-    r.topology = TopologyFromJson(ColumnText(st.get(), 3));
+    r.topology = TopologyFromJson(
+        nlohmann::json::parse(ColumnText(st.get(), 3), nullptr, /*allow_exceptions=*/false));
     GRACE_ASSIGN_OR_RETURN(r.placement,
                            PlacementFromJson(ColumnText(st.get(), 4),
                                              "placement of epoch " + std::to_string(r.epoch)));

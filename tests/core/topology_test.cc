@@ -44,3 +44,28 @@ TEST(TopologyTest, SyntaxErrorNamesLine) {
 
 }  // namespace
 }  // namespace grace
+
+namespace grace {
+namespace {
+
+TEST(TopologyJson, RoundTripsAndKeepsTheBaseForAbsentFields) {
+  Topology t;
+  t.nodes = 3;
+  t.gpus_per_node = 4;
+  t.slots_per_gpu = 5;
+  t.inter_node_gbps = 400;
+  t.intra_node_latency_us = 2;
+  const Topology back = TopologyFromJson(TopologyToJson(t));
+  EXPECT_EQ(back.nodes, 3);
+  EXPECT_EQ(back.slots_per_gpu, 5);
+  EXPECT_EQ(back.inter_node_gbps, 400);
+  EXPECT_EQ(back.intra_node_latency_us, 2);
+  const Topology partial = TopologyFromJson({{"nodes", 2}}, t);
+  EXPECT_EQ(partial.nodes, 2);
+  EXPECT_EQ(partial.gpus_per_node, 4);
+  EXPECT_EQ(partial.inter_node_gbps, 400);
+  EXPECT_EQ(TopologyFromJson("not an object", t).nodes, 3);
+}
+
+}  // namespace
+}  // namespace grace
