@@ -383,6 +383,17 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
         choice.has_regroup = true;
         candidates.push_back(choice.regroup);
       }
+      // The same re-plan kept near the current placement: most of the gain for fewer copies
+      // when many packings balance about as well.
+      StatusOr<LayerPlan> near = planner_->PlanLayerNear(f, topology_, params_, current[l].row);
+      if (near.ok()) {
+        std::vector<ExpertId> row = AlignRowToCurrent(current[l].row, near->row, topology_);
+        if (!choice.has_regroup || row != choice.regroup.state.row) {
+          candidates.push_back(Score(ActionKind::kRegroupLayer,
+                                     planner_->name() + " re-plans the layer near its placement",
+                                     std::move(row), current[l].row, f, base_ms));
+        }
+      }
     }
     if (options_.allow_minimal_replan) {
       MinimalReplans(current[l], f, base_ms, min_gain,

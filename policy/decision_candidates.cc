@@ -312,39 +312,73 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
       next[s] = kEmptySlot;
     }
   }
-  // New copies, hottest per replica first, onto the least loaded GPU that lacks one.
+  // New copies, hottest per replica first, onto the least loaded GPU that lacks one, on a node
+  // without a copy when there is one: under locality routing a second copy on the same node
+  // keeps none of the other nodes' tokens off the NIC. When every free slot is on nodes that
+  // already hold the expert, a single-copy expert of another node makes room: it moves into the
+  // free slot and the new copy takes its place (two copies across the NICs, in opposite
+  // directions, instead of a copy that saves no traffic).
   std::vector<double> rank_load(t.ranks(), 0.0);
   for (SlotId s = 0; s < static_cast<SlotId>(next.size()); ++s) {
     if (next[s] != kEmptySlot) rank_load[t.RankOfSlot(s)] += forecast.load[next[s]] / want[next[s]];
+  }
+  std::vector<int> count(experts, 0);
+  for (ExpertId e : next) {
+    if (e != kEmptySlot) ++count[e];
   }
   std::vector<ExpertId> order(experts);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](ExpertId a, ExpertId b) {
     return forecast.load[a] / want[a] > forecast.load[b] / want[b];
   });
+  const SlotId slots = static_cast<SlotId>(next.size());
   for (ExpertId e : order) {
     while (have[e] < want[e]) {
       std::vector<char> node_has(t.nodes, 0), gpu_has(t.ranks(), 0);
-      for (SlotId s = 0; s < static_cast<SlotId>(next.size()); ++s) {
+      for (SlotId s = 0; s < slots; ++s) {
         if (next[s] == e) {
           node_has[t.NodeOfSlot(s)] = 1;
           gpu_has[t.RankOfSlot(s)] = 1;
         }
       }
-      SlotId best = -1;
+      // The coolest free slot, on a node without a copy first.
+      SlotId free = -1;
       auto better = [&](SlotId a, SlotId b) {
         const RankId ra = t.RankOfSlot(a), rb = t.RankOfSlot(b);
         if (node_has[t.NodeOfRank(ra)] != node_has[t.NodeOfRank(rb)])
           return !node_has[t.NodeOfRank(ra)];
         return rank_load[ra] < rank_load[rb];
       };
-      for (SlotId s = 0; s < static_cast<SlotId>(next.size()); ++s) {
+      for (SlotId s = 0; s < slots; ++s) {
         if (next[s] != kEmptySlot || gpu_has[t.RankOfSlot(s)]) continue;
-        if (best < 0 || better(s, best)) best = s;
+        if (free < 0 || better(s, free)) free = s;
       }
-      if (best < 0) break;
-      next[best] = e;
-      rank_load[t.RankOfSlot(best)] += forecast.load[e] / want[e];
+      if (free < 0) break;
+      SlotId target = free;
+      if (node_has[t.NodeOfSlot(free)]) {
+        // Make room on a node without a copy: the single-copy expert whose GPU ends coolest.
+        SlotId room = -1;
+        double room_load = 0;
+        for (SlotId s = 0; s < slots; ++s) {
+          const ExpertId y = next[s];
+          if (y == kEmptySlot || y == e || count[y] != 1 || node_has[t.NodeOfSlot(s)]) continue;
+          const double load = rank_load[t.RankOfSlot(s)] - forecast.load[y];
+          if (room < 0 || load < room_load) {
+            room = s;
+            room_load = load;
+          }
+        }
+        if (room >= 0) {
+          const ExpertId y = next[room];
+          next[free] = y;
+          rank_load[t.RankOfSlot(free)] += forecast.load[y];
+          rank_load[t.RankOfSlot(room)] -= forecast.load[y];
+          target = room;
+        }
+      }
+      next[target] = e;
+      ++count[e];
+      rank_load[t.RankOfSlot(target)] += forecast.load[e] / want[e];
       ++have[e];
     }
   }

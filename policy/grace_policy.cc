@@ -16,6 +16,10 @@ namespace grace {
 
 namespace {
 
+// Near a current row, how far over the even share (of a node's or a GPU's load) planning
+// goes to leave an expert where it is.
+constexpr double kNearSlack = 0.03;
+
 std::vector<int> EvenSizes(int items, int parts) {
   std::vector<int> sizes(parts, items / parts);
   for (int i = 0; i < items % parts; ++i) ++sizes[i];
@@ -131,7 +135,7 @@ StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topolo
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
     return PlanWithTokens(stats, topology, params);
   }
-  return PlanFromLoads(stats, topology);
+  return PlanFromLoads(stats, topology, {});
 }
 
 StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,
@@ -241,8 +245,19 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
   return plan;
 }
 
-StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats,
-                                               const Topology& topo) const {
+StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const Topology& topology,
+                                               const CostParams& params,
+                                               std::span<const ExpertId> current) const {
+  GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
+  if ((stats.tokens && stats.tokens->num_tokens() > 0) ||
+      current.size() != static_cast<size_t>(topology.total_slots())) {
+    return PlanLayer(stats, topology, params);
+  }
+  return PlanFromLoads(stats, topology, current);
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
+                                               std::span<const ExpertId> near) const {
   const int experts = stats.num_experts();
   const int ranks = topo.ranks();
   const int nodes = topo.nodes;
@@ -273,6 +288,24 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats,
   std::stable_sort(order.begin(), order.end(), [&](ExpertId a, ExpertId b) {
     return copy_peak(a, copies[a]) > copy_peak(b, copies[b]);
   });
+  // Near a current row: where each expert is now, and how far over the even share a node or GPU
+  // may go to keep an expert where it is (a move costs a weight copy; the swaps below still
+  // lower the hottest GPU).
+  std::vector<char> near_node, near_rank;
+  double node_slack = 0, rank_slack = 0;
+  if (!near.empty()) {
+    near_node.assign(static_cast<size_t>(nodes) * experts, 0);
+    near_rank.assign(static_cast<size_t>(ranks) * experts, 0);
+    for (SlotId s = 0; s < static_cast<SlotId>(near.size()); ++s) {
+      const ExpertId e = near[s];
+      if (e == kEmptySlot || e >= experts) continue;
+      near_node[static_cast<size_t>(topo.NodeOfSlot(s)) * experts + e] = 1;
+      near_rank[static_cast<size_t>(topo.RankOfSlot(s)) * experts + e] = 1;
+    }
+    const double total = std::accumulate(stats.load.begin(), stats.load.end(), 0.0);
+    node_slack = kNearSlack * total / nodes;
+    rank_slack = kNearSlack * total / ranks;
+  }
   std::vector<double> node_load(nodes, 0.0);
   std::vector<int> node_used(nodes, 0);
   std::vector<std::vector<Item>> node_items(nodes);
@@ -285,6 +318,15 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats,
       const bool room_a = node_used[a] < node_slots, room_b = node_used[b] < node_slots;
       return room_a != room_b ? room_a : node_load[a] < node_load[b];
     });
+    if (!near.empty()) {
+      // The odd copies stay on nodes that hold the expert now when those are within the slack
+      // of the least loaded node with room.
+      const double floor_load = node_load[by_load[0]];
+      std::stable_partition(by_load.begin(), by_load.end(), [&](NodeId n) {
+        return node_used[n] < node_slots && near_node[static_cast<size_t>(n) * experts + e] &&
+               node_load[n] <= floor_load + node_slack;
+      });
+    }
     std::fill(per_node.begin(), per_node.end(), c / nodes);
     for (int i = 0; i < c % nodes; ++i) ++per_node[by_load[i]];
     // A node without room hands its copies to the least loaded nodes that have some.
@@ -328,6 +370,17 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats,
       for (RankId g = first; g < last; ++g) {
         if (static_cast<int>(on_rank[g].size()) >= slots || rank_has[g][item.expert]) continue;
         if (best < 0 || rank_load[g] < rank_load[best]) best = g;
+      }
+      if (best >= 0 && !near.empty()) {
+        // The GPU that holds the expert now, when within the slack of the lightest.
+        for (RankId g = first; g < last; ++g) {
+          if (static_cast<int>(on_rank[g].size()) >= slots || rank_has[g][item.expert]) continue;
+          if (near_rank[static_cast<size_t>(g) * experts + item.expert] &&
+              rank_load[g] <= rank_load[best] + rank_slack) {
+            best = g;
+            break;
+          }
+        }
       }
       if (best < 0) {  // only copies of one expert left for the free slots: any room will do
         for (RankId g = first; g < last && best < 0; ++g) {
@@ -376,17 +429,20 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats,
   for (RankId g = 0; g < ranks; ++g) {
     for (size_t i = 0; i < on_rank[g].size(); ++i) row[g * slots + i] = on_rank[g][i].expert;
   }
-  // EPLB's packing under the same routing rule, kept when it predicts a cooler hottest GPU.
-  StatusOr<std::vector<std::vector<ExpertId>>> eplb =
-      EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, ranks);
-  if (eplb.ok()) {
-    const std::vector<double> mine =
-        LocalityRankLoads(row, stats.load, topo, options_.routing_iterations);
-    const std::vector<double> theirs =
-        LocalityRankLoads((*eplb)[0], stats.load, topo, options_.routing_iterations);
-    if (*std::max_element(theirs.begin(), theirs.end()) <
-        *std::max_element(mine.begin(), mine.end()) * (1 - 1e-9)) {
-      row = std::move((*eplb)[0]);
+  // EPLB's packing under the same routing rule, kept when it predicts a cooler hottest GPU; not
+  // near a current row, where EPLB's packing would ignore where the experts are.
+  if (near.empty()) {
+    StatusOr<std::vector<std::vector<ExpertId>>> eplb =
+        EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, ranks);
+    if (eplb.ok()) {
+      const std::vector<double> mine =
+          LocalityRankLoads(row, stats.load, topo, options_.routing_iterations);
+      const std::vector<double> theirs =
+          LocalityRankLoads((*eplb)[0], stats.load, topo, options_.routing_iterations);
+      if (*std::max_element(theirs.begin(), theirs.end()) <
+          *std::max_element(mine.begin(), mine.end()) * (1 - 1e-9)) {
+        row = std::move((*eplb)[0]);
+      }
     }
   }
   LayerPlan plan;

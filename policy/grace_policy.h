@@ -57,11 +57,18 @@ class GracePolicy : public PlacementPolicy {
   std::string name() const override { return "grace"; }
   StatusOr<LayerPlan> PlanLayer(const LayerStats& stats, const Topology& topology,
                                 const CostParams& params) const override;
+  // From loads alone, each expert stays on the node and GPU that hold it in `current` while
+  // that costs at most 2% of a node's (GPU's) even share of the load; with tokens, PlanLayer.
+  StatusOr<LayerPlan> PlanLayerNear(const LayerStats& stats, const Topology& topology,
+                                    const CostParams& params,
+                                    std::span<const ExpertId> current) const override;
 
  private:
   StatusOr<LayerPlan> PlanWithTokens(const LayerStats& stats, const Topology& topology,
                                      const CostParams& params) const;
-  StatusOr<LayerPlan> PlanFromLoads(const LayerStats& stats, const Topology& topology) const;
+  // `near`: a current row to stay close to, or empty.
+  StatusOr<LayerPlan> PlanFromLoads(const LayerStats& stats, const Topology& topology,
+                                    std::span<const ExpertId> near) const;
 
   GraceOptions options_;
 };

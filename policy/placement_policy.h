@@ -36,6 +36,15 @@ class PlacementPolicy {
   virtual std::string name() const = 0;
   virtual StatusOr<LayerPlan> PlanLayer(const LayerStats& stats, const Topology& topology,
                                         const CostParams& params) const = 0;
+  // A plan that leaves experts where `current` (a placement row of the layer) has them when
+  // that costs little, so that moving to it copies fewer weights. Policies without such a mode
+  // plan from scratch.
+  virtual StatusOr<LayerPlan> PlanLayerNear(const LayerStats& stats, const Topology& topology,
+                                            const CostParams& params,
+                                            std::span<const ExpertId> current) const {
+    (void)current;
+    return PlanLayer(stats, topology, params);
+  }
 };
 
 // Every layer planned on its own, assembled into a Placement (validated) and its routings.

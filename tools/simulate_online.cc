@@ -26,7 +26,8 @@ std::vector<double> PhaseMs(const PolicyResult& r, const std::vector<int>& phase
 nlohmann::json PolicyJson(const PolicyResult& r, const std::vector<int>& phase_start) {
   return {{"total_ms", r.total_ms},       {"migration_ms", r.migration_ms},
           {"migrations", r.migrations},   {"experts_moved", r.experts_moved},
-          {"bytes_moved", r.bytes_moved}, {"phase_serving_ms", PhaseMs(r, phase_start)}};
+          {"bytes_moved", r.bytes_moved}, {"phase_serving_ms", PhaseMs(r, phase_start)},
+          {"step_ms", r.step_ms}};
 }
 
 // (static - online) / (static - oracle): the share of the oracle's gain online captures.
