@@ -8,11 +8,14 @@
 //                 loaded GPU without one, in an empty slot or in place of the least useful spare
 //                 replica there
 //                 (and "re-replicate": all spare slots re-assigned to the forecast's hot
-//                 experts, primaries kept, optionally followed by swaps)
+//                 experts, primaries kept, each new copy on a node without one, a single-copy
+//                 expert making room when needed; optionally followed by swaps)
 //   drop replica  the least useful spare replica is removed (0 bytes; frees a slot)
 //   swap experts  experts of the most loaded GPU trade places with lighter ones elsewhere, one
 //                 swap at a time on a load proxy; sequences of 1, 2, 4, ... swaps are candidates
-//   regroup layer the placement policy re-plans the layer on the forecast
+//   regroup layer the placement policy re-plans the layer on the forecast, from scratch and
+//                 kept near the current placement (PlacementPolicy::PlanLayerNear: most of the
+//                 gain for fewer copies when many packings balance about as well)
 //   minimal re-plan  a minimum-move re-plan from the current row (policy/incremental_replan.h):
 //                 one swap or replica at a time, toward the regrouped row and off the hottest
 //                 GPU, each chosen by modeled gain per expert copied, until a move no longer

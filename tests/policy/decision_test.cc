@@ -6,9 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include "core/trace_import.h"
 #include "policy/eplb.h"
 #include "policy/grace_policy.h"
-#include "core/trace_import.h"
 #include "policy/locality_routing.h"
 #include "tests/testing/real_traces.h"
 
