@@ -16,10 +16,6 @@ namespace grace {
 
 namespace {
 
-// Near a current row, how far over the even share (of a node's or a GPU's load) planning
-// goes to leave an expert where it is.
-constexpr double kNearSlack = 0.03;
-
 std::vector<int> EvenSizes(int items, int parts) {
   std::vector<int> sizes(parts, items / parts);
   for (int i = 0; i < items % parts; ++i) ++sizes[i];
@@ -135,7 +131,7 @@ StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topolo
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
     return PlanWithTokens(stats, topology, params);
   }
-  return PlanFromLoads(stats, topology, {});
+  return PlanFromLoads(stats, topology, {}, 0.0);
 }
 
 StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,
@@ -247,17 +243,23 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
 
 StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const Topology& topology,
                                                const CostParams& params,
-                                               std::span<const ExpertId> current) const {
+                                               std::span<const ExpertId> current,
+                                               double slack) const {
+  (void)params;
   GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
-  if ((stats.tokens && stats.tokens->num_tokens() > 0) ||
-      current.size() != static_cast<size_t>(topology.total_slots())) {
-    return PlanLayer(stats, topology, params);
+  if (stats.tokens && stats.tokens->num_tokens() > 0) {
+    return FailedPrecondition("grace plans a layer with tokens only from scratch");
   }
-  return PlanFromLoads(stats, topology, current);
+  if (current.size() != static_cast<size_t>(topology.total_slots())) {
+    return InvalidArgument("the current row has " + std::to_string(current.size()) +
+                           " slots, the topology " + std::to_string(topology.total_slots()));
+  }
+  return PlanFromLoads(stats, topology, current, std::max(0.0, slack));
 }
 
 StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
-                                               std::span<const ExpertId> near) const {
+                                               std::span<const ExpertId> near,
+                                               double slack) const {
   const int experts = stats.num_experts();
   const int ranks = topo.ranks();
   const int nodes = topo.nodes;
@@ -303,8 +305,8 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const To
       near_rank[static_cast<size_t>(topo.RankOfSlot(s)) * experts + e] = 1;
     }
     const double total = std::accumulate(stats.load.begin(), stats.load.end(), 0.0);
-    node_slack = kNearSlack * total / nodes;
-    rank_slack = kNearSlack * total / ranks;
+    node_slack = slack * total / nodes;
+    rank_slack = slack * total / ranks;
   }
   std::vector<double> node_load(nodes, 0.0);
   std::vector<int> node_used(nodes, 0);

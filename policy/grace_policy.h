@@ -58,17 +58,18 @@ class GracePolicy : public PlacementPolicy {
   StatusOr<LayerPlan> PlanLayer(const LayerStats& stats, const Topology& topology,
                                 const CostParams& params) const override;
   // From loads alone, each expert stays on the node and GPU that hold it in `current` while
-  // that costs at most 2% of a node's (GPU's) even share of the load; with tokens, PlanLayer.
+  // that node (GPU) carries at most `slack` x its even share of the load more than the least
+  // loaded one with room. FailedPrecondition with tokens (the token search plans from scratch).
   StatusOr<LayerPlan> PlanLayerNear(const LayerStats& stats, const Topology& topology,
-                                    const CostParams& params,
-                                    std::span<const ExpertId> current) const override;
+                                    const CostParams& params, std::span<const ExpertId> current,
+                                    double slack) const override;
 
  private:
   StatusOr<LayerPlan> PlanWithTokens(const LayerStats& stats, const Topology& topology,
                                      const CostParams& params) const;
-  // `near`: a current row to stay close to, or empty.
+  // `near`: a current row to stay close to (see PlanLayerNear), or empty.
   StatusOr<LayerPlan> PlanFromLoads(const LayerStats& stats, const Topology& topology,
-                                    std::span<const ExpertId> near) const;
+                                    std::span<const ExpertId> near, double slack) const;
 
   GraceOptions options_;
 };

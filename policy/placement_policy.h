@@ -37,13 +37,15 @@ class PlacementPolicy {
   virtual StatusOr<LayerPlan> PlanLayer(const LayerStats& stats, const Topology& topology,
                                         const CostParams& params) const = 0;
   // A plan that leaves experts where `current` (a placement row of the layer) has them when
-  // that costs little, so that moving to it copies fewer weights. Policies without such a mode
-  // plan from scratch.
+  // that costs little balance, so that moving to it copies fewer weights: `slack` is the share
+  // of a GPU's even load it may carry over the balanced choice to keep an expert in place
+  // (0.03: 3%). FailedPrecondition where the policy only plans from scratch.
   virtual StatusOr<LayerPlan> PlanLayerNear(const LayerStats& stats, const Topology& topology,
                                             const CostParams& params,
-                                            std::span<const ExpertId> current) const {
-    (void)current;
-    return PlanLayer(stats, topology, params);
+                                            std::span<const ExpertId> current,
+                                            double slack) const {
+    (void)stats, (void)topology, (void)params, (void)current, (void)slack;
+    return FailedPrecondition(name() + " plans only from scratch");
   }
 };
 

@@ -248,7 +248,7 @@ TEST(GracePolicyNear, ReplansRealDriftWithFewerCopies) {
   const GracePolicy planner;
   StatusOr<LayerPlan> current = planner.PlanLayer(arxiv, t, params);
   StatusOr<LayerPlan> fresh = planner.PlanLayer(book, t, params);
-  StatusOr<LayerPlan> near = planner.PlanLayerNear(book, t, params, current->row);
+  StatusOr<LayerPlan> near = planner.PlanLayerNear(book, t, params, current->row, 0.03);
   ASSERT_TRUE(current.ok() && fresh.ok() && near.ok());
 
   // A valid row: every expert placed, none twice on one GPU.
