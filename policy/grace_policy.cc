@@ -258,8 +258,7 @@ StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const To
 }
 
 StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
-                                               std::span<const ExpertId> near,
-                                               double slack) const {
+                                               std::span<const ExpertId> near, double slack) const {
   const int experts = stats.num_experts();
   const int ranks = topo.ranks();
   const int nodes = topo.nodes;

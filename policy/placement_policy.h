@@ -42,8 +42,7 @@ class PlacementPolicy {
   // (0.03: 3%). FailedPrecondition where the policy only plans from scratch.
   virtual StatusOr<LayerPlan> PlanLayerNear(const LayerStats& stats, const Topology& topology,
                                             const CostParams& params,
-                                            std::span<const ExpertId> current,
-                                            double slack) const {
+                                            std::span<const ExpertId> current, double slack) const {
     (void)stats, (void)topology, (void)params, (void)current, (void)slack;
     return FailedPrecondition(name() + " plans only from scratch");
   }
