@@ -79,6 +79,9 @@ double MigrationLoad::TransferMs() const {
 
 namespace {
 
+// Regime lengths the horizon is estimated from (the latest ones).
+constexpr size_t kRegimesKept = 16;
+
 // Balance the near re-plan may give up to keep an expert in place (PlanLayerNear's slack): 3% of
 // a GPU's even share, below the step-to-step noise of a GPU's load at serving batch sizes.
 // Offering several slacks (1%, 3%, 10%) lost on the shipped scenarios: the best of more
@@ -199,12 +202,7 @@ void ReplacementDecider::SetOptions(const DecisionOptions& options) {
   options_ = options;
   if (options_.expert_bytes == 0) options_.expert_bytes = ExpertWeightBytes(params_);
   options_.horizon_steps = std::max(1, options_.horizon_steps);
-  horizon_ = options_.horizon_steps;
-  if (options_.adapt_horizon && regimes_seen_ > 0) {
-    horizon_ =
-        static_cast<int>(std::clamp(regime_steps_sum_ / regimes_seen_, options_.horizon_steps / 2.0,
-                                    options_.horizon_steps * 4.0));
-  }
+  UpdateHorizon(regime_start_);
 }
 
 void ReplacementDecider::ObserveRegimeChange(int64_t step) {
@@ -212,12 +210,29 @@ void ReplacementDecider::ObserveRegimeChange(int64_t step) {
   const int64_t length = step - regime_start_;
   if (length < std::max(4, options_.cooldown_steps)) return;
   regime_start_ = step;
-  ++regimes_seen_;
-  regime_steps_sum_ += static_cast<double>(length);
-  if (!options_.adapt_horizon) return;
-  const double mean = regime_steps_sum_ / regimes_seen_;
+  regime_lengths_.push_back(static_cast<double>(length));
+  if (regime_lengths_.size() > kRegimesKept) regime_lengths_.pop_front();
+  UpdateHorizon(step);
+}
+
+void ReplacementDecider::UpdateHorizon(int64_t step) {
+  horizon_ = options_.horizon_steps;
+  if (!options_.adapt_horizon || regime_lengths_.empty()) return;
+  // What is left of the current regime: the mean of (length - elapsed) over the regimes seen
+  // that outlasted it so far; half the mean length when none did.
+  const double elapsed = static_cast<double>(step - regime_start_);
+  double left = 0, mean = 0;
+  int outlasted = 0;
+  for (double length : regime_lengths_) {
+    mean += length / static_cast<double>(regime_lengths_.size());
+    if (length > elapsed) {
+      left += length - elapsed;
+      ++outlasted;
+    }
+  }
+  left = outlasted > 0 ? left / outlasted : mean / 2;
   horizon_ = static_cast<int>(
-      std::clamp(mean, options_.horizon_steps / 2.0, options_.horizon_steps * 4.0));
+      std::clamp(left, options_.horizon_steps / 2.0, options_.horizon_steps * 4.0));
 }
 
 ReplacementDecider::Candidate ReplacementDecider::Score(ActionKind kind, std::string reason,
@@ -264,7 +279,8 @@ bool ReplacementDecider::StillQuiet(int layer, std::span<const ExpertId> row,
                                     const LayerStats& forecast, double min_gain) const {
   const std::optional<QuietLayer>& q = quiet_[layer];
   const DecisionOptions& o = options_;
-  if (!q || o.rescore_forecast_shift <= 0 || q->horizon != horizon_ ||
+  // A shorter horizon only shrinks every gain: a layer quiet over a longer one stays quiet.
+  if (!q || o.rescore_forecast_shift <= 0 || horizon_ > q->horizon ||
       min_gain < q->min_gain * (1 - o.rescore_forecast_shift) ||
       q->load.size() != forecast.load.size() || !std::ranges::equal(q->row, row) ||
       q->options.min_net_gain_ms != o.min_net_gain_ms ||
@@ -356,6 +372,7 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
                                     std::span<const double> relative_uncertainty,
                                     std::span<const LayerStats> validation) {
   const int layers = static_cast<int>(current.size());
+  UpdateHorizon(step);
   if (cooldown_until_.size() != current.size()) cooldown_until_.assign(layers, 0);
   if (options_.byte_budget == 0 && !forecast.empty()) {
     options_.byte_budget = static_cast<uint64_t>(forecast[0].num_experts()) * options_.expert_bytes;

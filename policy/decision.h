@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <limits>
 #include <optional>
 #include <span>
@@ -68,7 +69,8 @@ const char* ActionKindName(ActionKind kind);
 struct DecisionOptions {
   int horizon_steps = 64;           // steps a change is expected to pay off over, until
                                     // regime changes have been seen (ObserveRegimeChange)
-  bool adapt_horizon = true;        // then: the mean regime length, in [1/2, 4] x the above
+  bool adapt_horizon = true;        // then: the expected rest of the current regime, from the
+                                    // lengths seen, in [1/2, 4] x the above
   double min_net_gain_ms = 1.0;     // net benefit a change must clear
   double gain_to_cost_ratio = 1.5;  // margin for forecast error: gain >= ratio x migration
   double min_relative_gain = 0.01;  // of the layer's predicted time per step
@@ -153,11 +155,14 @@ class ReplacementDecider {
   // Replaces the options (a live policy change); cool-downs and the regime history are kept.
   void SetOptions(const DecisionOptions& options);
 
-  // Tells the decider the workload changed regime at `step` (a load-shift alarm). The mean
-  // length of the regimes seen so far becomes the horizon a change must pay off over: a
-  // workload that drifts often earns less from each move.
+  // Tells the decider the workload changed regime at `step` (a load-shift alarm). From then on
+  // the horizon a change must pay off over is what is expected to be left of the current
+  // regime, from the lengths of the regimes seen: a workload that drifts often earns less from
+  // each move, and a move late in a regime earns less than one early in it.
   void ObserveRegimeChange(int64_t step);
   int horizon_steps() const { return horizon_; }
+  // Sets the horizon for a decision at `step` (Decide does it itself).
+  void UpdateHorizon(int64_t step);
 
   // `current[l]` is layer l's placement now, `forecast[l]` its forecast stats (load: the mean
   // per step over the horizon; tokens, when present, a recent sample for the exact cost model).
@@ -231,8 +236,7 @@ class ReplacementDecider {
   std::vector<std::optional<QuietLayer>> quiet_;  // per layer
   int horizon_ = 1;
   int64_t regime_start_ = 0;
-  int64_t regimes_seen_ = 0;
-  double regime_steps_sum_ = 0;
+  std::deque<double> regime_lengths_;  // in steps, the latest kRegimesKept
 };
 
 }  // namespace grace

@@ -223,6 +223,29 @@ TEST(AlignRowToCurrent, ARelabelledPlacementMovesNothing) {
   EXPECT_EQ(aligned, row);
 }
 
+// The horizon is what is expected to be left of the current regime: regimes of 100 steps seen,
+// 20 steps into the next one 80 are left; near its end the floor (half the configured horizon)
+// holds; past every length seen, half the mean length.
+TEST(ReplacementDecider, HorizonIsTheRestOfTheRegime) {
+  const Topology t = SmallTopology();
+  DecisionOptions options;
+  options.horizon_steps = 64;
+  ReplacementDecider decider(t, CostParams{}, options, nullptr);
+  EXPECT_EQ(decider.horizon_steps(), 64);  // no regime seen yet
+  decider.ObserveRegimeChange(100);
+  decider.ObserveRegimeChange(102);  // the same shift seen by another layer: not a regime
+  decider.ObserveRegimeChange(200);
+  decider.UpdateHorizon(220);
+  EXPECT_EQ(decider.horizon_steps(), 80);
+  decider.UpdateHorizon(290);
+  EXPECT_EQ(decider.horizon_steps(), 32);
+  decider.UpdateHorizon(350);
+  EXPECT_EQ(decider.horizon_steps(), 50);
+  options.adapt_horizon = false;
+  decider.SetOptions(options);
+  EXPECT_EQ(decider.horizon_steps(), 64);
+}
+
 // Re-planning OLMoE layer 7 from its arxiv placement for book text (the hot experts move):
 // the plan kept near the current placement copies fewer weights than a fresh plan aligned to
 // it, still balances about as well, and gains most of what the fresh plan gains.
