@@ -177,8 +177,10 @@ StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Top
     controller.Observe(std::span<const double>(observed.data(), observed.size()), {},
                        has_tokens ? &step_tokens : nullptr, t);
 
-    // Online decision.
-    if ((t + 1) % std::max(1, options.decide_every) == 0) {
+    // Online decision: every decide_every steps, and at once when a load shift is detected
+    // (the interval that most needs one).
+    if ((t + 1) % std::max(1, options.decide_every) == 0 ||
+        !controller.last_shifted_layers().empty()) {
       Decision decision = controller.Decide(t, online_states);
       if (!decision.changed_layers.empty()) {
         // Each record's realised gain: its layers' old states keep being evaluated.

@@ -37,7 +37,7 @@ struct OnlineSimulationOptions {
   DecisionOptions decision;
   ForecastOptions forecast;
   ChangeDetectorOptions detector;
-  int decide_every = 4;        // steps between decisions
+  int decide_every = 4;        // steps between decisions (and one at each load-shift alarm)
   int warmup_steps = 16;       // observed steps before the first decision
   int eplb_period = 100;       // periodic EPLB: steps between re-plans
   int eplb_window = 100;       // ... and the steps whose loads it sums
