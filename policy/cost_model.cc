@@ -1,6 +1,7 @@
 #include "policy/cost_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace grace {
@@ -472,10 +473,29 @@ LayerCost EvaluateLayerExpected(std::span<const double> load, int top_k,
   return CostFromTraffic(TrafficExpected(load, top_k, routing, topology), topology, params);
 }
 
+namespace {
+
+void ScaleTraffic(double scale, LayerTraffic* t) {
+  t->tokens *= scale;
+  t->remote_sends *= scale;
+  t->cross_node_sends *= scale;
+  for (std::vector<double>* v :
+       {&t->rank_load, &t->intra_send, &t->intra_recv, &t->inter_out, &t->inter_in}) {
+    for (double& x : *v) x *= scale;
+  }
+}
+
+}  // namespace
+
 LayerCost EvaluateLayer(const LayerStats& stats, const LayerRouting& routing,
                         const Topology& topology, const CostParams& params) {
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
-    return EvaluateLayerOnTokens(*stats.tokens, routing, topology, params);
+    LayerTraffic traffic = TrafficOnTokens(*stats.tokens, routing, topology);
+    const double pairs = static_cast<double>(stats.tokens->expert_ids.size());
+    const double load = stats.total_load();
+    const double scale = load > 0 && pairs > 0 ? load / pairs : 1.0;
+    if (std::abs(scale - 1.0) > 1e-6) ScaleTraffic(scale, &traffic);
+    return CostFromTraffic(traffic, topology, params);
   }
   return EvaluateLayerExpected(stats.load, stats.top_k, routing, topology, params);
 }

@@ -156,7 +156,9 @@ LayerCost EvaluateLayerOnTokens(const LayerTokens& tokens, const LayerRouting& r
 LayerCost EvaluateLayerExpected(std::span<const double> load, int top_k,
                                 const LayerRouting& routing, const Topology& topology,
                                 const CostParams& params);
-// Exact when `stats` has tokens, else expected.
+// Exact when `stats` has tokens, else expected. Tokens are a sample of the routing, loads the
+// amount a step carries: when the tokens' (token, expert) pairs differ from the load's total
+// (a forecast of one step with several intervals' tokens), the traffic is scaled to the load.
 LayerCost EvaluateLayer(const LayerStats& stats, const LayerRouting& routing,
                         const Topology& topology, const CostParams& params);
 

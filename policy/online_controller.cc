@@ -82,9 +82,14 @@ std::vector<LayerStats> OnlineController::BuildForecast(int horizon,
     f.load.assign(horizon_forecast.data() + l * experts,
                   horizon_forecast.data() + (l + 1) * experts);
     if (!recent_tokens_.empty()) {
+      // The recent intervals of the layer's current regime only: tokens from before a detected
+      // shift would fit the plan to the workload that just left.
       LayerTokens tokens;
       tokens.top_k = top_k_;
-      for (const std::vector<LayerTokens>& interval : recent_tokens_) {
+      const size_t n = std::min(recent_tokens_.size(),
+                                static_cast<size_t>(std::max(1, intervals_since_shift_[l])));
+      for (size_t i = recent_tokens_.size() - n; i < recent_tokens_.size(); ++i) {
+        const std::vector<LayerTokens>& interval = recent_tokens_[i];
         if (l >= static_cast<int>(interval.size())) continue;
         const std::vector<ExpertId>& ids = interval[l].expert_ids;
         tokens.expert_ids.insert(tokens.expert_ids.end(), ids.begin(), ids.end());

@@ -97,6 +97,32 @@ TEST(CostModel, SplitRoutingCountsExpectedSends) {
   EXPECT_EQ(c.rank_load, (std::vector<double>{0, 0.5, 0.5, 0}));
 }
 
+TEST(CostModel, TokensAreScaledToTheLoadTheyStandFor) {
+  const Topology topo = SmallTopology();
+  const LayerRouting routing = UniformRouting(kOnePerRank, 4, topo);
+  // Two tokens on rank 0 and 3, each using experts 1 and 3.
+  LayerTokens one;
+  one.top_k = 2;
+  one.expert_ids = {1, 3, 1, 3};
+  one.home_rank = {0, 3};
+  LayerStats step;
+  step.top_k = 2;
+  step.load = {0, 2, 0, 2};
+  step.tokens = one;
+  const LayerCost exact = EvaluateLayer(step, routing, topo, SmallParams());
+  EXPECT_DOUBLE_EQ(exact.layer_ms,
+                   EvaluateLayerOnTokens(one, routing, topo, SmallParams()).layer_ms);
+  // The same load with the tokens of two intervals (a forecast of one step): the same time.
+  LayerStats forecast = step;
+  forecast.tokens->expert_ids = {1, 3, 1, 3, 1, 3, 1, 3};
+  forecast.tokens->home_rank = {0, 3, 0, 3};
+  const LayerCost scaled = EvaluateLayer(forecast, routing, topo, SmallParams());
+  EXPECT_NEAR(scaled.layer_ms, exact.layer_ms, 1e-12);
+  EXPECT_EQ(scaled.rank_load, exact.rank_load);
+  EXPECT_GT(EvaluateLayerOnTokens(*forecast.tokens, routing, topo, SmallParams()).layer_ms,
+            1.5 * exact.layer_ms);
+}
+
 TEST(CostModel, ExpectedFromLoadsMatchesHandComputation) {
   Topology topo = SmallTopology();
   topo.nodes = 1;

@@ -1,5 +1,6 @@
 #include "policy/online_controller.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -157,6 +158,54 @@ TEST(OnlineController, CoactivationPairsReachTheForecastAffinity) {
   EXPECT_DOUBLE_EQ(stats[1].affinity->at(2, 5), 10.0);
   EXPECT_DOUBLE_EQ(stats[1].affinity->at(5, 2), 10.0);
   EXPECT_DOUBLE_EQ(stats[0].affinity->at(7, 7), 0.0);  // a pair with itself is not co-activation
+}
+
+// After a detected shift the forecast's token sample holds the new workload's tokens only:
+// tokens from before it would fit the plan to the workload that just left.
+TEST(OnlineController, ForecastTokensStartAfterAShift) {
+  const Topology t = SmallTopology();
+  OnlineControllerOptions options;
+  options.recent_token_intervals = 4;
+  OnlineController controller(t, CostParams{}, {0, 1}, kExperts, kTopK, options, nullptr);
+  std::mt19937_64 rng(3);
+  // 512 tokens a step, each on 4 distinct experts of a block of 8 (0-7, then 16-23).
+  auto step = [&](int first, std::vector<double>* load, std::vector<LayerTokens>* tokens) {
+    load->assign(kLayers * kExperts, 0.0);
+    tokens->assign(kLayers, LayerTokens{});
+    for (int l = 0; l < kLayers; ++l) {
+      (*tokens)[l].top_k = kTopK;
+      for (int i = 0; i < 512; ++i) {
+        std::vector<int> block(8);
+        for (int k = 0; k < 8; ++k) block[k] = first + k;
+        std::shuffle(block.begin(), block.end(), rng);
+        for (int k = 0; k < kTopK; ++k) {
+          (*tokens)[l].expert_ids.push_back(block[k]);
+          (*load)[l * kExperts + block[k]] += 1;
+        }
+      }
+    }
+  };
+  std::vector<double> load;
+  std::vector<LayerTokens> tokens;
+  int shift_step = -1;
+  for (int s = 0; s < 60 && shift_step < 0; ++s) {
+    step(s < 30 ? 0 : 16, &load, &tokens);
+    controller.Observe(load, {}, &tokens, s);
+    if (s >= 30 && !controller.last_shifted_layers().empty()) shift_step = s;
+  }
+  ASSERT_GE(shift_step, 30) << "no shift detected";
+  for (int s = shift_step + 1; s < shift_step + 3; ++s) {
+    step(16, &load, &tokens);
+    controller.Observe(load, {}, &tokens, s);
+  }
+  const std::vector<LayerStats> stats = controller.ForecastStats();
+  for (int l = 0; l < kLayers; ++l) {
+    ASSERT_TRUE(stats[l].tokens.has_value());
+    const std::vector<ExpertId>& ids = stats[l].tokens->expert_ids;
+    EXPECT_FALSE(ids.empty());
+    EXPECT_LE(ids.size(), static_cast<size_t>(4 * 512 * kTopK));
+    for (ExpertId e : ids) ASSERT_GE(e, 16) << "layer " << l << ": a token from before the shift";
+  }
 }
 
 TEST(OnlineController, LivePolicyChangeTakesEffect) {
