@@ -298,7 +298,8 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
     if (best < 0 || forecast.load[best] <= 0) break;
     ++want[best];
   }
-  // Existing spare copies that are still wanted stay where they are.
+  // Existing spare copies that are still wanted stay where they are; have[e] is then the number
+  // of copies of e in `next`.
   std::vector<ExpertId> next = row;
   std::vector<int> have(experts, 0);
   for (SlotId s = 0; s < static_cast<SlotId>(row.size()); ++s) {
@@ -321,10 +322,6 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
   std::vector<double> rank_load(t.ranks(), 0.0);
   for (SlotId s = 0; s < static_cast<SlotId>(next.size()); ++s) {
     if (next[s] != kEmptySlot) rank_load[t.RankOfSlot(s)] += forecast.load[next[s]] / want[next[s]];
-  }
-  std::vector<int> count(experts, 0);
-  for (ExpertId e : next) {
-    if (e != kEmptySlot) ++count[e];
   }
   std::vector<ExpertId> order(experts);
   std::iota(order.begin(), order.end(), 0);
@@ -361,7 +358,7 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
         double room_load = 0;
         for (SlotId s = 0; s < slots; ++s) {
           const ExpertId y = next[s];
-          if (y == kEmptySlot || y == e || count[y] != 1 || node_has[t.NodeOfSlot(s)]) continue;
+          if (y == kEmptySlot || y == e || have[y] != 1 || node_has[t.NodeOfSlot(s)]) continue;
           const double load = rank_load[t.RankOfSlot(s)] - forecast.load[y];
           if (room < 0 || load < room_load) {
             room = s;
@@ -377,7 +374,6 @@ std::vector<ExpertId> ReplacementDecider::Rereplicate(const std::vector<ExpertId
         }
       }
       next[target] = e;
-      ++count[e];
       rank_load[t.RankOfSlot(target)] += forecast.load[e] / want[e];
       ++have[e];
     }

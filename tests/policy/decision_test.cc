@@ -270,9 +270,10 @@ TEST(GracePolicyNear, ReplansRealDriftWithFewerCopies) {
   const CostParams params{.hidden_size = 2048, .expert_ffn_size = 1024};
   const GracePolicy planner;
   StatusOr<LayerPlan> current = planner.PlanLayer(arxiv, t, params);
+  ASSERT_TRUE(current.ok()) << current.status().ToString();
   StatusOr<LayerPlan> fresh = planner.PlanLayer(book, t, params);
   StatusOr<LayerPlan> near = planner.PlanLayerNear(book, t, params, current->row, 0.03);
-  ASSERT_TRUE(current.ok() && fresh.ok() && near.ok());
+  ASSERT_TRUE(fresh.ok() && near.ok());
 
   // A valid row: every expert placed, none twice on one GPU.
   std::vector<int> copies(64, 0);
