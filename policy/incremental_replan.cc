@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <set>
 #include <tuple>
@@ -38,6 +39,7 @@ class Search {
       if (e != kEmptySlot) ++copies_[e];
     }
     step_ms_ = Evaluate(row_, &cost_);
+    guided_ms_ = Guided(cost_);
     transfer_ms_ = Transfer(row_, &bytes_);
   }
 
@@ -55,7 +57,7 @@ class Search {
     const Move* best = nullptr;
     std::vector<ExpertId> best_row;
     LayerCost best_cost;
-    double best_ms = 0, best_transfer = 0;
+    double best_ms = 0, best_guided = 0, best_transfer = 0;
     uint64_t best_bytes = 0;
     for (const Move& m : moves) {
       std::vector<ExpertId> next = row_;
@@ -65,12 +67,13 @@ class Search {
       if (options_.byte_budget > 0 && bytes > options_.byte_budget) continue;
       LayerCost cost;
       const double ms = Evaluate(next, &cost);
-      const double gain = (step_ms_ - ms) * horizon;
+      const double guided = Guided(cost);
+      const double gain = (guided_ms_ - guided) * horizon;
       const double added = transfer - transfer_ms_;
       // The move must pay the transfer time it adds (or save more transfer than the gain it
       // gives up, when undoing a move), with margin, and change something real.
       const double value = gain - options_.gain_to_cost_ratio * added;
-      if (value <= 1e-6 * step_ms_ * horizon) continue;
+      if (value <= 1e-6 * guided_ms_ * horizon) continue;
       // Gain per expert copied (a move that copies nothing new counts as one copy).
       const double copies = std::max<double>(
           1.0, std::abs(static_cast<double>(bytes) - static_cast<double>(bytes_)) /
@@ -82,6 +85,7 @@ class Search {
         best_row = std::move(next);
         best_cost = std::move(cost);
         best_ms = ms;
+        best_guided = guided;
         best_transfer = transfer;
         best_bytes = bytes;
       }
@@ -97,6 +101,7 @@ class Search {
     }
     cost_ = std::move(best_cost);
     step_ms_ = best_ms;
+    guided_ms_ = best_guided;
     transfer_ms_ = best_transfer;
     bytes_ = best_bytes;
     out->row = row_;
@@ -111,6 +116,23 @@ class Search {
     const LayerRouting routing = LocalityRouting(row, forecast_.load, t_);
     *cost = EvaluateLayer(forecast_, routing, t_, params_);
     return cost->layer_ms;
+  }
+  // What the search climbs: the layer time, plus (guided) the compute of the next hottest GPUs,
+  // the i-th weighted 2^-i (IncrementalReplanOptions::guided).
+  double Guided(const LayerCost& cost) const {
+    if (!options_.guided || cost.rank_load.empty()) return cost.layer_ms;
+    std::vector<double>& loads = guide_scratch_;
+    loads = cost.rank_load;
+    const size_t top = std::min<size_t>(loads.size(), kGuidedRanks);
+    std::partial_sort(loads.begin(), loads.begin() + top, loads.end(), std::greater<>());
+    if (loads[0] <= 0) return cost.layer_ms;
+    const double ms_per_pair = cost.compute_ms / loads[0];
+    double rest = 0, weight = 1.0;
+    for (size_t i = 1; i < top; ++i) {
+      weight *= 0.5;
+      rest += weight * loads[i];
+    }
+    return cost.layer_ms + ms_per_pair * rest;
   }
   double Transfer(const std::vector<ExpertId>& row, uint64_t* bytes) const {
     MigrationLoad load(t_);
@@ -212,17 +234,24 @@ class Search {
     // Off the most loaded GPU: the exchanges that lower its load most on the per-replica proxy.
     const std::vector<double>& rank_load = cost_.rank_load;
     if (!rank_load.empty()) {
-      const RankId hot = static_cast<RankId>(std::max_element(rank_load.begin(), rank_load.end()) -
-                                             rank_load.begin());
-      for (int i = 0; i < t_.slots_per_gpu; ++i) {
-        const SlotId a = hot * t_.slots_per_gpu + i;
-        if (row_[a] == kEmptySlot) continue;
-        for (SlotId b = 0; b < slots; ++b) {
-          if (t_.RankOfSlot(b) == hot || !SwapValid(a, b)) continue;
-          const double delta = PerReplica(row_[a]) - PerReplica(row_[b]);
-          if (delta <= 0) continue;
-          const double peak = std::max(rank_load[hot] - delta, rank_load[t_.RankOfSlot(b)] + delta);
-          if (peak < rank_load[hot]) swaps.push_back({a, b, kEmptySlot, rank_load[hot] - peak});
+      std::vector<RankId> hottest(t_.ranks());
+      std::iota(hottest.begin(), hottest.end(), 0);
+      const size_t hot_n = std::min<size_t>(hottest.size(), options_.guided ? kGuidedHotRanks : 1);
+      std::partial_sort(hottest.begin(), hottest.begin() + hot_n, hottest.end(),
+                        [&](RankId a, RankId b) { return rank_load[a] > rank_load[b]; });
+      for (size_t h = 0; h < hot_n; ++h) {
+        const RankId hot = hottest[h];
+        for (int i = 0; i < t_.slots_per_gpu; ++i) {
+          const SlotId a = hot * t_.slots_per_gpu + i;
+          if (row_[a] == kEmptySlot) continue;
+          for (SlotId b = 0; b < slots; ++b) {
+            if (t_.RankOfSlot(b) == hot || !SwapValid(a, b)) continue;
+            const double delta = PerReplica(row_[a]) - PerReplica(row_[b]);
+            if (delta <= 0) continue;
+            const double peak =
+                std::max(rank_load[hot] - delta, rank_load[t_.RankOfSlot(b)] + delta);
+            if (peak < rank_load[hot]) swaps.push_back({a, b, kEmptySlot, rank_load[hot] - peak});
+          }
         }
       }
       // New replicas of the experts with the highest load per replica, on the least loaded GPU
@@ -287,8 +316,12 @@ class Search {
   const IncrementalReplanOptions& options_;
   std::vector<ExpertId> row_;
   std::vector<int> copies_;
+  static constexpr size_t kGuidedRanks = 16;    // 2^-16 of the 17th: nothing
+  static constexpr size_t kGuidedHotRanks = 3;  // GPUs the guided search swaps experts off
+  mutable std::vector<double> guide_scratch_;
   LayerCost cost_;
   double step_ms_ = 0;
+  double guided_ms_ = 0;  // Guided(cost_)
   double transfer_ms_ = 0;
   uint64_t bytes_ = 0;
 };

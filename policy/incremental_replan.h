@@ -8,7 +8,8 @@
 // Moves come from three sources: steps toward a target row (typically the placement policy's
 // plan of the forecast, aligned to the current row: AlignRowToCurrent), swaps that unload the
 // most loaded GPU, and new replicas of the experts with the highest load per replica on the
-// least loaded GPUs. Each round evaluates a bounded number of them exactly.
+// least loaded GPUs. Each round evaluates a bounded number of them exactly. A guided search
+// (IncrementalReplanOptions::guided) climbs past the plateaus of the layer time.
 //
 //   IncrementalReplanOptions options;  // horizon, bytes, budget
 //   std::vector<IncrementalStep> steps = IncrementalReplan(current, target, forecast, topology,
@@ -39,6 +40,11 @@ struct IncrementalReplanOptions {
   int max_moves = 32;
   int evaluations_per_round = 32;   // exact cost-model evaluations per move chosen
   int max_replicas_per_expert = 0;  // no move adds a copy beyond it; 0: no cap
+  // Guided: moves are chosen (and must pay) on the layer time plus the compute of the next
+  // hottest GPUs, the i-th weighted 2^-i, and swaps come off the three hottest GPUs, not the
+  // hottest alone. The time is the hottest GPU's; when several are about as hot no single move
+  // lowers it, and the unguided search stops on that plateau. Steps still report the real time.
+  bool guided = false;
 };
 
 struct IncrementalStep {

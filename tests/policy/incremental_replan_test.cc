@@ -197,5 +197,39 @@ TEST(ReplacementDecider, MinimalReplanMovesLessThanARegroup) {
   EXPECT_GE(net(a), net(b) - 1e-9);
 }
 
+// Two GPUs equally hot, two cool: the layer time is the hot pair's, and moving one hot expert
+// off one of them leaves the other as hot, so no single move lowers the time. Only the guided
+// search crosses that plateau to the two swaps that do.
+TEST(IncrementalReplan, GuidedSearchCrossesAPlateauOfEquallyHotGpus) {
+  Topology t;
+  t.nodes = 1;
+  t.gpus_per_node = 4;
+  t.slots_per_gpu = 2;
+  LayerStats stats;
+  stats.top_k = 2;
+  stats.load = {10000, 10000, 10000, 10000, 1000, 1000, 1000, 1000};
+  const std::vector<ExpertId> current = {0, 1, 2, 3, 4, 5, 6, 7};
+  const CostParams params;
+  IncrementalReplanOptions options = Options(params);
+  options.horizon_steps = 1 << 20;  // any gain pays: the plateau alone stops the search
+  const double before = LayerMs(current, stats, t);
+
+  const std::vector<IncrementalStep> plain =
+      IncrementalReplan(current, {}, stats, t, params, options);
+  const double plain_ms = plain.empty() ? before : plain.back().step_ms;
+  EXPECT_NEAR(plain_ms, before, 1e-9 * before);
+
+  options.guided = true;
+  const std::vector<IncrementalStep> guided =
+      IncrementalReplan(current, {}, stats, t, params, options);
+  ASSERT_GE(guided.size(), 2u);
+  // Even, 11000 pairs per GPU instead of 20000 on the hot pair, saves 9/20 of the compute.
+  const double compute_ms =
+      EvaluateLayer(stats, LocalityRouting(current, stats.load, t), t, params).compute_ms;
+  const double even_ms = before - compute_ms * 9.0 / 20.0;
+  EXPECT_LT(guided.back().step_ms, before - 0.3 * (before - even_ms));
+  EXPECT_NEAR(guided.back().step_ms, LayerMs(guided.back().row, stats, t), 1e-9);
+}
+
 }  // namespace
 }  // namespace grace
