@@ -261,20 +261,21 @@ class ExpectedTraffic {
         slot_replica_[slots[i]] = static_cast<int>(i);
       }
     }
-    // Each node's experts, ascending, with their replicas there (contiguous: slots ascend).
+    // Each node's experts, in slot order, with their replicas there (contiguous: slots ascend).
     const int node_slots = t_.gpus_per_node * t_.slots_per_gpu;
+    std::vector<int> entry(load.size(), -1);  // [expert] -> its latest index into node_experts_
     for (NodeId n = 0; n < t_.nodes; ++n) {
-      const size_t begin = node_experts_.size();
+      const int begin = static_cast<int>(node_experts_.size());
       for (SlotId s = n * node_slots; s < (n + 1) * node_slots; ++s) {
         const ExpertId e = slot_expert_[s];
         if (e == kEmptySlot) continue;
         const int i = slot_replica_[s];
-        auto same = std::find_if(node_experts_.begin() + begin, node_experts_.end(),
-                                 [&](const NodeExpert& x) { return x.expert == e; });
-        if (same != node_experts_.end()) {
-          same->first = std::min(same->first, i);
-          same->last = std::max(same->last, i + 1);
+        if (entry[e] >= begin) {
+          NodeExpert& same = node_experts_[entry[e]];
+          same.first = std::min(same.first, i);
+          same.last = std::max(same.last, i + 1);
         } else {
+          entry[e] = static_cast<int>(node_experts_.size());
           node_experts_.push_back({e, i, i + 1});
         }
       }
