@@ -267,11 +267,13 @@ ReplacementDecider::Candidate ReplacementDecider::Score(ActionKind kind, std::st
   return c;
 }
 
-bool ReplacementDecider::Acceptable(const Candidate& c, double base_ms,
-                                    double min_relative_gain) const {
+bool ReplacementDecider::Acceptable(const Candidate& c, double base_ms, double min_relative_gain,
+                                    bool fixed_paid) const {
   const double gain = (base_ms - c.step_ms) * horizon_;
-  const double cost = c.migration_ms + (c.bytes > 0 ? options_.fixed_cost_ms : 0.0);
-  return c.net_ms > options_.min_net_gain_ms && gain >= options_.gain_to_cost_ratio * cost &&
+  const double fixed = c.bytes > 0 && !fixed_paid ? options_.fixed_cost_ms : 0.0;
+  const double net = c.net_ms + (c.bytes > 0 && fixed_paid ? options_.fixed_cost_ms : 0.0);
+  const double cost = c.migration_ms + fixed;
+  return net > options_.min_net_gain_ms && gain >= options_.gain_to_cost_ratio * cost &&
          base_ms - c.step_ms >= min_relative_gain * base_ms && c.bytes <= options_.byte_budget;
 }
 
@@ -431,9 +433,8 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     const double base_validation_ms =
         validate ? EvaluateLayer(validation[l], current[l].routing, topology_, params_).layer_ms
                  : 0.0;
-    const Candidate* best = nullptr;
     for (Candidate& c : candidates) {
-      if (!Acceptable(c, base_ms, min_gain)) continue;
+      if (!Acceptable(c, base_ms, min_gain, /*fixed_paid=*/true)) continue;
       if (validate && c.bytes > 0) {
         const double validated_gain =
             base_validation_ms -
@@ -441,19 +442,38 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
         if (validated_gain < base_ms - c.step_ms) {
           c.net_ms += (validated_gain - (base_ms - c.step_ms)) * horizon_;
           c.step_ms = base_ms - validated_gain;
-          if (!Acceptable(c, base_ms, min_gain)) continue;
+          if (!Acceptable(c, base_ms, min_gain, /*fixed_paid=*/true)) continue;
         }
       }
-      if (best == nullptr || c.net_ms > best->net_ms) best = &c;
-      choice.acceptable.push_back(c);
+      if (Acceptable(c, base_ms, min_gain)) {
+        choice.acceptable.push_back(c);
+      } else {
+        choice.if_migrating.push_back(c);
+      }
     }
-    if (best == nullptr) continue;
+    if (choice.acceptable.empty() && choice.if_migrating.empty()) continue;
     quiet_[l].reset();
-    choice.best = *best;
-    std::stable_sort(choice.acceptable.begin(), choice.acceptable.end(),
-                     [](const Candidate& a, const Candidate& b) { return a.net_ms > b.net_ms; });
     choices.push_back(std::move(choice));
   }
+
+  // The fixed cost is paid once per interval: when some layer's change copies weights, the
+  // changes that pay only without it are acceptable too, and no copying change pays it alone.
+  const bool migrating = std::ranges::any_of(choices, [](const LayerChoice& c) {
+    return std::ranges::any_of(c.acceptable, [](const Candidate& a) { return a.bytes > 0; });
+  });
+  for (LayerChoice& c : choices) {
+    if (migrating) {
+      for (Candidate& a : c.if_migrating) c.acceptable.push_back(std::move(a));
+      for (Candidate& a : c.acceptable) {
+        if (a.bytes > 0) a.net_ms += options_.fixed_cost_ms;
+      }
+    }
+    c.if_migrating.clear();
+    std::stable_sort(c.acceptable.begin(), c.acceptable.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.net_ms > b.net_ms; });
+    if (!c.acceptable.empty()) c.best = c.acceptable.front();
+  }
+  std::erase_if(choices, [](const LayerChoice& c) { return c.acceptable.empty(); });
 
   // The byte budget is a knapsack with one choice per layer. Each layer's acceptable changes on
   // their upper hull of (bytes, net benefit) form a ladder of upgrades, each with its own net

@@ -25,7 +25,9 @@
 // forecast: predicted gain = (modeled layer time now - with the candidate) x horizon steps;
 // migration cost = the time to copy the weights over the links (each copy from the nearest GPU
 // holding the expert: NVLink within a node, the NIC across nodes) plus a fixed cost per
-// migration. A layer's best candidate is adopted only if its net benefit clears
+// migration, paid once per interval however many layers move: a change that pays only without
+// it is adopted when another layer's change migrates in the same interval. A layer's best
+// candidate is adopted only if its net benefit clears
 // min_net_gain_ms, its gain beats gain_to_cost_ratio x its migration cost, its gain is at least
 // min_relative_gain of the layer's time, and the layer is out of its cool-down. Adopted changes
 // never exceed the byte budget of the interval, shared out as a knapsack with one choice per
@@ -201,7 +203,9 @@ class ReplacementDecider {
                       std::vector<Candidate>* out) const;
   std::vector<ExpertId> Rereplicate(const std::vector<ExpertId>& row,
                                     const LayerStats& forecast) const;
-  bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain) const;
+  // With fixed_paid, the interval migrates anyway: the fixed cost is not the candidate's to pay.
+  bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain,
+                  bool fixed_paid = false) const;
 
   // A layer with at least one acceptable change this interval.
   struct LayerChoice {
@@ -211,6 +215,8 @@ class ReplacementDecider {
     bool has_regroup = false;
     Candidate regroup;
     std::vector<Candidate> acceptable;  // highest net benefit first; best is the first
+    // Changes that pay only when the interval migrates anyway (fixed cost already paid).
+    std::vector<Candidate> if_migrating;
   };
   // The change each choice takes within the byte budget (null: none), by the upgrades with the
   // most net benefit per byte first; `unit_bytes` is the least a change is counted as moving.

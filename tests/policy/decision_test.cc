@@ -169,6 +169,53 @@ TEST(ReplacementDecider, NeverExceedsItsByteBudget) {
   }
 }
 
+// The fixed cost of a migration (prepare, commit, table switch) is paid once per interval. A
+// small drift whose gain does not cover it alone is worth taking when another layer migrates in
+// the same interval anyway.
+TEST(ReplacementDecider, ASmallChangeRidesOnAnotherLayersMigration) {
+  const Topology t = SmallTopology();
+  const CostParams params;
+  const GracePolicy planner;
+  // Layer 0 drifts with a hundred times the load of layer 1, which drifts the same way.
+  const std::vector<LayerStats> planned = {Stats(SkewedLoad(0, 4096.0 * 400)),
+                                           Stats(SkewedLoad(0))};
+  const std::vector<LayerState> states = PlanFor(planned, t);
+  const std::vector<LayerStats> drifted = {Stats(SkewedLoad(16, 4096.0 * 400)),
+                                           Stats(SkewedLoad(16))};
+  const std::vector<LayerState> small_state = {states[1]};
+  const std::vector<LayerStats> small_drift = {drifted[1]};
+  DecisionOptions options;
+  options.byte_budget = 1000 * ExpertWeightBytes(params);
+  options.allow_regroup = false;  // one layer at a time: no re-plan of all
+
+  // With no fixed cost, layer 1's own change pays. Then a fixed cost of its whole time over the
+  // horizon, which no change of it can gain, while layer 0's gain covers it.
+  options.fixed_cost_ms = 0;
+  const Decision free =
+      ReplacementDecider(t, params, options, &planner).Decide(0, small_state, small_drift);
+  auto layer_record = [](const Decision& d, int layer) -> const DecisionRecord* {
+    for (const DecisionRecord& r : d.records) {
+      if (r.layer_index == layer && r.bytes > 0) return &r;
+    }
+    return nullptr;
+  };
+  const DecisionRecord* small = layer_record(free, 0);
+  ASSERT_NE(small, nullptr);
+  const double horizon =
+      small->predicted_gain_ms / (small->predicted_step_ms_before - small->predicted_step_ms_after);
+  options.fixed_cost_ms = small->predicted_step_ms_before * horizon;
+
+  const Decision alone =
+      ReplacementDecider(t, params, options, &planner).Decide(0, small_state, small_drift);
+  EXPECT_EQ(alone.bytes, 0u);
+  const Decision both = ReplacementDecider(t, params, options, &planner).Decide(0, states, drifted);
+  ASSERT_NE(layer_record(both, 0), nullptr);
+  const DecisionRecord* riding = layer_record(both, 1);
+  ASSERT_NE(riding, nullptr);
+  EXPECT_GT(riding->predicted_gain_ms,
+            options.gain_to_cost_ratio * (riding->migration_ms - options.fixed_cost_ms));
+}
+
 TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) {
   // Every layer's hot experts move at once. With room for half the largest single change, the
   // budget goes to the first moves of several layers (most gain per byte) rather than to one
