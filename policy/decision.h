@@ -77,7 +77,7 @@ struct DecisionOptions {
   double gain_to_cost_ratio = 1.5;  // margin for forecast error: gain >= ratio x migration
   double min_relative_gain = 0.01;  // of the layer's predicted time per step
   double uncertainty_z = 1.0;       // ... and at least this many forecast standard errors
-  int cooldown_steps = 16;          // a changed layer is left alone this long
+  int cooldown_steps = 8;           // a changed layer is left alone this long
   uint64_t byte_budget = 0;         // per interval; 0: one layer's experts (E x expert_bytes)
   uint64_t expert_bytes = 0;        // weights of one expert; 0: from CostParams (bf16)
   double fixed_cost_ms = 1.0;       // per migration (prepare, commit, table switch)

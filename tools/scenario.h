@@ -14,7 +14,7 @@
 //   [online]                   # optional: the decision's and the baselines' knobs
 //   horizon_steps = 64         # DecisionOptions / OnlineSimulationOptions defaults apply
 //   decide_every = 4
-//   cooldown_steps = 16
+//   cooldown_steps = 8
 //   min_net_gain_ms = 1.0
 //   gain_to_cost_ratio = 1.5
 //   min_relative_gain = 0.01
