@@ -392,11 +392,12 @@ class ExpectedTraffic {
         own.push_back(e);
         Touched(e, &own_gpus, &own_nodes);
       }
-      Unmark(own_gpus, own_nodes);
       for (ExpertId e : own) view_[e] = routing_.ViewOf(h, e);
+      // A GPU of the node holding none of h's experts sees every expert as the node does.
       for (RankId g = home_node * per_node; g < (home_node + 1) * per_node; ++g) {
-        AddGpuSend(t_, h, g, Send(GpuMiss(g)), traffic_);
+        AddGpuSend(t_, h, g, Send(gpu_mark_[g] ? GpuMiss(g) : gpu_default_[g]), traffic_);
       }
+      Unmark(own_gpus, own_nodes);
       for (RankId g : own_gpus) {
         if (t_.NodeOfRank(g) == home_node) continue;
         AddGpuSend(t_, h, g, per_rank_ * (gpu_default_[g] - GpuMiss(g)), traffic_);

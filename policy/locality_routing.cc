@@ -21,10 +21,11 @@ std::vector<double> SolveRankFactors(const LayerRouting& routing, std::span<cons
   std::vector<double> base(ranks, 0.0);
   struct ViewTerm {
     ExpertId expert;
-    int first, last;  // nearest replicas, indices into Replicas(expert)
+    int first, last;  // its nearest replicas' GPUs, indices into term_ranks
     double ranks;     // how many ranks it stands for
   };
   std::vector<ViewTerm> terms;
+  std::vector<RankId> term_ranks;
   for (ExpertId e = 0; e < experts; ++e) {
     std::span<const SlotId> slots = routing.Replicas(e);
     if (slots.size() == 1) {
@@ -34,7 +35,10 @@ std::vector<double> SolveRankFactors(const LayerRouting& routing, std::span<cons
     for (int v = 0; v < routing.NumViews(e) && !slots.empty(); ++v) {
       if (routing.ViewRanks(e, v) == 0) continue;
       const auto [first, last] = routing.ViewReplicas(e, v);
-      terms.push_back({e, first, last, static_cast<double>(routing.ViewRanks(e, v))});
+      const int begin = static_cast<int>(term_ranks.size());
+      for (int i = first; i < last; ++i) term_ranks.push_back(topology.RankOfSlot(slots[i]));
+      terms.push_back({e, begin, static_cast<int>(term_ranks.size()),
+                       static_cast<double>(routing.ViewRanks(e, v))});
     }
   }
   // Each round weighs replicas by the inverse of their GPU's predicted load, compounded over
@@ -45,14 +49,11 @@ std::vector<double> SolveRankFactors(const LayerRouting& routing, std::span<cons
   for (int it = 0; it < std::max(1, iterations); ++it) {
     predicted = base;
     for (const ViewTerm& c : terms) {
-      std::span<const SlotId> slots = routing.Replicas(c.expert);
       double sum = 0;
-      for (int i = c.first; i < c.last; ++i) sum += factor[topology.RankOfSlot(slots[i])];
+      for (int i = c.first; i < c.last; ++i) sum += factor[term_ranks[i]];
       const double share = load[c.expert] / ranks * c.ranks / sum;
-      for (int i = c.first; i < c.last; ++i) {
-        const RankId g = topology.RankOfSlot(slots[i]);
-        predicted[g] += share * factor[g];
-      }
+      for (int i = c.first; i < c.last; ++i)
+        predicted[term_ranks[i]] += share * factor[term_ranks[i]];
     }
     if (it + 1 == iterations || mean <= 0) break;
     // Square root: a damped step, so two hot ranks do not trade places every round.
