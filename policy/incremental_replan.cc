@@ -38,8 +38,9 @@ class Search {
     for (ExpertId e : row_) {
       if (e != kEmptySlot) ++copies_[e];
     }
-    step_ms_ = Evaluate(row_, &cost_);
+    step_ms_ = Evaluate(row_, &cost_, &routing_);
     guided_ms_ = Guided(cost_);
+    UpdateSlotLoads();
     transfer_ms_ = Transfer(row_, &bytes_);
   }
 
@@ -57,6 +58,7 @@ class Search {
     const Move* best = nullptr;
     std::vector<ExpertId> best_row;
     LayerCost best_cost;
+    LayerRouting best_routing;
     double best_ms = 0, best_guided = 0, best_transfer = 0;
     uint64_t best_bytes = 0;
     for (const Move& m : moves) {
@@ -66,7 +68,8 @@ class Search {
       const double transfer = Transfer(next, &bytes);
       if (options_.byte_budget > 0 && bytes > options_.byte_budget) continue;
       LayerCost cost;
-      const double ms = Evaluate(next, &cost);
+      LayerRouting routing;
+      const double ms = Evaluate(next, &cost, &routing);
       const double guided = Guided(cost);
       const double gain = (guided_ms_ - guided) * horizon;
       const double added = transfer - transfer_ms_;
@@ -84,6 +87,7 @@ class Search {
         best = &m;
         best_row = std::move(next);
         best_cost = std::move(cost);
+        best_routing = std::move(routing);
         best_ms = ms;
         best_guided = guided;
         best_transfer = transfer;
@@ -100,6 +104,8 @@ class Search {
       if (e != kEmptySlot) ++copies_[e];
     }
     cost_ = std::move(best_cost);
+    routing_ = std::move(best_routing);
+    UpdateSlotLoads();
     step_ms_ = best_ms;
     guided_ms_ = best_guided;
     transfer_ms_ = best_transfer;
@@ -112,9 +118,9 @@ class Search {
   }
 
  private:
-  double Evaluate(const std::vector<ExpertId>& row, LayerCost* cost) const {
-    const LayerRouting routing = LocalityRouting(row, forecast_.load, t_);
-    *cost = EvaluateLayer(forecast_, routing, t_, params_);
+  double Evaluate(const std::vector<ExpertId>& row, LayerCost* cost, LayerRouting* routing) const {
+    *routing = LocalityRouting(row, forecast_.load, t_);
+    *cost = EvaluateLayer(forecast_, *routing, t_, params_);
     return cost->layer_ms;
   }
   // What the search climbs: the layer time, plus (guided) the compute of the next hottest GPUs,
@@ -134,6 +140,71 @@ class Search {
     }
     return cost.layer_ms + ms_per_pair * rest;
   }
+  // Each slot's (token, expert) pairs under the current routing.
+  void UpdateSlotLoads() {
+    slot_load_.assign(row_.size(), 0.0);
+    const double ranks = t_.ranks();
+    for (ExpertId e = 0; e < routing_.num_experts(); ++e) {
+      std::span<const SlotId> slots = routing_.Replicas(e);
+      for (int v = 0; v < routing_.NumViews(e); ++v) {
+        const double share = forecast_.load[e] / ranks * routing_.ViewRanks(e, v);
+        std::span<const double> p = routing_.ViewProbabilities(e, v);
+        for (size_t i = 0; i < slots.size(); ++i) slot_load_[slots[i]] += share * p[i];
+      }
+    }
+    rank_now_.assign(t_.ranks(), 0.0);
+    for (SlotId s = 0; s < static_cast<SlotId>(row_.size()); ++s) {
+      rank_now_[t_.RankOfSlot(s)] += slot_load_[s];
+    }
+    peak_now_ = std::max(1e-12, *std::max_element(rank_now_.begin(), rank_now_.end()));
+  }
+
+  // How much a move evens the GPUs' compute, cheaply: the drop in the sum over GPUs of
+  // (load / hottest load)^8, with each moved copy carrying its slot's load, a new copy taking an
+  // even share of its expert and a removed copy's load spread over the expert's others. Smooth
+  // where the hottest GPU alone is flat, and blind to traffic: it only orders the moves that are
+  // then evaluated exactly.
+  double Balance(const Move& m) const {
+    std::vector<std::pair<RankId, double>>& d = proxy_scratch_;
+    d.clear();
+    auto add = [&](RankId r, double delta) {
+      for (auto& [rank, sum] : d) {
+        if (rank == r) {
+          sum += delta;
+          return;
+        }
+      }
+      d.emplace_back(r, delta);
+    };
+    auto spread = [&](ExpertId e, SlotId except, double load) {  // over e's other copies
+      if (e == kEmptySlot || copies_[e] < 2) return;
+      for (SlotId s : routing_.Replicas(e)) {
+        if (s != except) add(t_.RankOfSlot(s), load / (copies_[e] - 1));
+      }
+    };
+    if (m.b >= 0) {
+      add(t_.RankOfSlot(m.a), slot_load_[m.b] - slot_load_[m.a]);
+      add(t_.RankOfSlot(m.b), slot_load_[m.a] - slot_load_[m.b]);
+    } else {
+      const ExpertId y = row_[m.a];
+      add(t_.RankOfSlot(m.a), -slot_load_[m.a]);
+      spread(y, m.a, slot_load_[m.a]);
+      if (m.expert != kEmptySlot) {
+        const double share = forecast_.load[m.expert] / (copies_[m.expert] + 1);
+        add(t_.RankOfSlot(m.a), share);
+        for (SlotId s : routing_.Replicas(m.expert)) {
+          add(t_.RankOfSlot(s), -slot_load_[s] / (copies_[m.expert] + 1));
+        }
+      }
+    }
+    double drop = 0;
+    for (const auto& [r, delta] : d) {
+      drop += std::pow(rank_now_[r] / peak_now_, 8) -
+              std::pow(std::max(0.0, rank_now_[r] + delta) / peak_now_, 8);
+    }
+    return drop;
+  }
+
   double Transfer(const std::vector<ExpertId>& row, uint64_t* bytes) const {
     MigrationLoad load(t_);
     load.Add(current_, row, options_.expert_bytes);
@@ -300,6 +371,22 @@ class Search {
         if (seen.insert({lo, hi, m.expert}).second) out.push_back(m);
       }
     };
+    // A share of the budget: the moves that even the GPUs most on the balance proxy, from every
+    // source (the per-source proxies above rank moves of one kind only, and poorly: a move's
+    // exact gain hardly follows them). The proxy sees compute only, so its share is compute's
+    // share of the layer time.
+    std::vector<Move> all;
+    all.reserve(toward.size() + swaps.size() + replicas.size());
+    for (const std::vector<Move>* from : {&toward, &swaps, &replicas}) {
+      for (const Move& m : *from) {
+        all.push_back(m);
+        all.back().proxy = Balance(m);
+      }
+    }
+    std::stable_sort(all.begin(), all.end(), by_proxy);
+    size_t at_all = 0;
+    const double compute_share = cost_.layer_ms > 0 ? cost_.compute_ms / cost_.layer_ms : 0.0;
+    take(all, &at_all, static_cast<size_t>(budget * compute_share));
     size_t at_toward = 0, at_swaps = 0, at_replicas = 0;
     take(replicas, &at_replicas, budget / 8 + 1);
     take(swaps, &at_swaps, budget / 4);
@@ -320,6 +407,11 @@ class Search {
   static constexpr size_t kGuidedHotRanks = 3;  // GPUs the guided search swaps experts off
   mutable std::vector<double> guide_scratch_;
   LayerCost cost_;
+  LayerRouting routing_;           // of row_
+  std::vector<double> slot_load_;  // under routing_
+  std::vector<double> rank_now_;
+  double peak_now_ = 1;
+  mutable std::vector<std::pair<RankId, double>> proxy_scratch_;
   double step_ms_ = 0;
   double guided_ms_ = 0;  // Guided(cost_)
   double transfer_ms_ = 0;

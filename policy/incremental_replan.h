@@ -8,8 +8,11 @@
 // Moves come from three sources: steps toward a target row (typically the placement policy's
 // plan of the forecast, aligned to the current row: AlignRowToCurrent), swaps that unload the
 // most loaded GPU, and new replicas of the experts with the highest load per replica on the
-// least loaded GPUs. Each round evaluates a bounded number of them exactly. A guided search
-// (IncrementalReplanOptions::guided) climbs past the plateaus of the layer time.
+// least loaded GPUs. Each round evaluates a bounded number of them exactly: first those that
+// even the GPUs' compute most on a cheap proxy (each moved copy carrying its slot's load under
+// the current routing), as many as compute's share of the layer time, then the best of each
+// source by its own proxy. A guided search (IncrementalReplanOptions::guided) climbs past the
+// plateaus of the layer time.
 //
 //   IncrementalReplanOptions options;  // horizon, bytes, budget
 //   std::vector<IncrementalStep> steps = IncrementalReplan(current, target, forecast, topology,
