@@ -375,18 +375,21 @@ class Search {
     // source (the per-source proxies above rank moves of one kind only, and poorly: a move's
     // exact gain hardly follows them). The proxy sees compute only, so its share is compute's
     // share of the layer time.
-    std::vector<Move> all;
-    all.reserve(toward.size() + swaps.size() + replicas.size());
-    for (const std::vector<Move>* from : {&toward, &swaps, &replicas}) {
-      for (const Move& m : *from) {
-        all.push_back(m);
-        all.back().proxy = Balance(m);
-      }
-    }
-    std::stable_sort(all.begin(), all.end(), by_proxy);
-    size_t at_all = 0;
     const double compute_share = cost_.layer_ms > 0 ? cost_.compute_ms / cost_.layer_ms : 0.0;
-    take(all, &at_all, static_cast<size_t>(budget * compute_share));
+    const size_t balance_share = static_cast<size_t>(budget * compute_share);
+    if (balance_share > 0) {
+      std::vector<Move> all;
+      all.reserve(toward.size() + swaps.size() + replicas.size());
+      for (const std::vector<Move>* from : {&toward, &swaps, &replicas}) {
+        for (const Move& m : *from) {
+          all.push_back(m);
+          all.back().proxy = Balance(m);
+        }
+      }
+      std::stable_sort(all.begin(), all.end(), by_proxy);
+      size_t at_all = 0;
+      take(all, &at_all, balance_share);
+    }
     size_t at_toward = 0, at_swaps = 0, at_replicas = 0;
     take(replicas, &at_replicas, budget / 8 + 1);
     take(swaps, &at_swaps, budget / 4);
