@@ -397,7 +397,7 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     candidates.push_back(Score(ActionKind::kReweight, "routing weights for the forecast loads",
                                current[l].row, current[l].row, f, base_ms));
     CheapCandidates(current[l], f, base_ms, base_cost, &candidates);
-    LayerChoice choice{l, base_ms, {}, false, {}, {}};
+    LayerChoice choice{l, base_ms, {}, false, {}, {}, {}};
     if (options_.allow_regroup && planner_ != nullptr) {
       StatusOr<LayerPlan> plan = planner_->PlanLayer(f, topology_, params_);
       if (plan.ok()) {

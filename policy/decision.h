@@ -85,8 +85,11 @@ struct DecisionOptions {
   int max_swaps = 32;               // longest swap sequence tried per layer and interval
   bool allow_regroup = true;
   bool allow_minimal_replan = true;
-  int minimal_replan_moves = 32;        // longest move sequence tried per layer and interval
-  int minimal_replan_evaluations = 32;  // exact cost-model evaluations per move chosen
+  int minimal_replan_moves = 32;  // longest move sequence tried per layer and interval
+  // Exact cost-model evaluations per move chosen; 0: a quarter of the layer's experts, at least
+  // 32 (the moves to choose from grow with the experts: the swaps off the hottest GPU alone are
+  // its slots times the layer's).
+  int minimal_replan_evaluations = 0;
   // A layer found with no acceptable change is not scored again while its row, the horizon and
   // the thresholds stay put and its forecast moved less than this (relative L1 distance from the
   // forecast it was scored on): scoring every layer every interval is most of the daemon's CPU

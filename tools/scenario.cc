@@ -26,9 +26,10 @@ Status ParseOnline(const toml::table& root, const std::string& source, OnlineSim
   const toml::table* tbl = root["online"].as_table();
   if (tbl == nullptr) return Status::Ok();
   TomlFields f(*tbl, source, "online");
-  GRACE_RETURN_IF_ERROR(f.RejectUnknown(
-      {"horizon_steps", "decide_every", "cooldown_steps", "min_net_gain_ms", "gain_to_cost_ratio",
-       "min_relative_gain", "fixed_cost_ms", "byte_budget_mb", "eplb_period", "eplb_window"}));
+  GRACE_RETURN_IF_ERROR(
+      f.RejectUnknown({"horizon_steps", "decide_every", "cooldown_steps", "min_net_gain_ms",
+                       "gain_to_cost_ratio", "min_relative_gain", "fixed_cost_ms", "byte_budget_mb",
+                       "minimal_replan_evaluations", "eplb_period", "eplb_window"}));
   DecisionOptions& d = o->decision;
   GRACE_RETURN_IF_ERROR(f.Int("horizon_steps", d.horizon_steps, 1, 1 << 20, &d.horizon_steps));
   GRACE_RETURN_IF_ERROR(f.Int("decide_every", o->decide_every, 1, 1 << 20, &o->decide_every));
@@ -42,6 +43,8 @@ Status ParseOnline(const toml::table& root, const std::string& source, OnlineSim
   double budget_mb = 0;
   GRACE_RETURN_IF_ERROR(f.Double("byte_budget_mb", 0, 0, 1e9, &budget_mb));
   d.byte_budget = static_cast<uint64_t>(budget_mb * 1e6);
+  GRACE_RETURN_IF_ERROR(f.Int("minimal_replan_evaluations", d.minimal_replan_evaluations, 0,
+                              1 << 16, &d.minimal_replan_evaluations));
   GRACE_RETURN_IF_ERROR(f.Int("eplb_period", o->eplb_period, 1, 1 << 20, &o->eplb_period));
   GRACE_RETURN_IF_ERROR(f.Int("eplb_window", o->eplb_window, 1, 1 << 20, &o->eplb_window));
   return Status::Ok();

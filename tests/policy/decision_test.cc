@@ -64,7 +64,9 @@ TEST(ReplacementDecider, SettlesWhenTheForecastMatchesThePlacement) {
   std::vector<int> changes(stats.size(), 0);
   for (int step = 0; step < 60; ++step) {
     const Decision d = decider.Decide(step, states, stats);
-    if (step >= 30) EXPECT_EQ(d.bytes, 0u) << "step " << step;
+    if (step >= 30) {
+      EXPECT_EQ(d.bytes, 0u) << "step " << step;
+    }
     for (const DecisionRecord& r : d.records) {
       EXPECT_GT(r.predicted_gain_ms, r.migration_ms);
       if (r.bytes == 0) continue;

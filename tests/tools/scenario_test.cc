@@ -38,6 +38,28 @@ TEST(Scenario, RefusesUnknownKeysNamingKeyAndLine) {
   EXPECT_NE(t.status().message().find("extra"), std::string::npos) << t.status().ToString();
 }
 
+TEST(Scenario, OnlineKnobsReachTheDecision) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  const std::string online = "[online]\ncooldown_steps = 3\nminimal_replan_evaluations = 48\n";
+  std::string text = kMinimal;
+  text.insert(text.find("[[phase]]"), online + "\n");
+  StatusOr<Scenario> s = ParseScenario(text, "knobs.toml", dir);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->options.decision.cooldown_steps, 3);
+  EXPECT_EQ(s->options.decision.minimal_replan_evaluations, 48);
+
+  // Left out: 0, the search sizes its budget to the layer.
+  StatusOr<Scenario> d = ParseScenario(kMinimal, "default.toml", dir);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->options.decision.minimal_replan_evaluations, 0);
+
+  text.replace(text.find("= 48"), 4, "= -1");
+  StatusOr<Scenario> bad = ParseScenario(text, "knobs.toml", dir);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("minimal_replan_evaluations"), std::string::npos)
+      << bad.status().ToString();
+}
+
 TEST(Scenario, NamesTheSourceThatCannotBeImported) {
   GRACE_REQUIRE_REAL_TRACES(dir);
   std::string text = kMinimal;
