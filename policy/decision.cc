@@ -271,8 +271,8 @@ bool ReplacementDecider::Acceptable(const Candidate& c, double base_ms, double m
                                     bool fixed_paid) const {
   const double gain = (base_ms - c.step_ms) * horizon_;
   const double fixed = c.bytes > 0 && !fixed_paid ? options_.fixed_cost_ms : 0.0;
-  const double net = c.net_ms + (c.bytes > 0 && fixed_paid ? options_.fixed_cost_ms : 0.0);
   const double cost = c.migration_ms + fixed;
+  const double net = gain - cost;
   return net > options_.min_net_gain_ms && gain >= options_.gain_to_cost_ratio * cost &&
          base_ms - c.step_ms >= min_relative_gain * base_ms && c.bytes <= options_.byte_budget;
 }

@@ -86,9 +86,11 @@ struct DecisionOptions {
   bool allow_regroup = true;
   bool allow_minimal_replan = true;
   int minimal_replan_moves = 32;  // longest move sequence tried per layer and interval
-  // Exact cost-model evaluations per move chosen; 0: a quarter of the layer's experts, at least
-  // 32 (the moves to choose from grow with the experts: the swaps off the hottest GPU alone are
-  // its slots times the layer's).
+  // Exact cost-model evaluations per move chosen; 0: a third of the layer's experts, at least 32.
+  // The moves to choose from grow with the experts (the swaps off the hottest GPU alone are its
+  // slots times the layer's), and a fixed budget sees ever less of them. On DeepSeek-V3 (256
+  // experts, scenario deepseek_v3_prefill_fast) 32 / 64 / 85 / 96 evaluations capture 0.59 /
+  // 0.60 / 0.61 / 0.62 of the oracle's gain, in 1 / 2.1 / 2.9 / 3.8 x the time.
   int minimal_replan_evaluations = 0;
   // A layer found with no acceptable change is not scored again while its row, the horizon and
   // the thresholds stay put and its forecast moved less than this (relative L1 distance from the

@@ -233,7 +233,7 @@ void ReplacementDecider::MinimalReplans(const LayerState& current, const LayerSt
   options.max_moves = options_.minimal_replan_moves;
   options.evaluations_per_round = options_.minimal_replan_evaluations > 0
                                       ? options_.minimal_replan_evaluations
-                                      : std::max(32, forecast.num_experts() / 4);
+                                      : std::max(32, forecast.num_experts() / 3);
   options.max_replicas_per_expert = options_.max_replicas_per_expert;
   if (!target.empty()) {
     // The planner's row with the changes that do not pay undone.

@@ -20,7 +20,7 @@
 //   min_relative_gain = 0.01
 //   fixed_cost_ms = 1.0
 //   byte_budget_mb = 0         # per interval; 0: one layer's experts
-//   minimal_replan_evaluations = 0  # per move of the incremental search; 0: max(32, experts / 4)
+//   minimal_replan_evaluations = 0  # per move of the incremental search; 0: max(32, experts / 3)
 //   eplb_period = 100
 //   eplb_window = 100
 //
