@@ -74,9 +74,10 @@ struct PendingGain {
 
 }  // namespace
 
-StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Topology& topology,
-                                                const CostParams& params,
-                                                const OnlineSimulationOptions& options) {
+StatusOr<OnlineSimulationReport> SimulateOnline(
+    WorkloadStream stream, const Topology& topology, const CostParams& params,
+    const OnlineSimulationOptions& options,
+    const std::function<void(const OnlineSimulationProgress&)>& progress) {
   GRACE_RETURN_IF_ERROR(topology.Validate());
   const int layers = stream.num_layers();
   const int experts = stream.num_experts();
@@ -235,6 +236,10 @@ StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Top
       eplb_states = std::move(next);
     }
     report.steps = t + 1;
+    if (progress) {
+      progress({t + 1, stream.total_steps(), phase, stream.num_phases(), report.online.total_ms,
+                report.static_placement.total_ms, report.online.migrations});
+    }
   }
   // Decisions whose horizon ran past the end: realised over the steps that were served.
   for (PendingGain& g : pending) report.decisions[g.record].realised_gain_ms = g.gain_ms;

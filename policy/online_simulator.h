@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,8 +66,21 @@ struct OnlineSimulationReport {
   int steps = 0;
 };
 
-StatusOr<OnlineSimulationReport> SimulateOnline(WorkloadStream stream, const Topology& topology,
-                                                const CostParams& params,
-                                                const OnlineSimulationOptions& options);
+// Where a simulation is, for progress lines: after each served step.
+struct OnlineSimulationProgress {
+  int step = 0;  // steps served so far
+  int total_steps = 0;
+  int phase = 0;  // 0-based
+  int phases = 0;
+  double online_ms = 0;  // online's total so far, migrations included
+  double static_ms = 0;
+  int migrations = 0;  // online's
+};
+
+// `progress`, when set, is called after every step on the calling thread.
+StatusOr<OnlineSimulationReport> SimulateOnline(
+    WorkloadStream stream, const Topology& topology, const CostParams& params,
+    const OnlineSimulationOptions& options,
+    const std::function<void(const OnlineSimulationProgress&)>& progress = {});
 
 }  // namespace grace

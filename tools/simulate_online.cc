@@ -1,6 +1,7 @@
 // gracectl simulate --online --scenario FILE [--json]: the four strategies of
 // policy/online_simulator.h on a scenario (tools/scenario.h), with totals, migrations, bytes
 // moved and the forecast error.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -50,8 +51,22 @@ int RunOnlineSimulate(const std::string& scenario_path, bool json) {
               << stream.status().ToString() << "\n";
     return 2;
   }
-  StatusOr<OnlineSimulationReport> report =
-      SimulateOnline(std::move(*stream), scenario->topology, scenario->params, scenario->options);
+  // Progress on stderr (stdout stays the report): a line every few seconds of a long run.
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  Clock::time_point last_line = start;
+  auto progress = [&](const OnlineSimulationProgress& p) {
+    const Clock::time_point now = Clock::now();
+    if (now - last_line < std::chrono::seconds(5)) return;
+    last_line = now;
+    std::fprintf(stderr,
+                 "step %d/%d (phase %d/%d): online %.1f ms, static %.1f ms, %d migration(s), "
+                 "%.0f s\n",
+                 p.step, p.total_steps, p.phase + 1, p.phases, p.online_ms, p.static_ms,
+                 p.migrations, std::chrono::duration<double>(now - start).count());
+  };
+  StatusOr<OnlineSimulationReport> report = SimulateOnline(
+      std::move(*stream), scenario->topology, scenario->params, scenario->options, progress);
   if (!report.ok()) {
     std::cerr << "gracectl simulate --online: " << scenario_path << ": "
               << report.status().ToString() << "\n";

@@ -112,10 +112,21 @@ tokens_per_step = 4096
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   StatusOr<WorkloadStream> stream = WorkloadStream::Create(std::move(s->phases));
   ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+  std::vector<OnlineSimulationProgress> progress;
   StatusOr<OnlineSimulationReport> r =
-      SimulateOnline(std::move(*stream), s->topology, s->params, s->options);
+      SimulateOnline(std::move(*stream), s->topology, s->params, s->options,
+                     [&](const OnlineSimulationProgress& p) { progress.push_back(p); });
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->steps, 120);
+  // One progress call per step, ending on the report's totals.
+  ASSERT_EQ(progress.size(), 120u);
+  EXPECT_EQ(progress[59].phase, 0);
+  EXPECT_EQ(progress[60].phase, 1);
+  EXPECT_EQ(progress.back().step, 120);
+  EXPECT_EQ(progress.back().total_steps, 120);
+  EXPECT_EQ(progress.back().phases, 2);
+  EXPECT_DOUBLE_EQ(progress.back().online_ms, r->online.total_ms);
+  EXPECT_EQ(progress.back().migrations, r->online.migrations);
   EXPECT_EQ(r->online.step_ms.size(), 120u);
   EXPECT_GT(r->detector_alarms, 0);
   EXPECT_LT(r->forecast_mape, r->last_value_mape);
