@@ -250,6 +250,7 @@ class ExpectedTraffic {
         slot_expert_(topology.total_slots(), kEmptySlot),
         slot_replica_(topology.total_slots(), 0),
         node_experts_begin_(topology.nodes + 1, 0),
+        node_entry_(static_cast<size_t>(topology.nodes) * load.size(), -1),
         gpu_mark_(topology.ranks(), 0),
         node_mark_(topology.nodes, 0) {
     for (ExpertId e = 0; e < static_cast<ExpertId>(load.size()); ++e) {
@@ -276,6 +277,7 @@ class ExpectedTraffic {
           same.last = std::max(same.last, i + 1);
         } else {
           entry[e] = static_cast<int>(node_experts_.size());
+          node_entry_[static_cast<size_t>(n) * load.size() + e] = entry[e];
           node_experts_.push_back({e, i, i + 1});
         }
       }
@@ -320,14 +322,33 @@ class ExpectedTraffic {
   double NodeMiss(NodeId n) const {
     double miss = 1.0;
     for (const NodeExpert& x : NodeExperts(n)) {
-      if (use_[x.expert] <= 0) continue;
-      std::span<const double> p = routing_.ViewProbabilities(x.expert, view_[x.expert]);
-      double sum = 0;
-      for (int i = x.first; i < x.last; ++i) sum += p[i];
-      miss *= 1.0 - use_[x.expert] * std::min(1.0, sum);
+      if (use_[x.expert] > 0) miss *= NodeFactor(x, view_[x.expert]);
     }
     return miss;
   }
+  // One expert's part of NodeMiss: the chance a token does not reach its copies on the node.
+  double NodeFactor(const NodeExpert& x, int view) const {
+    std::span<const double> p = routing_.ViewProbabilities(x.expert, view);
+    double sum = 0;
+    for (int i = x.first; i < x.last; ++i) sum += p[i];
+    return 1.0 - use_[x.expert] * std::min(1.0, sum);
+  }
+  // NodeMiss(n) for a home of `home_node` that sees `own` (its GPU's experts) through view_ and
+  // the rest as its node does: node_default_[n] with the factors of `own` swapped, O(own)
+  // instead of O(n's experts). A factor of 0 cannot be divided out: then from scratch.
+  double NodeMissForHome(NodeId n, NodeId home_node, std::span<const ExpertId> own) const {
+    double miss = node_default_[n];
+    for (ExpertId e : own) {
+      const int entry = node_entry_[static_cast<size_t>(n) * use_.size() + e];
+      if (entry < 0 || use_[e] <= 0) continue;
+      const NodeExpert& x = node_experts_[entry];
+      const double before = NodeFactor(x, routing_.NodeView(home_node, e));
+      if (before < kSmallestFactor) return NodeMiss(n);
+      miss *= NodeFactor(x, view_[e]) / before;
+    }
+    return miss;
+  }
+  static constexpr double kSmallestFactor = 1e-6;
 
   // (token, expert) pairs per GPU: linear, so per view, times the ranks that share it.
   void AddRankLoads() {
@@ -404,7 +425,8 @@ class ExpectedTraffic {
       }
       for (NodeId n : own_nodes) {
         if (n == home_node) continue;
-        AddNodeSend(t_, h, n, per_rank_ * (node_default_[n] - NodeMiss(n)), traffic_);
+        AddNodeSend(t_, h, n, per_rank_ * (node_default_[n] - NodeMissForHome(n, home_node, own)),
+                    traffic_);
       }
       for (ExpertId e : own) view_[e] = routing_.NodeView(home_node, e);
     }
@@ -446,6 +468,7 @@ class ExpectedTraffic {
   std::vector<int> slot_replica_;  // index into Replicas(slot_expert_[s])
   std::vector<int> node_experts_begin_;
   std::vector<NodeExpert> node_experts_;
+  std::vector<int> node_entry_;  // [node][expert] -> index into node_experts_, -1: none there
   std::vector<double> gpu_elsewhere_, node_elsewhere_;  // miss seen from nodes without copies
   std::vector<double> gpu_default_, node_default_;      // miss seen from the current node
   std::vector<char> gpu_mark_, node_mark_;
