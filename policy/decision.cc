@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/parallel.h"
 #include "policy/incremental_replan.h"
 #include "policy/locality_routing.h"
 
@@ -381,14 +382,17 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
   }
   std::vector<LayerChoice> choices;
   if (quiet_.size() != current.size()) quiet_.assign(layers, std::nullopt);
-  for (int l = 0; l < layers; ++l) {
+  // Each layer is scored on its own (its cool-down, quiet record and candidates), in parallel;
+  // the choices are then taken in layer order, so the decision does not depend on threads.
+  std::vector<std::optional<LayerChoice>> per_layer(layers);
+  ParallelFor(layers, options_.threads, [&](int l) {
     const LayerStats& f = forecast[l];
-    if (step < cooldown_until_[l] || f.total_load() <= 0) continue;
+    if (step < cooldown_until_[l] || f.total_load() <= 0) return;
     double min_gain = options_.min_relative_gain;
     if (l < static_cast<int>(relative_uncertainty.size())) {
       min_gain = std::max(min_gain, options_.uncertainty_z * relative_uncertainty[l]);
     }
-    if (StillQuiet(l, current[l].row, f, min_gain)) continue;
+    if (StillQuiet(l, current[l].row, f, min_gain)) return;
     quiet_[l] = QuietLayer{current[l].row, f.load, horizon_, min_gain, options_};
     const LayerCost base_cost = EvaluateLayer(f, current[l].routing, topology_, params_);
     const double base_ms = base_cost.layer_ms;
@@ -451,9 +455,12 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
         choice.if_migrating.push_back(c);
       }
     }
-    if (choice.acceptable.empty() && choice.if_migrating.empty()) continue;
+    if (choice.acceptable.empty() && choice.if_migrating.empty()) return;
     quiet_[l].reset();
-    choices.push_back(std::move(choice));
+    per_layer[l] = std::move(choice);
+  });
+  for (std::optional<LayerChoice>& c : per_layer) {
+    if (c) choices.push_back(std::move(*c));
   }
 
   // The fixed cost is paid once per interval: when some layer's change copies weights, the

@@ -98,6 +98,9 @@ struct DecisionOptions {
   // at a thousand GPUs, and the verdict would not change. 0: score every layer every time.
   double rescore_forecast_shift = 0.02;
   int max_replicas_per_expert = 0;  // the operator's cap on one expert's copies; 0: none
+  // Threads that score layers at once (core/parallel.h); 0: the hardware's, at most 8. The
+  // decision is the same for any count.
+  int threads = 0;
 };
 
 // Bytes of one expert's weights: gate, up and down projections, hidden x ffn each, bf16.

@@ -252,6 +252,35 @@ TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) 
   EXPECT_GE(net, 1.5 * largest_gain);
 }
 
+TEST(ReplacementDecider, DecidesTheSameOnAnyNumberOfThreads) {
+  const Topology t = SmallTopology();
+  std::vector<LayerStats> before, after;
+  for (int l = 0; l < 6; ++l) {
+    before.push_back(Stats(SkewedLoad(l * 3)));
+    after.push_back(Stats(SkewedLoad(l * 5 + 16)));
+  }
+  const std::vector<LayerState> states = PlanFor(before, t);
+  const GracePolicy planner;
+  std::vector<Decision> decisions;
+  for (int threads : {1, 4}) {
+    DecisionOptions options;
+    options.threads = threads;
+    ReplacementDecider decider(t, CostParams{}, options, &planner);
+    decisions.push_back(decider.Decide(0, states, after));
+  }
+  const Decision& one = decisions[0];
+  const Decision& four = decisions[1];
+  ASSERT_GE(one.changed_layers.size(), 3u);
+  EXPECT_EQ(one.changed_layers, four.changed_layers);
+  EXPECT_EQ(one.bytes, four.bytes);
+  ASSERT_EQ(one.records.size(), four.records.size());
+  for (size_t i = 0; i < one.records.size(); ++i) {
+    EXPECT_EQ(one.records[i].reason, four.records[i].reason);
+    EXPECT_EQ(one.records[i].predicted_gain_ms, four.records[i].predicted_gain_ms);
+    EXPECT_EQ(one.new_states[i].row, four.new_states[i].row);
+  }
+}
+
 TEST(AlignRowToCurrent, ARelabelledPlacementMovesNothing) {
   const Topology t = SmallTopology();
   const std::vector<LayerState> states = PlanFor({Stats(SkewedLoad(0))}, t);
