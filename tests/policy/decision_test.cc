@@ -42,6 +42,20 @@ std::vector<double> SkewedLoad(int offset, double total = 4096.0 * 4) {
   return load;
 }
 
+// `layers` layers whose hot experts all move: layer l from SkewedLoad(l * 3) to
+// SkewedLoad(l * shift + 16).
+struct LayerShift {
+  std::vector<LayerStats> before, after;
+};
+LayerShift ShiftEveryLayer(int layers, int shift) {
+  LayerShift s;
+  for (int l = 0; l < layers; ++l) {
+    s.before.push_back(Stats(SkewedLoad(l * 3)));
+    s.after.push_back(Stats(SkewedLoad(l * shift + 16)));
+  }
+  return s;
+}
+
 std::vector<LayerState> PlanFor(const std::vector<LayerStats>& stats, const Topology& t) {
   const GracePolicy planner;
   std::vector<LayerState> states;
@@ -223,11 +237,7 @@ TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) 
   // budget goes to the first moves of several layers (most gain per byte) rather than to one
   // layer's change, and gains well over what any one layer's change would.
   const Topology t = SmallTopology();
-  std::vector<LayerStats> before, after;
-  for (int l = 0; l < 4; ++l) {
-    before.push_back(Stats(SkewedLoad(l * 3)));
-    after.push_back(Stats(SkewedLoad(l * 3 + 16)));
-  }
+  const auto [before, after] = ShiftEveryLayer(4, 3);
   const std::vector<LayerState> states = PlanFor(before, t);
   const GracePolicy planner;
   DecisionOptions options;
@@ -254,11 +264,7 @@ TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) 
 
 TEST(ReplacementDecider, DecidesTheSameOnAnyNumberOfThreads) {
   const Topology t = SmallTopology();
-  std::vector<LayerStats> before, after;
-  for (int l = 0; l < 6; ++l) {
-    before.push_back(Stats(SkewedLoad(l * 3)));
-    after.push_back(Stats(SkewedLoad(l * 5 + 16)));
-  }
+  const auto [before, after] = ShiftEveryLayer(6, 5);
   const std::vector<LayerState> states = PlanFor(before, t);
   const GracePolicy planner;
   std::vector<Decision> decisions;
