@@ -268,14 +268,18 @@ ReplacementDecider::Candidate ReplacementDecider::Score(ActionKind kind, std::st
   return c;
 }
 
+bool ReplacementDecider::Pays(const Candidate& c, double base_ms, double min_relative_gain,
+                              double cost_ms) const {
+  const double gain = (base_ms - c.step_ms) * horizon_;
+  return gain - cost_ms > options_.min_net_gain_ms &&
+         gain >= options_.gain_to_cost_ratio * cost_ms &&
+         base_ms - c.step_ms >= min_relative_gain * base_ms && c.bytes <= options_.byte_budget;
+}
+
 bool ReplacementDecider::Acceptable(const Candidate& c, double base_ms, double min_relative_gain,
                                     bool fixed_paid) const {
-  const double gain = (base_ms - c.step_ms) * horizon_;
   const double fixed = c.bytes > 0 && !fixed_paid ? options_.fixed_cost_ms : 0.0;
-  const double cost = c.migration_ms + fixed;
-  const double net = gain - cost;
-  return net > options_.min_net_gain_ms && gain >= options_.gain_to_cost_ratio * cost &&
-         base_ms - c.step_ms >= min_relative_gain * base_ms && c.bytes <= options_.byte_budget;
+  return Pays(c, base_ms, min_relative_gain, c.migration_ms + fixed);
 }
 
 bool ReplacementDecider::StillQuiet(int layer, std::span<const ExpertId> row,
@@ -370,6 +374,54 @@ std::vector<const ReplacementDecider::Candidate*> ReplacementDecider::AllocateBu
   return picks;
 }
 
+void ReplacementDecider::ShareTransfer(int64_t step, std::span<const LayerState> current,
+                                       std::span<const LayerChoice* const> idle,
+                                       MigrationLoad* load, Decision* decision) const {
+  struct Option {
+    const LayerChoice* choice;
+    const Candidate* candidate;
+    double gain_per_byte;
+  };
+  std::vector<Option> options;
+  for (const LayerChoice* c : idle) {
+    for (const Candidate& s : c->sharing) {
+      options.push_back({c, &s, (c->base_ms - s.step_ms) / static_cast<double>(s.bytes)});
+    }
+  }
+  std::stable_sort(options.begin(), options.end(), [](const Option& a, const Option& b) {
+    return a.gain_per_byte > b.gain_per_byte;
+  });
+  std::vector<int> taken;
+  for (const Option& o : options) {
+    const LayerChoice& c = *o.choice;
+    const Candidate& s = *o.candidate;
+    if (std::ranges::find(taken, c.layer) != taken.end() ||
+        decision->bytes + s.bytes > options_.byte_budget) {
+      continue;
+    }
+    MigrationLoad with = *load;
+    with.Add(current[c.layer].row, s.state.row, options_.expert_bytes);
+    const double added_ms = with.TransferMs() - load->TransferMs();
+    if (!Pays(s, c.base_ms, c.min_gain, added_ms)) continue;
+    *load = std::move(with);
+    taken.push_back(c.layer);
+    decision->bytes += s.bytes;
+    DecisionRecord record;
+    record.step = step;
+    record.layer_index = c.layer;
+    record.kind = s.kind;
+    record.reason = s.reason + " (its copies share the interval's transfer)";
+    record.predicted_step_ms_before = c.base_ms;
+    record.predicted_step_ms_after = s.step_ms;
+    record.predicted_gain_ms = (c.base_ms - s.step_ms) * horizon_;
+    record.migration_ms = added_ms;
+    record.bytes = s.bytes;
+    decision->records.push_back(std::move(record));
+    decision->changed_layers.push_back(c.layer);
+    decision->new_states.push_back(s.state);
+  }
+}
+
 Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> current,
                                     std::span<const LayerStats> forecast,
                                     std::span<const double> relative_uncertainty,
@@ -378,7 +430,12 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
   UpdateHorizon(step);
   if (cooldown_until_.size() != current.size()) cooldown_until_.assign(layers, 0);
   if (options_.byte_budget == 0 && !forecast.empty()) {
-    options_.byte_budget = static_cast<uint64_t>(forecast[0].num_experts()) * options_.expert_bytes;
+    // An eighth of the model's expert weights, at least one layer's: a shift of every layer at
+    // once is followed within about eight intervals, and a GPU stages incoming copies for about
+    // an eighth of its expert memory at most.
+    const uint64_t layer_bytes =
+        static_cast<uint64_t>(forecast[0].num_experts()) * options_.expert_bytes;
+    options_.byte_budget = std::max(layer_bytes, layer_bytes * layers / 8);
   }
   std::vector<LayerChoice> choices;
   if (quiet_.size() != current.size()) quiet_.assign(layers, std::nullopt);
@@ -401,7 +458,7 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     candidates.push_back(Score(ActionKind::kReweight, "routing weights for the forecast loads",
                                current[l].row, current[l].row, f, base_ms));
     CheapCandidates(current[l], f, base_ms, base_cost, &candidates);
-    LayerChoice choice{l, base_ms, {}, false, {}, {}, {}};
+    LayerChoice choice{l, base_ms, min_gain, {}, false, {}, {}, {}, {}};
     if (options_.allow_regroup && planner_ != nullptr) {
       StatusOr<LayerPlan> plan = planner_->PlanLayer(f, topology_, params_);
       if (plan.ok()) {
@@ -437,25 +494,50 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     const double base_validation_ms =
         validate ? EvaluateLayer(validation[l], current[l].routing, topology_, params_).layer_ms
                  : 0.0;
-    for (Candidate& c : candidates) {
-      if (!Acceptable(c, base_ms, min_gain, /*fixed_paid=*/true)) continue;
-      if (validate && c.bytes > 0) {
-        const double validated_gain =
-            base_validation_ms -
-            EvaluateLayer(validation[l], c.state.routing, topology_, params_).layer_ms;
-        if (validated_gain < base_ms - c.step_ms) {
-          c.net_ms += (validated_gain - (base_ms - c.step_ms)) * horizon_;
-          c.step_ms = base_ms - validated_gain;
-          if (!Acceptable(c, base_ms, min_gain, /*fixed_paid=*/true)) continue;
-        }
+    // Credits a change that moves weights with the smaller of its gains on the forecast and on
+    // the validation loads.
+    auto validated = [&](Candidate& c) {
+      if (!validate || c.bytes == 0) return;
+      const double validated_gain =
+          base_validation_ms -
+          EvaluateLayer(validation[l], c.state.routing, topology_, params_).layer_ms;
+      if (validated_gain < base_ms - c.step_ms) {
+        c.net_ms += (validated_gain - (base_ms - c.step_ms)) * horizon_;
+        c.step_ms = base_ms - validated_gain;
       }
+    };
+    // The changes that would pay only for a share of the interval's transfer: the one with the
+    // most gain per byte, and the one with the most gain.
+    const Candidate* densest = nullptr;
+    const Candidate* largest = nullptr;
+    for (Candidate& c : candidates) {
+      if (!Acceptable(c, base_ms, min_gain, /*fixed_paid=*/true)) {
+        if (c.bytes > 0 && Pays(c, base_ms, min_gain, /*cost_ms=*/0.0)) {
+          auto per_byte = [&](const Candidate* x) {
+            return (base_ms - x->step_ms) / static_cast<double>(x->bytes);
+          };
+          if (densest == nullptr || per_byte(&c) > per_byte(densest)) densest = &c;
+          if (largest == nullptr || c.step_ms < largest->step_ms) largest = &c;
+        }
+        continue;
+      }
+      validated(c);
+      if (!Acceptable(c, base_ms, min_gain, /*fixed_paid=*/true)) continue;
       if (Acceptable(c, base_ms, min_gain)) {
         choice.acceptable.push_back(c);
       } else {
         choice.if_migrating.push_back(c);
       }
     }
-    if (choice.acceptable.empty() && choice.if_migrating.empty()) return;
+    for (const Candidate* c : {densest, largest}) {
+      if (c == nullptr || (c == largest && largest == densest)) continue;
+      Candidate shared = *c;
+      validated(shared);
+      if (Pays(shared, base_ms, min_gain, /*cost_ms=*/0.0)) choice.sharing.push_back(shared);
+    }
+    if (choice.acceptable.empty() && choice.if_migrating.empty() && choice.sharing.empty()) {
+      return;
+    }
     quiet_[l].reset();
     per_layer[l] = std::move(choice);
   });
@@ -479,6 +561,11 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     std::stable_sort(c.acceptable.begin(), c.acceptable.end(),
                      [](const Candidate& a, const Candidate& b) { return a.net_ms > b.net_ms; });
     if (!c.acceptable.empty()) c.best = c.acceptable.front();
+  }
+  // Layers with only sharing changes wait for the fill after the budget is shared out.
+  std::vector<LayerChoice> sharing_only;
+  for (LayerChoice& c : choices) {
+    if (c.acceptable.empty()) sharing_only.push_back(std::move(c));
   }
   std::erase_if(choices, [](const LayerChoice& c) { return c.acceptable.empty(); });
 
@@ -517,6 +604,14 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     decision.records.push_back(std::move(record));
     decision.changed_layers.push_back(c.layer);
     decision.new_states.push_back(pick->state);
+  }
+  if (decision.bytes > 0) {
+    std::vector<const LayerChoice*> idle;
+    for (const LayerChoice& c : sharing_only) idle.push_back(&c);
+    for (size_t i = 0; i < choices.size(); ++i) {
+      if (picks[i] == nullptr) idle.push_back(&choices[i]);
+    }
+    ShareTransfer(step, current, idle, &load, &decision);
   }
 
   // Re-plan all: every layer's regroup at once, when that beats the piecewise choice.

@@ -35,6 +35,9 @@
 // upgrades, taken across layers by net benefit per byte while they fit, then each layer moves up
 // to its highest-net change the rest of the budget allows. With budget to spare every layer takes
 // its highest-net change; when it is short, many drifted layers take their first moves at once.
+// Copies run in parallel on the links, so an interval's transfer takes its busiest port's time:
+// a layer left alone whose change does not pay for its own copies is then adopted when it pays
+// for the time it adds to the interval's transfer (copies onto ports the others leave idle).
 // Every adopted change is recorded with its reason, predicted gain and bytes, so the realised gain
 // can be compared later.
 //
@@ -78,7 +81,8 @@ struct DecisionOptions {
   double min_relative_gain = 0.01;  // of the layer's predicted time per step
   double uncertainty_z = 1.0;       // ... and at least this many forecast standard errors
   int cooldown_steps = 8;           // a changed layer is left alone this long
-  uint64_t byte_budget = 0;         // per interval; 0: one layer's experts (E x expert_bytes)
+  uint64_t byte_budget = 0;         // per interval; 0: an eighth of all layers' experts, at
+                                    // least one layer's (E x expert_bytes x max(1, layers / 8))
   uint64_t expert_bytes = 0;        // weights of one expert; 0: from CostParams (bf16)
   double fixed_cost_ms = 1.0;       // per migration (prepare, commit, table switch)
   int candidates_per_kind = 3;      // experts tried for each cheap action
@@ -211,7 +215,12 @@ class ReplacementDecider {
                       std::vector<Candidate>* out) const;
   std::vector<ExpertId> Rereplicate(const std::vector<ExpertId>& row,
                                     const LayerStats& forecast) const;
-  // With fixed_paid, the interval migrates anyway: the fixed cost is not the candidate's to pay.
+  // Whether the candidate's gain over the horizon pays a migration taking `cost_ms`: its net
+  // benefit clears min_net_gain_ms, its gain gain_to_cost_ratio x the cost, its gain per step
+  // min_relative_gain of the layer's time, and it fits the byte budget.
+  bool Pays(const Candidate& c, double base_ms, double min_relative_gain, double cost_ms) const;
+  // Pays for its own copies; with fixed_paid, the interval migrates anyway: the fixed cost is not
+  // the candidate's to pay.
   bool Acceptable(const Candidate& c, double base_ms, double min_relative_gain,
                   bool fixed_paid = false) const;
 
@@ -219,17 +228,28 @@ class ReplacementDecider {
   struct LayerChoice {
     int layer;
     double base_ms;
+    double min_gain;  // the relative gain per step its changes must reach
     Candidate best;
     bool has_regroup = false;
     Candidate regroup;
     std::vector<Candidate> acceptable;  // highest net benefit first; best is the first
     // Changes that pay only when the interval migrates anyway (fixed cost already paid).
     std::vector<Candidate> if_migrating;
+    // Changes that do not pay for their own transfer but would for a share of one: copies run
+    // in parallel on the links (MigrationLoad::TransferMs is the busiest port's time), so when
+    // other layers' copies already keep some ports busy, copies onto idle ones cost little more.
+    std::vector<Candidate> sharing;
   };
   // The change each choice takes within the byte budget (null: none), by the upgrades with the
   // most net benefit per byte first; `unit_bytes` is the least a change is counted as moving.
   std::vector<const Candidate*> AllocateBudget(const std::vector<LayerChoice>& choices,
                                                double unit_bytes) const;
+  // Adds to `decision` (whose copies are `load`) the sharing changes of the `idle` layers (those
+  // it leaves alone) whose gain pays the transfer time they add to the interval's, most gain per
+  // byte first, within the byte budget.
+  void ShareTransfer(int64_t step, std::span<const LayerState> current,
+                     std::span<const LayerChoice* const> idle, MigrationLoad* load,
+                     Decision* decision) const;
 
   // What a layer's last scoring that found no acceptable change saw.
   struct QuietLayer {

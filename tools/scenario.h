@@ -19,7 +19,7 @@
 //   gain_to_cost_ratio = 1.5
 //   min_relative_gain = 0.01
 //   fixed_cost_ms = 1.0
-//   byte_budget_mb = 0         # per interval; 0: one layer's experts
+//   byte_budget_mb = 0         # per interval; 0: an eighth of all layers' experts, >= one layer's
 //   minimal_replan_evaluations = 0  # per move of the incremental search; 0: max(32, experts / 3)
 //   eplb_period = 100
 //   eplb_window = 100

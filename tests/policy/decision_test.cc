@@ -185,6 +185,22 @@ TEST(ReplacementDecider, NeverExceedsItsByteBudget) {
   }
 }
 
+TEST(ReplacementDecider, DefaultByteBudgetGrowsWithTheModel) {
+  // Unset, the budget is an eighth of all layers' expert weights, at least one layer's.
+  const Topology t = SmallTopology();
+  const CostParams params;
+  const uint64_t layer_bytes = kExperts * ExpertWeightBytes(params);
+  for (int layers : {1, 8, 16, 40}) {
+    std::vector<LayerStats> stats;
+    for (int l = 0; l < layers; ++l) stats.push_back(Stats(SkewedLoad(l)));
+    const std::vector<LayerState> states(layers, PlanFor({stats[0]}, t)[0]);
+    ReplacementDecider decider(t, params, DecisionOptions{}, /*planner=*/nullptr);
+    decider.Decide(0, states, stats);
+    EXPECT_EQ(decider.options().byte_budget, layer_bytes * std::max(8, layers) / 8)
+        << layers << " layers";
+  }
+}
+
 // The fixed cost of a migration (prepare, commit, table switch) is paid once per interval. A
 // small drift whose gain does not cover it alone is worth taking when another layer migrates in
 // the same interval anyway.
@@ -230,6 +246,49 @@ TEST(ReplacementDecider, ASmallChangeRidesOnAnotherLayersMigration) {
   ASSERT_NE(riding, nullptr);
   EXPECT_GT(riding->predicted_gain_ms,
             options.gain_to_cost_ratio * (riding->migration_ms - options.fixed_cost_ms));
+}
+
+// Copies run in parallel on the links: an interval's migration takes its busiest port's time.
+// A change whose copies do not pay their own transfer is taken for the little time they add to
+// another layer's, and the decision's migration time is that of all its copies together.
+TEST(ReplacementDecider, AChangeSharesAnotherLayersTransfer) {
+  const Topology t = SmallTopology(/*inter_gbps=*/25);
+  const CostParams params;
+  // Layer 0 carries a thousand times the load of each of the others; every layer's hot
+  // experts move.
+  std::vector<LayerStats> before, after;
+  for (int l = 0; l < 6; ++l) {
+    const double total = 4096.0 * (l == 0 ? 400 : 0.4);
+    before.push_back(Stats(SkewedLoad(l * 3, total)));
+    after.push_back(Stats(SkewedLoad(l * 5 + 16, total)));
+  }
+  const std::vector<LayerState> states = PlanFor(before, t);
+  const GracePolicy planner;
+  DecisionOptions options;
+  options.byte_budget = uint64_t{1} << 60;
+  options.allow_regroup = false;  // one layer at a time: no re-plan of all
+  ReplacementDecider decider(t, params, options, &planner);
+  const Decision d = decider.Decide(0, states, after);
+
+  MigrationLoad all(t);
+  int sharing = 0;
+  for (size_t i = 0; i < d.records.size(); ++i) {
+    const DecisionRecord& r = d.records[i];
+    const int l = d.changed_layers[i];
+    all.Add(states[l].row, d.new_states[i].row, ExpertWeightBytes(params));
+    if (r.reason.find("share the interval's transfer") == std::string::npos) continue;
+    ++sharing;
+    // It pays the time it adds, and would not have paid its own transfer.
+    EXPECT_GT(r.predicted_gain_ms - r.migration_ms, options.min_net_gain_ms);
+    EXPECT_GE(r.predicted_gain_ms, options.gain_to_cost_ratio * r.migration_ms);
+    MigrationLoad alone(t);
+    alone.Add(states[l].row, d.new_states[i].row, ExpertWeightBytes(params));
+    EXPECT_FALSE(r.predicted_gain_ms - alone.TransferMs() > options.min_net_gain_ms &&
+                 r.predicted_gain_ms >= options.gain_to_cost_ratio * alone.TransferMs())
+        << "layer " << l << " paid for its own copies";
+  }
+  EXPECT_GE(sharing, 1);
+  EXPECT_DOUBLE_EQ(d.migration_ms, all.TransferMs() + options.fixed_cost_ms);
 }
 
 TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) {

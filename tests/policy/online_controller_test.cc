@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <random>
 #include <vector>
 
@@ -86,6 +87,9 @@ TEST(OnlineController, ReproducesTheHandWrittenLoop) {
   std::vector<LayerState> b = a;
   double error = 0, load = 0;
   int moves = 0;
+  // The validation loads: the mean of the latest intervals of each layer's current regime.
+  std::deque<std::vector<double>> recent;
+  std::vector<int> since_shift(kLayers, 0);
   for (int step = 0; step < static_cast<int>(workload.size()); ++step) {
     const std::vector<double>& y = workload[step];
     controller.Observe(y, {}, nullptr, step);
@@ -96,10 +100,14 @@ TEST(OnlineController, ReproducesTheHandWrittenLoop) {
       load += observed.sum();
     }
     forecaster.Update(observed);
+    for (int& n : since_shift) ++n;
     for (int l : detector.Update(observed)) {
+      since_shift[l] = 1;
       forecaster.ResetSeries(l * kExperts, (l + 1) * kExperts);
       decider.ObserveRegimeChange(step);
     }
+    recent.push_back(y);
+    if (static_cast<int>(recent.size()) > options.validation_intervals) recent.pop_front();
     if ((step + 1) % 4 != 0) continue;
     const Decision got = controller.Decide(step, a);
     if (step + 1 < options.warmup_intervals) {
@@ -121,7 +129,18 @@ TEST(OnlineController, ReproducesTheHandWrittenLoop) {
       uncertainty[l] = series_error.segment(l * kExperts, kExperts).sum() / sum /
                        std::sqrt(std::max(1.0, samples));
     }
-    const Decision want = decider.Decide(step, b, forecast, uncertainty);
+    std::vector<LayerStats> validation(kLayers);
+    for (int l = 0; l < kLayers; ++l) {
+      validation[l].layer_id = 3 + l;
+      validation[l].top_k = kTopK;
+      validation[l].load.assign(kExperts, 0.0);
+      const int n = std::min<int>(static_cast<int>(recent.size()), since_shift[l]);
+      for (int i = 0; i < n; ++i) {
+        const std::vector<double>& interval = recent[recent.size() - 1 - i];
+        for (int e = 0; e < kExperts; ++e) validation[l].load[e] += interval[l * kExperts + e] / n;
+      }
+    }
+    const Decision want = decider.Decide(step, b, forecast, uncertainty, validation);
     ASSERT_EQ(got.records.size(), want.records.size()) << "step " << step;
     for (size_t i = 0; i < got.records.size(); ++i) {
       EXPECT_EQ(got.records[i].kind, want.records[i].kind);
