@@ -7,10 +7,16 @@
 // within 10% of the oracle and below periodic EPLB; everywhere: forecast error below last value.
 // Exit status 1 when a target is missed (the figures are reported either way).
 //
-//   build/bench/online_scenarios_bench [--verbose] [scenario.toml ...]
+// --seeds N runs each scenario N times, its sampled phases re-seeded (seed + 1000 k for run k;
+// token-level replays do not depend on the seed), and reports the median of each figure: one
+// sampling of a count-only source is one draw, and a capture near its target can go either way
+// between draws. The verdict is then on the medians.
+//
+//   build/bench/online_scenarios_bench [--verbose] [--seeds N] [scenario.toml ...]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,9 +27,12 @@
 int main(int argc, char** argv) {
   std::vector<std::string> files;
   bool verbose = false;
+  int seeds = 1;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--verbose") {
       verbose = true;
+    } else if (std::string(argv[i]) == "--seeds" && i + 1 < argc) {
+      seeds = std::max(1, std::atoi(argv[++i]));
     } else {
       files.push_back(argv[i]);
     }
@@ -47,27 +56,60 @@ int main(int argc, char** argv) {
       ++missed;
       continue;
     }
-    grace::StatusOr<grace::WorkloadStream> stream =
-        grace::WorkloadStream::Create(std::move(scenario->phases));
-    if (!stream.ok()) {
-      std::printf("%s: %s\n", file.c_str(), stream.status().ToString().c_str());
+    const bool sampled = std::ranges::any_of(scenario->phases, [](const grace::WorkloadPhase& p) {
+      return p.trace.info.kind == grace::TraceKind::kCounts;
+    });
+    std::vector<grace::OnlineSimulationReport> reports;
+    grace::Status failed;
+    for (int k = 0; k < (sampled ? seeds : 1) && failed.ok(); ++k) {
+      std::vector<grace::WorkloadPhase> phases = scenario->phases;
+      for (grace::WorkloadPhase& p : phases) p.seed += 1000 * static_cast<uint64_t>(k);
+      grace::StatusOr<grace::WorkloadStream> stream =
+          grace::WorkloadStream::Create(std::move(phases));
+      if (!stream.ok()) {
+        failed = stream.status();
+        break;
+      }
+      grace::StatusOr<grace::OnlineSimulationReport> report = grace::SimulateOnline(
+          std::move(*stream), scenario->topology, scenario->params, scenario->options);
+      if (!report.ok()) {
+        failed = report.status();
+        break;
+      }
+      reports.push_back(std::move(*report));
+    }
+    if (!failed.ok()) {
+      std::printf("%s: %s\n", file.c_str(), failed.ToString().c_str());
       ++missed;
       continue;
     }
-    grace::StatusOr<grace::OnlineSimulationReport> report = grace::SimulateOnline(
-        std::move(*stream), scenario->topology, scenario->params, scenario->options);
-    if (!report.ok()) {
-      std::printf("%s: %s\n", file.c_str(), report.status().ToString().c_str());
-      ++missed;
-      continue;
-    }
-    const grace::OnlineSimulationReport& r = *report;
-    const double s = r.static_placement.total_ms, on = r.online.total_ms,
-                 ep = r.periodic_eplb.total_ms, orc = r.oracle.total_ms;
-    const double gain = (s - orc) / s;
-    const double capture = s - orc > 0 ? (s - on) / (s - orc) : 0.0;
+    // The median over the runs of each figure.
+    auto median = [&](auto figure) {
+      std::vector<double> v;
+      for (const grace::OnlineSimulationReport& r : reports) v.push_back(figure(r));
+      std::sort(v.begin(), v.end());
+      const size_t n = v.size();
+      return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    };
+    using Report = grace::OnlineSimulationReport;
+    const double s = median([](const Report& r) { return r.static_placement.total_ms; });
+    const double on = median([](const Report& r) { return r.online.total_ms; });
+    const double ep = median([](const Report& r) { return r.periodic_eplb.total_ms; });
+    const double orc = median([](const Report& r) { return r.oracle.total_ms; });
+    const double gain = median([](const Report& r) {
+      return (r.static_placement.total_ms - r.oracle.total_ms) / r.static_placement.total_ms;
+    });
+    const double capture = median([](const Report& r) {
+      const double oracle_gain = r.static_placement.total_ms - r.oracle.total_ms;
+      return oracle_gain > 0 ? (r.static_placement.total_ms - r.online.total_ms) / oracle_gain
+                             : 0.0;
+    });
+    const double migrations = median([](const Report& r) { return r.online.migrations; });
+    const double gb = median([](const Report& r) { return r.online.bytes_moved / 1e9; });
+    const double mape = median([](const Report& r) { return r.forecast_mape; });
+    const double lv_mape = median([](const Report& r) { return r.last_value_mape; });
     std::string verdict;
-    if (r.forecast_mape >= r.last_value_mape) verdict += " forecast>=last_value";
+    if (mape >= lv_mape) verdict += " forecast>=last_value";
     if (gain >= 0.03) {
       if (capture < 0.6) verdict += " capture<0.6";
       if (on > 1.10 * orc) verdict += " online>1.1*oracle";
@@ -77,10 +119,22 @@ int main(int argc, char** argv) {
     if (verdict.empty()) verdict = gain >= 0.03 ? " met" : " met (oracle gain < 3%: forecast only)";
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%-32s %11.1f %11.1f %11.1f %11.1f %7.1f %7.2f %6d %6.2f %8.4f %8.4f %s (%.1fs)\n",
-                std::filesystem::path(file).stem().string().c_str(), s, on, ep, orc, 100 * gain,
-                capture, r.online.migrations, r.online.bytes_moved / 1e9, r.forecast_mape,
-                r.last_value_mape, verdict.c_str(), secs);
+    std::string spread;  // each run's capture, when there are several
+    for (const Report& r : reports) {
+      if (reports.size() < 2) break;
+      const double oracle_gain = r.static_placement.total_ms - r.oracle.total_ms;
+      char buf[32];
+      std::snprintf(
+          buf, sizeof buf, " %.2f",
+          oracle_gain > 0 ? (r.static_placement.total_ms - r.online.total_ms) / oracle_gain : 0.0);
+      spread += buf;
+    }
+    if (!spread.empty()) spread = " [captures" + spread + "]";
+    std::printf(
+        "%-32s %11.1f %11.1f %11.1f %11.1f %7.1f %7.2f %6.0f %6.2f %8.4f %8.4f %s (%.1fs)%s\n",
+        std::filesystem::path(file).stem().string().c_str(), s, on, ep, orc, 100 * gain, capture,
+        migrations, gb, mape, lv_mape, verdict.c_str(), secs, spread.c_str());
+    const grace::OnlineSimulationReport& r = reports.front();  // --verbose: the first run's
     if (verbose) {
       // Serving time per phase of each strategy, and online's migrations.
       for (const grace::PolicyResult* p :
