@@ -119,6 +119,19 @@ StatusOr<OnlineSimulationReport> SimulateOnline(
     }
     oracle_by_phase.push_back(std::move(g));
   }
+  {
+    PolicyResult paid;
+    std::vector<LayerState> at = static_states;
+    for (const std::vector<LayerState>& next : oracle_by_phase) {
+      std::vector<LayerState> aligned = next;
+      for (int l = 0; l < layers; ++l) {
+        aligned[l].row = AlignRowToCurrent(at[l].row, next[l].row, topology);
+      }
+      ChargeMigration(at, aligned, topology, expert_bytes, decision_options.fixed_cost_ms, &paid);
+      at = std::move(aligned);
+    }
+    report.oracle_move_ms = paid.migration_ms;
+  }
 
   OnlineControllerOptions controller_options;
   controller_options.decision = decision_options;

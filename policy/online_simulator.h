@@ -58,6 +58,12 @@ struct PolicyResult {
 
 struct OnlineSimulationReport {
   PolicyResult static_placement, online, periodic_eplb, oracle;
+  // What the oracle's moves would cost had it paid for them like online does: copies from the
+  // static plan into its first phase's placement and from each phase's into the next (each
+  // aligned to the one before), plus the fixed cost per move. Context for the capture figure:
+  // (static - oracle - oracle_move_ms) / (static - oracle) is what perfect hindsight captures
+  // once its moves are paid.
+  double oracle_move_ms = 0;
   double forecast_mape = 0;
   double last_value_mape = 0;
   int64_t detector_alarms = 0;

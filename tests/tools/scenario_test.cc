@@ -130,8 +130,10 @@ tokens_per_step = 4096
   EXPECT_EQ(r->online.step_ms.size(), 120u);
   EXPECT_GT(r->detector_alarms, 0);
   EXPECT_LT(r->forecast_mape, r->last_value_mape);
-  // The oracle knows the book phase; static does not.
+  // The oracle knows the book phase; static does not. Its move there, had it paid for it, copies
+  // weights on top of the fixed cost.
   EXPECT_LT(r->oracle.total_ms, r->static_placement.total_ms);
+  EXPECT_GT(r->oracle_move_ms, s->options.decision.fixed_cost_ms);
   std::map<int64_t, uint64_t> bytes_per_step;
   for (const DecisionRecord& d : r->decisions) {
     EXPECT_FALSE(d.reason.empty());
