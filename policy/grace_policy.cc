@@ -131,7 +131,7 @@ StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topolo
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
     return PlanWithTokens(stats, topology, params);
   }
-  return PlanFromLoads(stats, topology, {}, 0.0);
+  return PlanFromLoads(stats, topology, params, {}, 0.0);
 }
 
 StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,
@@ -245,7 +245,6 @@ StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const To
                                                const CostParams& params,
                                                std::span<const ExpertId> current,
                                                double slack) const {
-  (void)params;
   GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
     return FailedPrecondition("grace plans a layer with tokens only from scratch");
@@ -254,30 +253,73 @@ StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const To
     return InvalidArgument("the current row has " + std::to_string(current.size()) +
                            " slots, the topology " + std::to_string(topology.total_slots()));
   }
-  return PlanFromLoads(stats, topology, current, std::max(0.0, slack));
+  return PlanFromLoads(stats, topology, params, current, std::max(0.0, slack));
 }
 
-StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
-                                               std::span<const ExpertId> near, double slack) const {
+namespace {
+
+// Under locality routing a node's tokens stay on its own copies, so with c >= nodes copies an
+// expert's hottest copy carries load / (nodes * fewest copies on a node); below that, load / c.
+double CopyPeak(const LayerStats& stats, const Topology& topo, ExpertId e, int c) {
+  return c < topo.nodes ? stats.load[e] / c : stats.load[e] / (topo.nodes * (c / topo.nodes));
+}
+
+// Fills the `spare` slots left by `copies`, one copy at a time to the expert whose hottest copy
+// carries the most load.
+void AddCopiesForBalance(const LayerStats& stats, const Topology& topo, int spare,
+                         std::vector<int>* copies) {
+  const int experts = stats.num_experts();
+  for (; spare > 0; --spare) {
+    ExpertId best = 0;
+    for (ExpertId e = 1; e < experts; ++e) {
+      if (CopyPeak(stats, topo, e, (*copies)[e]) > CopyPeak(stats, topo, best, (*copies)[best]))
+        best = e;
+    }
+    if (stats.load[best] <= 0) break;
+    ++(*copies)[best];
+  }
+}
+
+// Copies per expert for balance alone.
+std::vector<int> BalanceCopies(const LayerStats& stats, const Topology& topo) {
+  std::vector<int> copies(stats.num_experts(), 1);
+  AddCopiesForBalance(stats, topo, topo.total_slots() - stats.num_experts(), &copies);
+  return copies;
+}
+
+// Copies per expert that first put every expert on every node, hottest first while slots last
+// (an expert with no copy on a node sends that node's tokens for it across nodes, which on a slow
+// network can cost more than any imbalance), then the rest for balance.
+std::vector<int> NodeCoveringCopies(const LayerStats& stats, const Topology& topo) {
+  const int experts = stats.num_experts();
+  std::vector<int> copies(experts, 1);
+  int spare = topo.total_slots() - experts;
+  std::vector<ExpertId> order(experts);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](ExpertId a, ExpertId b) { return stats.load[a] > stats.load[b]; });
+  for (int c = 2; c <= topo.nodes && spare > 0; ++c) {
+    for (ExpertId e : order) {
+      if (spare == 0 || stats.load[e] <= 0) break;
+      ++copies[e];
+      --spare;
+    }
+  }
+  AddCopiesForBalance(stats, topo, spare, &copies);
+  return copies;
+}
+
+// Packs `copies` of each expert onto the slots: onto nodes, then onto each node's GPUs (see
+// PlanFromLoads; `near` and `slack` as in PlanLayerNear).
+StatusOr<std::vector<ExpertId>> PackCopies(const LayerStats& stats, const Topology& topo,
+                                           const std::vector<int>& copies,
+                                           std::span<const ExpertId> near, double slack) {
   const int experts = stats.num_experts();
   const int ranks = topo.ranks();
   const int nodes = topo.nodes;
   const int slots = topo.slots_per_gpu;
   const int node_slots = slots * topo.gpus_per_node;
-  // Under locality routing a node's tokens stay on its own copies, so with c >= nodes copies an
-  // expert's hottest copy carries load / (nodes * fewest copies on a node); below that, load / c.
-  auto copy_peak = [&](ExpertId e, int c) {
-    return c < nodes ? stats.load[e] / c : stats.load[e] / (nodes * (c / nodes));
-  };
-  std::vector<int> copies(experts, 1);
-  for (int spare = topo.total_slots() - experts; spare > 0; --spare) {
-    ExpertId best = 0;
-    for (ExpertId e = 1; e < experts; ++e) {
-      if (copy_peak(e, copies[e]) > copy_peak(best, copies[best])) best = e;
-    }
-    if (stats.load[best] <= 0) break;
-    ++copies[best];
-  }
+  auto copy_peak = [&](ExpertId e, int c) { return CopyPeak(stats, topo, e, c); };
   struct Item {
     ExpertId expert;
     double load;
@@ -430,25 +472,43 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const To
   for (RankId g = 0; g < ranks; ++g) {
     for (size_t i = 0; i < on_rank[g].size(); ++i) row[g * slots + i] = on_rank[g][i].expert;
   }
-  // EPLB's packing under the same routing rule, kept when it predicts a cooler hottest GPU; not
-  // near a current row, where EPLB's packing would ignore where the experts are.
+  return row;
+}
+
+}  // namespace
+
+StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
+                                               const CostParams& params,
+                                               std::span<const ExpertId> near, double slack) const {
+  // Candidates, the lowest modeled layer time wins: copies for balance, copies that cover the
+  // nodes first, and (not near a current row, where EPLB's packing would ignore where the experts
+  // are) EPLB's packing under the same routing rule.
+  std::vector<std::vector<ExpertId>> rows;
+  const std::vector<int> balance = BalanceCopies(stats, topo);
+  GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row, PackCopies(stats, topo, balance, near, slack));
+  rows.push_back(std::move(row));
+  const std::vector<int> covering = NodeCoveringCopies(stats, topo);
+  if (covering != balance) {
+    GRACE_ASSIGN_OR_RETURN(row, PackCopies(stats, topo, covering, near, slack));
+    rows.push_back(std::move(row));
+  }
   if (near.empty()) {
     StatusOr<std::vector<std::vector<ExpertId>>> eplb =
-        EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, ranks);
-    if (eplb.ok()) {
-      const std::vector<double> mine =
-          LocalityRankLoads(row, stats.load, topo, options_.routing_iterations);
-      const std::vector<double> theirs =
-          LocalityRankLoads((*eplb)[0], stats.load, topo, options_.routing_iterations);
-      if (*std::max_element(theirs.begin(), theirs.end()) <
-          *std::max_element(mine.begin(), mine.end()) * (1 - 1e-9)) {
-        row = std::move((*eplb)[0]);
-      }
-    }
+        EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, topo.ranks());
+    if (eplb.ok()) rows.push_back(std::move((*eplb)[0]));
   }
   LayerPlan plan;
-  plan.routing = LocalityRouting(row, stats.load, topo, options_.routing_iterations);
-  plan.row = std::move(row);
+  double best_ms = 0;
+  for (std::vector<ExpertId>& candidate : rows) {
+    LayerRouting routing =
+        LocalityRouting(candidate, stats.load, topo, options_.routing_iterations);
+    const double ms = EvaluateLayer(stats, routing, topo, params).layer_ms;
+    if (plan.row.empty() || ms < best_ms * (1 - 1e-9)) {
+      best_ms = ms;
+      plan.row = std::move(candidate);
+      plan.routing = std::move(routing);
+    }
+  }
   return plan;
 }
 

@@ -19,9 +19,10 @@
 //   above `max_imbalance`; a final plan over max_imbalance loses to any plan within it.
 //   The delta with the best objective wins (the knee of kept affinity vs size spread).
 // With load only (count-only sources, or online forecasts without tokens): replicas go to the
-// experts with the highest load per replica, copies of one expert on distinct nodes where the
-// balance allows, packed heaviest first, then swapped to lower the hottest GPU; EPLB's packing
-// is tried too, and the lower predicted max GPU load wins.
+// experts with the highest load per replica (or first to every expert until each has a copy on
+// every node, while slots last), copies of one expert on distinct nodes where the balance
+// allows, packed heaviest first, then swapped to lower the hottest GPU; EPLB's packing is tried
+// too, and the lowest modeled layer time wins.
 // Stateless; PlanLayer may run on several threads at once.
 #pragma once
 
@@ -69,7 +70,8 @@ class GracePolicy : public PlacementPolicy {
                                      const CostParams& params) const;
   // `near`: a current row to stay close to (see PlanLayerNear), or empty.
   StatusOr<LayerPlan> PlanFromLoads(const LayerStats& stats, const Topology& topology,
-                                    std::span<const ExpertId> near, double slack) const;
+                                    const CostParams& params, std::span<const ExpertId> near,
+                                    double slack) const;
 
   GraceOptions options_;
 };

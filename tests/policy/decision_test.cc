@@ -252,43 +252,49 @@ TEST(ReplacementDecider, ASmallChangeRidesOnAnotherLayersMigration) {
 // A change whose copies do not pay their own transfer is taken for the little time they add to
 // another layer's, and the decision's migration time is that of all its copies together.
 TEST(ReplacementDecider, AChangeSharesAnotherLayersTransfer) {
-  const Topology t = SmallTopology(/*inter_gbps=*/25);
   const CostParams params;
-  // Layer 0 carries a thousand times the load of each of the others; every layer's hot
-  // experts move.
-  std::vector<LayerStats> before, after;
-  for (int l = 0; l < 6; ++l) {
-    const double total = 4096.0 * (l == 0 ? 400 : 0.4);
-    before.push_back(Stats(SkewedLoad(l * 3, total)));
-    after.push_back(Stats(SkewedLoad(l * 5 + 16, total)));
-  }
-  const std::vector<LayerState> states = PlanFor(before, t);
   const GracePolicy planner;
   DecisionOptions options;
   options.byte_budget = uint64_t{1} << 60;
   options.allow_regroup = false;  // one layer at a time: no re-plan of all
-  ReplacementDecider decider(t, params, options, &planner);
-  const Decision d = decider.Decide(0, states, after);
-
-  MigrationLoad all(t);
+  // Layer 0 carries far more load than each of the others; every layer's hot experts move. Which
+  // light layers' changes fall between paying their own transfer and paying nothing depends on
+  // the plans, so a few networks, shifts and loads are tried; the properties hold on every one.
   int sharing = 0;
-  for (size_t i = 0; i < d.records.size(); ++i) {
-    const DecisionRecord& r = d.records[i];
-    const int l = d.changed_layers[i];
-    all.Add(states[l].row, d.new_states[i].row, ExpertWeightBytes(params));
-    if (r.reason.find("share the interval's transfer") == std::string::npos) continue;
-    ++sharing;
-    // It pays the time it adds, and would not have paid its own transfer.
-    EXPECT_GT(r.predicted_gain_ms - r.migration_ms, options.min_net_gain_ms);
-    EXPECT_GE(r.predicted_gain_ms, options.gain_to_cost_ratio * r.migration_ms);
-    MigrationLoad alone(t);
-    alone.Add(states[l].row, d.new_states[i].row, ExpertWeightBytes(params));
-    EXPECT_FALSE(r.predicted_gain_ms - alone.TransferMs() > options.min_net_gain_ms &&
-                 r.predicted_gain_ms >= options.gain_to_cost_ratio * alone.TransferMs())
-        << "layer " << l << " paid for its own copies";
+  for (double inter_gbps : {25.0, 100.0}) {
+    for (int shift : {3, 5, 7}) {
+      for (double light : {0.2, 0.4, 0.8, 2.0}) {
+        const Topology t = SmallTopology(inter_gbps);
+        std::vector<LayerStats> before, after;
+        for (int l = 0; l < 6; ++l) {
+          const double total = 4096.0 * (l == 0 ? 400 : light);
+          before.push_back(Stats(SkewedLoad(l * 3, total)));
+          after.push_back(Stats(SkewedLoad(l * shift + 16, total)));
+        }
+        const std::vector<LayerState> states = PlanFor(before, t);
+        ReplacementDecider decider(t, params, options, &planner);
+        const Decision d = decider.Decide(0, states, after);
+        MigrationLoad all(t);
+        for (size_t i = 0; i < d.records.size(); ++i) {
+          const DecisionRecord& r = d.records[i];
+          const int l = d.changed_layers[i];
+          all.Add(states[l].row, d.new_states[i].row, ExpertWeightBytes(params));
+          if (r.reason.find("share the interval's transfer") == std::string::npos) continue;
+          ++sharing;
+          // It pays the time it adds, and would not have paid its own transfer.
+          EXPECT_GT(r.predicted_gain_ms - r.migration_ms, options.min_net_gain_ms);
+          EXPECT_GE(r.predicted_gain_ms, options.gain_to_cost_ratio * r.migration_ms);
+          MigrationLoad alone(t);
+          alone.Add(states[l].row, d.new_states[i].row, ExpertWeightBytes(params));
+          EXPECT_FALSE(r.predicted_gain_ms - alone.TransferMs() > options.min_net_gain_ms &&
+                       r.predicted_gain_ms >= options.gain_to_cost_ratio * alone.TransferMs())
+              << "layer " << l << " paid for its own copies";
+        }
+        if (d.bytes > 0) EXPECT_DOUBLE_EQ(d.migration_ms, all.TransferMs() + options.fixed_cost_ms);
+      }
+    }
   }
   EXPECT_GE(sharing, 1);
-  EXPECT_DOUBLE_EQ(d.migration_ms, all.TransferMs() + options.fixed_cost_ms);
 }
 
 TEST(ReplacementDecider, ShortBudgetServesSeveralLayersWithTheirCheaperChanges) {

@@ -110,6 +110,30 @@ TEST(PlacementPolicy, GraceBeatsEplbOnClusteredTokens) {
   EXPECT_GT((*reports)[0].speedup, 1.0);
 }
 
+// Mixtral-8x7B's domain counts (8 experts, top-2) on 2 nodes x 4 GPUs x 3 slots over a slow
+// network: with load alone, every expert gets a copy on every node (24 slots hold 16 such
+// copies), so no token crosses nodes. Replicas for balance alone left layer 15's coldest expert on
+// one node, and its cross-node tokens cost the layer 75% more time.
+TEST(PlacementPolicy, GraceCoversEveryNodeWhenTheNetworkIsSlow) {
+  GRACE_REQUIRE_REAL_TRACES(dir);
+  for (const char* domain : {"arxiv", "book", "c4"}) {
+    StatusOr<Trace> trace = ImportTraces(
+        {dir + "/olmoe-and-mixtral-domain-counts/mistral__expert_counts__" + domain + ".json"});
+    ASSERT_TRUE(trace.ok()) << trace.status().ToString();
+    StatusOr<std::vector<LayerStats>> layers = LayerStatsFromTrace(*trace);
+    ASSERT_TRUE(layers.ok());
+    Topology topo{2, 4, 3};
+    topo.inter_node_gbps = 25;
+    const GracePolicy grace;
+    for (const LayerStats& layer : *layers) {
+      StatusOr<LayerPlan> plan = grace.PlanLayer(layer, topo, CostParams{});
+      ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+      const LayerCost cost = EvaluateLayer(layer, plan->routing, topo, CostParams{});
+      EXPECT_EQ(cost.cross_node_sends_per_token, 0.0) << domain << " layer " << layer.layer_id;
+    }
+  }
+}
+
 // The figures on the real Qwen1.5-MoE layers, each planned on its own, against EPLB
 // with the same slot budget (bounds: what the method reaches, less a small margin).
 class QwenFigures : public ::testing::TestWithParam<Topology> {};
