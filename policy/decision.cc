@@ -405,21 +405,26 @@ void ReplacementDecider::ShareTransfer(int64_t step, std::span<const LayerState>
     if (!Pays(s, c.base_ms, c.min_gain, added_ms)) continue;
     *load = std::move(with);
     taken.push_back(c.layer);
-    decision->bytes += s.bytes;
-    DecisionRecord record;
-    record.step = step;
-    record.layer_index = c.layer;
-    record.kind = s.kind;
-    record.reason = s.reason + " (its copies share the interval's transfer)";
-    record.predicted_step_ms_before = c.base_ms;
-    record.predicted_step_ms_after = s.step_ms;
-    record.predicted_gain_ms = (c.base_ms - s.step_ms) * horizon_;
-    record.migration_ms = added_ms;
-    record.bytes = s.bytes;
-    decision->records.push_back(std::move(record));
-    decision->changed_layers.push_back(c.layer);
-    decision->new_states.push_back(s.state);
+    Adopt(step, c, s, added_ms, s.reason + " (its copies share the interval's transfer)", decision);
   }
+}
+
+void ReplacementDecider::Adopt(int64_t step, const LayerChoice& choice, const Candidate& change,
+                               double migration_ms, std::string reason, Decision* decision) const {
+  DecisionRecord record;
+  record.step = step;
+  record.layer_index = choice.layer;
+  record.kind = change.kind;
+  record.reason = std::move(reason);
+  record.predicted_step_ms_before = choice.base_ms;
+  record.predicted_step_ms_after = change.step_ms;
+  record.predicted_gain_ms = (choice.base_ms - change.step_ms) * horizon_;
+  record.migration_ms = migration_ms;
+  record.bytes = change.bytes;
+  decision->bytes += change.bytes;
+  decision->records.push_back(std::move(record));
+  decision->changed_layers.push_back(choice.layer);
+  decision->new_states.push_back(change.state);
 }
 
 Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> current,
@@ -589,21 +594,9 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     const LayerChoice& c = choices[i];
     const Candidate* pick = picks[i];
     if (pick == nullptr) continue;
-    decision.bytes += pick->bytes;
     load.Add(current[c.layer].row, pick->state.row, options_.expert_bytes);
-    DecisionRecord record;
-    record.step = step;
-    record.layer_index = c.layer;
-    record.kind = pick->kind;
-    record.reason = pick->reason;
-    record.predicted_step_ms_before = c.base_ms;
-    record.predicted_step_ms_after = pick->step_ms;
-    record.predicted_gain_ms = (c.base_ms - pick->step_ms) * horizon_;
-    record.migration_ms = pick->migration_ms + (pick->bytes > 0 ? options_.fixed_cost_ms : 0);
-    record.bytes = pick->bytes;
-    decision.records.push_back(std::move(record));
-    decision.changed_layers.push_back(c.layer);
-    decision.new_states.push_back(pick->state);
+    Adopt(step, c, *pick, pick->migration_ms + (pick->bytes > 0 ? options_.fixed_cost_ms : 0),
+          pick->reason, &decision);
   }
   if (decision.bytes > 0) {
     std::vector<const LayerChoice*> idle;

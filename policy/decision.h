@@ -250,6 +250,10 @@ class ReplacementDecider {
   void ShareTransfer(int64_t step, std::span<const LayerState> current,
                      std::span<const LayerChoice* const> idle, MigrationLoad* load,
                      Decision* decision) const;
+  // Adds `change` of `choice`'s layer to `decision`, recorded with its predicted gain, the
+  // migration time it is charged and `reason`.
+  void Adopt(int64_t step, const LayerChoice& choice, const Candidate& change, double migration_ms,
+             std::string reason, Decision* decision) const;
 
   // What a layer's last scoring that found no acceptable change saw.
   struct QuietLayer {
