@@ -102,162 +102,6 @@ Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, con
   return best;
 }
 
-}  // namespace
-
-std::vector<double> PredictedRankLoad(const LayerRouting& routing, std::span<const double> load,
-                                      const Topology& topology) {
-  std::vector<double> out(topology.ranks(), 0.0);
-  const int ranks = topology.ranks();
-  for (ExpertId e = 0; e < routing.num_experts(); ++e) {
-    std::span<const SlotId> slots = routing.Replicas(e);
-    if (slots.size() == 1) {
-      out[topology.RankOfSlot(slots[0])] += load[e];
-      continue;
-    }
-    for (int v = 0; v < routing.NumViews(e); ++v) {
-      std::span<const double> p = routing.ViewProbabilities(e, v);
-      const double view_load = load[e] / ranks * routing.ViewRanks(e, v);
-      for (size_t i = 0; i < slots.size(); ++i) {
-        out[topology.RankOfSlot(slots[i])] += view_load * p[i];
-      }
-    }
-  }
-  return out;
-}
-
-StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topology& topology,
-                                           const CostParams& params) const {
-  GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
-  if (stats.tokens && stats.tokens->num_tokens() > 0) {
-    return PlanWithTokens(stats, topology, params);
-  }
-  return PlanFromLoads(stats, topology, params, {}, 0.0);
-}
-
-StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,
-                                                const CostParams& params) const {
-  const int experts = stats.num_experts();
-  const int ranks = topo.ranks();
-  AffinityMatrix affinity(experts);
-  if (stats.affinity) {
-    affinity = *stats.affinity;
-  } else {
-    const LayerTokens& t = *stats.tokens;
-    for (int i = 0; i < t.num_tokens(); ++i) {
-      affinity.AddToken(
-          {t.expert_ids.data() + static_cast<size_t>(i) * t.top_k, static_cast<size_t>(t.top_k)});
-    }
-  }
-  std::vector<RankId> rank_of = HierarchicalSpectral(affinity, topo, false);
-
-  PlacementObjective objective;
-  objective.max_imbalance = options_.max_imbalance;
-  objective.remote_send_weight = options_.remote_send_weight;
-  {
-    GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row, RowFromRanks(rank_of, topo));
-    LayerRouting routing = LocalityRouting(row, stats.load, topo, 1);
-    objective.reference_ms =
-        CostFromTraffic(TrafficOnTokens(*stats.tokens, routing, topo), topo, params).layer_ms;
-  }
-  TokenPlacementSearch search(*stats.tokens, experts, topo, params, objective);
-  SlotPlacementSearch slot_search(*stats.tokens, experts, topo, params, objective);
-  // The joint search routes approximately, so its result is re-scored exactly; a result over
-  // the imbalance bound loses to every result within it.
-  auto exact_score = [&](const std::vector<ExpertId>& row) {
-    LayerRouting routing = LocalityRouting(row, stats.load, topo, options_.routing_iterations);
-    const LayerTraffic traffic = TrafficOnTokens(*stats.tokens, routing, topo);
-    const double score = objective.Score(traffic, topo, params);
-    const bool over = CostFromTraffic(traffic, topo, params).imbalance > options_.max_imbalance;
-    return over ? score + 1e3 * objective.reference_ms : score;
-  };
-  std::vector<double> ratios = options_.size_ratios;
-  if (ratios.empty()) ratios.push_back(0.0);
-  std::sort(ratios.begin(), ratios.end());
-  const double per_gpu = static_cast<double>(experts) / ranks;
-  std::vector<Scored> candidates;
-  for (int start = 0; start < 2; ++start) {
-    search.Reset(start == 0 ? rank_of : HierarchicalSpectral(affinity, topo, true));
-    for (double r : ratios) {
-      const int delta = r <= 0 ? 0 : std::max(1, static_cast<int>(std::lround(per_gpu * r)));
-      const int lo = std::max(1, static_cast<int>(std::floor(per_gpu)) - delta);
-      const int hi = std::min(topo.slots_per_gpu, static_cast<int>(std::ceil(per_gpu)) + delta);
-      // Each delta starts from the previous one's result: wider bounds keep it feasible.
-      const std::vector<int> min_size(ranks, lo), max_size(ranks, hi);
-      double current = search.Search(min_size, max_size, options_.search_passes);
-      // Iterated local search: kick the local optimum with random swaps, search again, keep
-      // the result when it is better.
-      std::mt19937 rng(12345 + start);
-      for (int kick = 0; kick < options_.kicks; ++kick) {
-        const std::vector<RankId> saved = search.rank_of_expert();
-        for (int k = 0; k < 3; ++k) {
-          const ExpertId a = static_cast<ExpertId>(rng() % experts);
-          const ExpertId b = static_cast<ExpertId>(rng() % experts);
-          search.Swap(a, b);
-        }
-        const double kicked = search.Search(min_size, max_size, options_.search_passes);
-        if (kicked < current) {
-          current = kicked;
-        } else {
-          search.Reset(saved);
-        }
-      }
-      GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row,
-                             RowFromRanks(search.rank_of_expert(), topo));
-      candidates.push_back(
-          AddReplicasGreedy(std::move(row), stats, topo, params, objective, options_));
-    }
-  }
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Scored& a, const Scored& b) { return a.score < b.score; });
-  Scored best = candidates.front();
-  best.score = exact_score(best.row);
-  const int joint = options_.slot_search_passes > 0
-                        ? std::min<int>(candidates.size(), std::max(1, options_.joint_starts))
-                        : 0;
-  for (int i = 0; i < joint; ++i) {
-    slot_search.Reset(candidates[i].row);
-    double current = slot_search.Search(options_.slot_search_passes);
-    // Iterated local search: kick the local optimum with random swaps, search again from the
-    // GPUs they touched, keep the result when it is better.
-    std::mt19937 rng(977 + i);
-    std::vector<ExpertId> kept = slot_search.Row();
-    for (int kick = 0; kick < options_.joint_kicks; ++kick) {
-      slot_search.Kick(rng, 2 + kick % 3);
-      const double kicked = slot_search.Search(options_.slot_search_passes);
-      if (kicked < current - 1e-12 * current) {
-        current = kicked;
-        kept = slot_search.Row();
-      } else {
-        slot_search.Reset(kept);
-      }
-    }
-    std::vector<ExpertId> row = std::move(kept);
-    const double score = exact_score(row);
-    if (score < best.score) best = {std::move(row), score};
-  }
-  LayerPlan plan;
-  plan.routing = LocalityRouting(best.row, stats.load, topo, options_.routing_iterations);
-  plan.row = std::move(best.row);
-  return plan;
-}
-
-StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const Topology& topology,
-                                               const CostParams& params,
-                                               std::span<const ExpertId> current,
-                                               double slack) const {
-  GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
-  if (stats.tokens && stats.tokens->num_tokens() > 0) {
-    return FailedPrecondition("grace plans a layer with tokens only from scratch");
-  }
-  if (current.size() != static_cast<size_t>(topology.total_slots())) {
-    return InvalidArgument("the current row has " + std::to_string(current.size()) +
-                           " slots, the topology " + std::to_string(topology.total_slots()));
-  }
-  return PlanFromLoads(stats, topology, params, current, std::max(0.0, slack));
-}
-
-namespace {
-
 // Under locality routing a node's tokens stay on its own copies, so with c >= nodes copies an
 // expert's hottest copy carries load / (nodes * fewest copies on a node); below that, load / c.
 double CopyPeak(const LayerStats& stats, const Topology& topo, ExpertId e, int c) {
@@ -476,6 +320,158 @@ StatusOr<std::vector<ExpertId>> PackCopies(const LayerStats& stats, const Topolo
 }
 
 }  // namespace
+
+std::vector<double> PredictedRankLoad(const LayerRouting& routing, std::span<const double> load,
+                                      const Topology& topology) {
+  std::vector<double> out(topology.ranks(), 0.0);
+  const int ranks = topology.ranks();
+  for (ExpertId e = 0; e < routing.num_experts(); ++e) {
+    std::span<const SlotId> slots = routing.Replicas(e);
+    if (slots.size() == 1) {
+      out[topology.RankOfSlot(slots[0])] += load[e];
+      continue;
+    }
+    for (int v = 0; v < routing.NumViews(e); ++v) {
+      std::span<const double> p = routing.ViewProbabilities(e, v);
+      const double view_load = load[e] / ranks * routing.ViewRanks(e, v);
+      for (size_t i = 0; i < slots.size(); ++i) {
+        out[topology.RankOfSlot(slots[i])] += view_load * p[i];
+      }
+    }
+  }
+  return out;
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topology& topology,
+                                           const CostParams& params) const {
+  GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
+  if (stats.tokens && stats.tokens->num_tokens() > 0) {
+    return PlanWithTokens(stats, topology, params);
+  }
+  return PlanFromLoads(stats, topology, params, {}, 0.0);
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,
+                                                const CostParams& params) const {
+  const int experts = stats.num_experts();
+  const int ranks = topo.ranks();
+  AffinityMatrix affinity(experts);
+  if (stats.affinity) {
+    affinity = *stats.affinity;
+  } else {
+    const LayerTokens& t = *stats.tokens;
+    for (int i = 0; i < t.num_tokens(); ++i) {
+      affinity.AddToken(
+          {t.expert_ids.data() + static_cast<size_t>(i) * t.top_k, static_cast<size_t>(t.top_k)});
+    }
+  }
+  std::vector<RankId> rank_of = HierarchicalSpectral(affinity, topo, false);
+
+  PlacementObjective objective;
+  objective.max_imbalance = options_.max_imbalance;
+  objective.remote_send_weight = options_.remote_send_weight;
+  {
+    GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row, RowFromRanks(rank_of, topo));
+    LayerRouting routing = LocalityRouting(row, stats.load, topo, 1);
+    objective.reference_ms =
+        CostFromTraffic(TrafficOnTokens(*stats.tokens, routing, topo), topo, params).layer_ms;
+  }
+  TokenPlacementSearch search(*stats.tokens, experts, topo, params, objective);
+  SlotPlacementSearch slot_search(*stats.tokens, experts, topo, params, objective);
+  // The joint search routes approximately, so its result is re-scored exactly; a result over
+  // the imbalance bound loses to every result within it.
+  auto exact_score = [&](const std::vector<ExpertId>& row) {
+    LayerRouting routing = LocalityRouting(row, stats.load, topo, options_.routing_iterations);
+    const LayerTraffic traffic = TrafficOnTokens(*stats.tokens, routing, topo);
+    const double score = objective.Score(traffic, topo, params);
+    const bool over = CostFromTraffic(traffic, topo, params).imbalance > options_.max_imbalance;
+    return over ? score + 1e3 * objective.reference_ms : score;
+  };
+  std::vector<double> ratios = options_.size_ratios;
+  if (ratios.empty()) ratios.push_back(0.0);
+  std::sort(ratios.begin(), ratios.end());
+  const double per_gpu = static_cast<double>(experts) / ranks;
+  std::vector<Scored> candidates;
+  for (int start = 0; start < 2; ++start) {
+    search.Reset(start == 0 ? rank_of : HierarchicalSpectral(affinity, topo, true));
+    for (double r : ratios) {
+      const int delta = r <= 0 ? 0 : std::max(1, static_cast<int>(std::lround(per_gpu * r)));
+      const int lo = std::max(1, static_cast<int>(std::floor(per_gpu)) - delta);
+      const int hi = std::min(topo.slots_per_gpu, static_cast<int>(std::ceil(per_gpu)) + delta);
+      // Each delta starts from the previous one's result: wider bounds keep it feasible.
+      const std::vector<int> min_size(ranks, lo), max_size(ranks, hi);
+      double current = search.Search(min_size, max_size, options_.search_passes);
+      // Iterated local search: kick the local optimum with random swaps, search again, keep
+      // the result when it is better.
+      std::mt19937 rng(12345 + start);
+      for (int kick = 0; kick < options_.kicks; ++kick) {
+        const std::vector<RankId> saved = search.rank_of_expert();
+        for (int k = 0; k < 3; ++k) {
+          const ExpertId a = static_cast<ExpertId>(rng() % experts);
+          const ExpertId b = static_cast<ExpertId>(rng() % experts);
+          search.Swap(a, b);
+        }
+        const double kicked = search.Search(min_size, max_size, options_.search_passes);
+        if (kicked < current) {
+          current = kicked;
+        } else {
+          search.Reset(saved);
+        }
+      }
+      GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row,
+                             RowFromRanks(search.rank_of_expert(), topo));
+      candidates.push_back(
+          AddReplicasGreedy(std::move(row), stats, topo, params, objective, options_));
+    }
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Scored& a, const Scored& b) { return a.score < b.score; });
+  Scored best = candidates.front();
+  best.score = exact_score(best.row);
+  const int joint = options_.slot_search_passes > 0
+                        ? std::min<int>(candidates.size(), std::max(1, options_.joint_starts))
+                        : 0;
+  for (int i = 0; i < joint; ++i) {
+    slot_search.Reset(candidates[i].row);
+    double current = slot_search.Search(options_.slot_search_passes);
+    // Iterated local search: kick the local optimum with random swaps, search again from the
+    // GPUs they touched, keep the result when it is better.
+    std::mt19937 rng(977 + i);
+    std::vector<ExpertId> kept = slot_search.Row();
+    for (int kick = 0; kick < options_.joint_kicks; ++kick) {
+      slot_search.Kick(rng, 2 + kick % 3);
+      const double kicked = slot_search.Search(options_.slot_search_passes);
+      if (kicked < current - 1e-12 * current) {
+        current = kicked;
+        kept = slot_search.Row();
+      } else {
+        slot_search.Reset(kept);
+      }
+    }
+    std::vector<ExpertId> row = std::move(kept);
+    const double score = exact_score(row);
+    if (score < best.score) best = {std::move(row), score};
+  }
+  LayerPlan plan;
+  plan.routing = LocalityRouting(best.row, stats.load, topo, options_.routing_iterations);
+  plan.row = std::move(best.row);
+  return plan;
+}
+
+StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const Topology& topology,
+                                               const CostParams& params,
+                                               std::span<const ExpertId> current,
+                                               double slack) const {
+  GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
+  if (stats.tokens && stats.tokens->num_tokens() > 0) {
+    return FailedPrecondition("grace plans a layer with tokens only from scratch");
+  }
+  if (current.size() != static_cast<size_t>(topology.total_slots())) {
+    return InvalidArgument("the current row has " + std::to_string(current.size()) +
+                           " slots, the topology " + std::to_string(topology.total_slots()));
+  }
+  return PlanFromLoads(stats, topology, params, current, std::max(0.0, slack));
+}
 
 StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
                                                const CostParams& params,
