@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -476,9 +477,11 @@ StatusOr<LayerPlan> GracePolicy::PlanLayerNear(const LayerStats& stats, const To
 StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const Topology& topo,
                                                const CostParams& params,
                                                std::span<const ExpertId> near, double slack) const {
-  // Candidates, the lowest modeled layer time wins: copies for balance, copies that cover the
-  // nodes first, and (not near a current row, where EPLB's packing would ignore where the experts
-  // are) EPLB's packing under the same routing rule.
+  // Candidates: copies for balance, copies that cover the nodes first, and EPLB's packing under
+  // the same routing rule (not near a current row, where EPLB's packing would ignore where the
+  // experts are). A candidate whose hottest GPU is hotter than under EPLB's packing is not taken:
+  // grace trades no balance against the baseline for traffic. Of the rest, the lowest modeled
+  // layer time wins.
   std::vector<std::vector<ExpertId>> rows;
   const std::vector<int> balance = BalanceCopies(stats, topo);
   GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row, PackCopies(stats, topo, balance, near, slack));
@@ -488,23 +491,38 @@ StatusOr<LayerPlan> GracePolicy::PlanFromLoads(const LayerStats& stats, const To
     GRACE_ASSIGN_OR_RETURN(row, PackCopies(stats, topo, covering, near, slack));
     rows.push_back(std::move(row));
   }
-  if (near.empty()) {
-    StatusOr<std::vector<std::vector<ExpertId>>> eplb =
-        EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, topo.ranks());
-    if (eplb.ok()) rows.push_back(std::move((*eplb)[0]));
-  }
-  LayerPlan plan;
-  double best_ms = 0;
-  for (std::vector<ExpertId>& candidate : rows) {
+  StatusOr<std::vector<std::vector<ExpertId>>> eplb =
+      EplbRebalance({stats.load}, topo.total_slots(), 1, topo.nodes, topo.ranks());
+  const size_t eplb_index = rows.size();
+  if (eplb.ok()) rows.push_back(std::move((*eplb)[0]));
+  struct Scored {
+    LayerRouting routing;
+    LayerCost cost;
+  };
+  std::vector<Scored> scored;
+  for (const std::vector<ExpertId>& candidate : rows) {
     LayerRouting routing =
         LocalityRouting(candidate, stats.load, topo, options_.routing_iterations);
-    const double ms = EvaluateLayer(stats, routing, topo, params).layer_ms;
-    if (plan.row.empty() || ms < best_ms * (1 - 1e-9)) {
-      best_ms = ms;
-      plan.row = std::move(candidate);
-      plan.routing = std::move(routing);
-    }
+    LayerCost cost = EvaluateLayer(stats, routing, topo, params);
+    scored.push_back({std::move(routing), std::move(cost)});
   }
+  const double ceiling = eplb.ok() ? scored[eplb_index].cost.imbalance * (1 + 1e-9)
+                                   : std::numeric_limits<double>::infinity();
+  const size_t candidates = near.empty() ? rows.size() : eplb_index;
+  size_t best = 0;
+  auto better = [&](size_t a, size_t b) {  // a before b
+    const bool a_in = scored[a].cost.imbalance <= ceiling,
+               b_in = scored[b].cost.imbalance <= ceiling;
+    if (a_in != b_in) return a_in;
+    if (!a_in) return scored[a].cost.imbalance < scored[b].cost.imbalance;
+    return scored[a].cost.layer_ms < scored[b].cost.layer_ms * (1 - 1e-9);
+  };
+  for (size_t i = 1; i < candidates; ++i) {
+    if (better(i, best)) best = i;
+  }
+  LayerPlan plan;
+  plan.row = std::move(rows[best]);
+  plan.routing = std::move(scored[best].routing);
   return plan;
 }
 

@@ -22,7 +22,8 @@
 // experts with the highest load per replica (or first to every expert until each has a copy on
 // every node, while slots last), copies of one expert on distinct nodes where the balance
 // allows, packed heaviest first, then swapped to lower the hottest GPU; EPLB's packing is tried
-// too, and the lowest modeled layer time wins.
+// too, and of the candidates whose hottest GPU is no hotter than under EPLB's packing, the lowest
+// modeled layer time wins.
 // Stateless; PlanLayer may run on several threads at once.
 #pragma once
 
