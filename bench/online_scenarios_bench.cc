@@ -26,22 +26,6 @@
 #include "policy/online_simulator.h"
 #include "tools/scenario.h"
 
-namespace {
-
-// The share of the oracle's gain over static that `total_ms` captures.
-double Capture(const grace::OnlineSimulationReport& r, double total_ms) {
-  const double oracle_gain = r.static_placement.total_ms - r.oracle.total_ms;
-  return oracle_gain > 0 ? (r.static_placement.total_ms - total_ms) / oracle_gain : 0.0;
-}
-double OnlineCapture(const grace::OnlineSimulationReport& r) {
-  return Capture(r, r.online.total_ms);
-}
-double PaidOracleCapture(const grace::OnlineSimulationReport& r) {
-  return Capture(r, r.oracle.total_ms + r.oracle_move_ms);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   std::vector<std::string> files;
   bool verbose = false;
@@ -117,8 +101,8 @@ int main(int argc, char** argv) {
     const double gain = median([](const Report& r) {
       return (r.static_placement.total_ms - r.oracle.total_ms) / r.static_placement.total_ms;
     });
-    const double capture = median(OnlineCapture);
-    const double paid = median(PaidOracleCapture);
+    const double capture = median(grace::OnlineCapture);
+    const double paid = median(grace::PaidOracleCapture);
     const double migrations = median([](const Report& r) { return r.online.migrations; });
     const double gb = median([](const Report& r) { return r.online.bytes_moved / 1e9; });
     const double mape = median([](const Report& r) { return r.forecast_mape; });
@@ -138,7 +122,7 @@ int main(int argc, char** argv) {
     for (const Report& r : reports) {
       if (reports.size() < 2) break;
       char buf[32];
-      std::snprintf(buf, sizeof buf, " %.2f", OnlineCapture(r));
+      std::snprintf(buf, sizeof buf, " %.2f", grace::OnlineCapture(r));
       spread += buf;
     }
     if (!spread.empty()) spread = " [captures" + spread + "]";

@@ -74,6 +74,11 @@ struct PendingGain {
 
 }  // namespace
 
+double CaptureOf(const OnlineSimulationReport& report, double total_ms) {
+  const double oracle_gain = report.static_placement.total_ms - report.oracle.total_ms;
+  return oracle_gain > 0 ? (report.static_placement.total_ms - total_ms) / oracle_gain : 0.0;
+}
+
 StatusOr<OnlineSimulationReport> SimulateOnline(
     WorkloadStream stream, const Topology& topology, const CostParams& params,
     const OnlineSimulationOptions& options,

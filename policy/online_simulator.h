@@ -72,6 +72,18 @@ struct OnlineSimulationReport {
   int steps = 0;
 };
 
+// The share of the oracle's gain over static that a strategy totalling `total_ms` captures,
+// (static - total_ms) / (static - oracle); 0 when the oracle gains nothing.
+double CaptureOf(const OnlineSimulationReport& report, double total_ms);
+// Online's capture, migrations included (the figure).
+inline double OnlineCapture(const OnlineSimulationReport& r) {
+  return CaptureOf(r, r.online.total_ms);
+}
+// The oracle's own capture had it paid for its moves (oracle_move_ms).
+inline double PaidOracleCapture(const OnlineSimulationReport& r) {
+  return CaptureOf(r, r.oracle.total_ms + r.oracle_move_ms);
+}
+
 // Where a simulation is, for progress lines: after each served step.
 struct OnlineSimulationProgress {
   int step = 0;  // steps served so far

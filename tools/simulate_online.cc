@@ -31,12 +31,6 @@ nlohmann::json PolicyJson(const PolicyResult& r, const std::vector<int>& phase_s
           {"step_ms", r.step_ms}};
 }
 
-// (static - online) / (static - oracle): the share of the oracle's gain online captures.
-double CaptureRatio(const OnlineSimulationReport& r) {
-  const double possible = r.static_placement.total_ms - r.oracle.total_ms;
-  return possible > 0 ? (r.static_placement.total_ms - r.online.total_ms) / possible : 0.0;
-}
-
 }  // namespace
 
 int RunOnlineSimulate(const std::string& scenario_path, bool json) {
@@ -81,7 +75,7 @@ int RunOnlineSimulate(const std::string& scenario_path, bool json) {
     out["policies"]["online"] = PolicyJson(r.online, r.phase_start_step);
     out["policies"]["periodic_eplb"] = PolicyJson(r.periodic_eplb, r.phase_start_step);
     out["policies"]["oracle"] = PolicyJson(r.oracle, r.phase_start_step);
-    out["capture_ratio"] = CaptureRatio(r);
+    out["capture_ratio"] = OnlineCapture(r);
     out["oracle_move_ms_if_paid"] = r.oracle_move_ms;
     out["forecast"] = {{"mape", r.forecast_mape}, {"last_value_mape", r.last_value_mape}};
     out["detector_alarms"] = r.detector_alarms;
@@ -114,7 +108,7 @@ int RunOnlineSimulate(const std::string& scenario_path, bool json) {
   std::printf(
       "  oracle gain over static %.1f%%, online captures %.0f%% of it\n",
       100.0 * (r.static_placement.total_ms - r.oracle.total_ms) / r.static_placement.total_ms,
-      100.0 * CaptureRatio(r));
+      100.0 * OnlineCapture(r));
   std::printf("  the oracle's own moves would cost %.1f ms had it paid for them\n",
               r.oracle_move_ms);
   std::printf("  forecast weighted MAPE %.4f (last value %.4f); load-shift alarms %lld\n",
