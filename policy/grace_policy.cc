@@ -5,6 +5,8 @@
 #include <numeric>
 #include <random>
 
+#include "policy/affinity_clustering.h"
+#include "policy/affinity_sampling.h"
 #include "policy/baseline_policies.h"
 #include "policy/locality_routing.h"
 #include "policy/slot_placement_search.h"
@@ -130,6 +132,13 @@ StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topolo
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
     return PlanWithTokens(stats, topology, params);
   }
+  if (stats.affinity && HasPairs(*stats.affinity)) {
+    // Co-activation without tokens (recorded matrices, the live daemon's pairs): the same
+    // grouping, on tokens drawn from the statistics.
+    AffinitySamplingOptions sampling;
+    sampling.num_tokens = options_.affinity_tokens;
+    return PlanWithTokens(WithAffinityTokens(stats, sampling), topology, params);
+  }
   return PlanFromLoads(stats, topology, params, {}, 0.0);
 }
 
@@ -174,8 +183,12 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
   std::sort(ratios.begin(), ratios.end());
   const double per_gpu = static_cast<double>(experts) / ranks;
   std::vector<Scored> candidates;
-  for (int start = 0; start < 2; ++start) {
-    search.Reset(start == 0 ? rank_of : HierarchicalSpectral(affinity, topo, true));
+  // Three starts: spectral, spectral refined by swaps, and agglomerative groups packed by load
+  // (which keeps disjoint groups whole where the spectral order may cut them).
+  for (int start = 0; start < 3; ++start) {
+    search.Reset(start == 0   ? rank_of
+                 : start == 1 ? HierarchicalSpectral(affinity, topo, true)
+                              : AffinityGroupsToGpus(affinity, stats.load, topo));
     for (double r : ratios) {
       const int delta = r <= 0 ? 0 : std::max(1, static_cast<int>(std::lround(per_gpu * r)));
       const int lo = std::max(1, static_cast<int>(std::floor(per_gpu)) - delta);

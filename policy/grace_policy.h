@@ -1,8 +1,9 @@
 // GracePolicy: grace's placement method for one layer (DESIGN.md, "The method").
 //
 // With token-level stats (exact cost model):
-//   1. hierarchical spectral grouping of the affinity: experts to nodes, then to GPUs, sizes
-//      E/D (equal) to start, once plain and once refined by affinity swaps;
+//   1. three starting groupings, sizes E/D (equal): hierarchical spectral grouping of the
+//      affinity (experts to nodes, then to GPUs), once plain and once refined by affinity swaps,
+//      and agglomerative groups packed onto GPUs by load (policy/affinity_clustering.h);
 //   2. local search (moves and swaps, TokenPlacementSearch) on the objective, GPU sizes held
 //      within E/D +- delta, for each delta of `size_ratios` (delta = max(1, round(E/D * r))),
 //      each delta starting from the previous one's result;
@@ -18,6 +19,8 @@
 //   so without it the GPU-level grouping inside a node would not be steered), plus a penalty
 //   above `max_imbalance`; a final plan over max_imbalance loses to any plan within it.
 //   The delta with the best objective wins (the knee of kept affinity vs size spread).
+// With co-activation but no tokens (recorded matrices, the live daemon's sampled pairs): as with
+// tokens, on tokens drawn from the loads and the co-activation (policy/affinity_sampling.h).
 // With load only (count-only sources, or online forecasts without tokens): replicas go to the
 // experts with the highest load per replica (or first to every expert until each has a copy on
 // every node, while slots last), copies of one expert on distinct nodes where the balance
@@ -51,6 +54,9 @@ struct GraceOptions {
   // GPUs they touched). Off by default: a kick often costs as much as a whole search.
   int joint_kicks = 0;
   int routing_iterations = 16;
+  // Co-activation without tokens: tokens drawn from it (policy/affinity_sampling.h) to plan on;
+  // 0: DefaultAffinityTokens.
+  int affinity_tokens = 0;
 };
 
 class GracePolicy : public PlacementPolicy {

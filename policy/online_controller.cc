@@ -68,6 +68,25 @@ void OnlineController::Observe(std::span<const double> load_per_step,
   }
 }
 
+AffinityMatrix OnlineController::AffinityOf(int layer) const {
+  const int experts = num_experts_;
+  const Eigen::MatrixXd co = coactivation_.Layer(layer);
+  AffinityMatrix affinity(experts);
+  for (ExpertId a = 0; a < experts; ++a) {
+    for (ExpertId b = a + 1; b < experts; ++b) {
+      if (co(a, b) > 0) affinity.AddPair(a, b, co(a, b));
+    }
+  }
+  return affinity;
+}
+
+AffinitySamplingOptions OnlineController::SamplingFor(int layer) const {
+  AffinitySamplingOptions sampling;
+  sampling.num_tokens = options_.affinity_tokens;
+  sampling.seed = 1 + static_cast<uint64_t>(layer);  // the same draw for the same statistics
+  return sampling;
+}
+
 std::vector<LayerStats> OnlineController::BuildForecast(int horizon,
                                                         std::vector<double>* uncertainty) const {
   const int layers = num_layers();
@@ -97,14 +116,10 @@ std::vector<LayerStats> OnlineController::BuildForecast(int horizon,
       f.tokens = std::move(tokens);
     }
     if (has_coactivation_) {
-      const Eigen::MatrixXd co = coactivation_.Layer(l);
-      AffinityMatrix affinity(experts);
-      for (ExpertId a = 0; a < experts; ++a) {
-        for (ExpertId b = a + 1; b < experts; ++b) {
-          if (co(a, b) > 0) affinity.AddPair(a, b, co(a, b));
-        }
-      }
-      f.affinity = std::move(affinity);
+      f.affinity = AffinityOf(l);
+      // Pairs without tokens (graced's agents): tokens drawn from them let the planner group and
+      // the cost model see what grouping saves.
+      if (!f.tokens) f = WithAffinityTokens(f, SamplingFor(l));
     }
   }
   if (uncertainty != nullptr) {
@@ -144,6 +159,11 @@ std::vector<LayerStats> OnlineController::BuildValidation() const {
       LayerTokens tokens = recent_tokens_.back()[l];
       tokens.top_k = top_k_;
       v.tokens = std::move(tokens);
+    } else if (has_coactivation_) {
+      // The same co-activation as the forecast, on the validation's loads: a regroup's gain is
+      // then checked against the recent loads, not dismissed by a load-only model.
+      v.affinity = AffinityOf(l);
+      v = WithAffinityTokens(v, SamplingFor(l));
     }
   }
   return validation;

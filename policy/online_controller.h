@@ -10,10 +10,10 @@
 //   3. runs the load-shift detector (policy/change_detector.h): a layer that shifted restarts
 //      its forecasts and co-activation, and the decider learns the regime length,
 // and on Decide builds the horizon forecast as LayerStats (loads, affinity and recent tokens
-// where known) with each layer's forecast uncertainty and, as an independent check of each
-// change's gain, the mean load of the latest intervals of the layer's regime, and asks
-// ReplacementDecider (policy/decision.h) what to change. graced and the online simulator both run
-// this loop.
+// where known; for pair sources, tokens drawn from the co-activation, policy/affinity_sampling.h)
+// with each layer's forecast uncertainty and, as an independent check of each change's gain, the
+// mean load of the latest intervals of the layer's regime, and asks ReplacementDecider
+// (policy/decision.h) what to change. graced and the online simulator both run this loop.
 //
 //   OnlineController controller(topology, params, layer_ids, experts, top_k, {}, &planner);
 //   every interval: controller.Observe(load_per_step);
@@ -31,6 +31,7 @@
 
 #include "core/ids.h"
 #include "core/topology.h"
+#include "policy/affinity_sampling.h"
 #include "policy/change_detector.h"
 #include "policy/cost_model.h"
 #include "policy/decision.h"
@@ -48,6 +49,9 @@ struct OnlineControllerOptions {
   int warmup_intervals = 4;         // intervals observed before the first decision
   double coactivation_decay = 0.9;  // per interval
   int recent_token_intervals = 2;   // token-level sources: intervals of tokens Decide sees
+  // Pair sources: tokens drawn from the co-activation per layer for planning and costing
+  // (policy/affinity_sampling.h); 0: DefaultAffinityTokens.
+  int affinity_tokens = 0;
   // Intervals (since the layer's last load shift) whose mean load validates a change's gain
   // (ReplacementDecider::Decide's `validation`); 0: no validation.
   int validation_intervals = 4;
@@ -102,6 +106,8 @@ class OnlineController {
  private:
   std::vector<LayerStats> BuildForecast(int horizon, std::vector<double>* uncertainty) const;
   std::vector<LayerStats> BuildValidation() const;
+  AffinityMatrix AffinityOf(int layer) const;  // the decayed co-activation of a layer
+  AffinitySamplingOptions SamplingFor(int layer) const;
 
   std::vector<LayerId> layer_ids_;
   int num_experts_;

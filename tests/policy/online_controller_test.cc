@@ -246,5 +246,72 @@ TEST(OnlineController, LivePolicyChangeTakesEffect) {
   EXPECT_GT(controller.Decide(101, states).bytes, 0u);
 }
 
+// graced's input: loads and sampled co-activation pairs, no tokens. Experts e, e + 8, e + 16 and
+// e + 24 always fire together, so a placement from loads alone splits every group; the pairs
+// must make the controller regroup them onto one GPU each.
+TEST(OnlineController, PairsAloneRegroupExpertsThatFireTogether) {
+  Topology t = SmallTopology();
+  t.slots_per_gpu = 8;  // no spare slot: where the primaries go is the whole grouping
+  const GracePolicy planner;
+  OnlineControllerOptions options;
+  options.warmup_intervals = 4;
+  // A long horizon, so that a regroup's copies pay and the test is about the signal.
+  options.decision.horizon_steps = 100000;
+  options.decision.adapt_horizon = false;
+  OnlineController controller(t, CostParams{}, {0, 1}, kExperts, kTopK, options, &planner);
+  const int groups = kExperts / kTopK;
+  auto group_of = [&](ExpertId e) { return e % groups; };
+  std::vector<LayerState> states;
+  for (int l = 0; l < kLayers; ++l) {
+    LayerStats s;
+    s.top_k = kTopK;
+    s.load.assign(kExperts, 0.0);
+    for (ExpertId e = 0; e < kExperts; ++e) s.load[e] = 1000.0 / (1 + group_of(e));
+    StatusOr<LayerPlan> plan = planner.PlanLayer(s, t, CostParams{});
+    ASSERT_TRUE(plan.ok());
+    states.push_back({plan->row, plan->routing});
+  }
+  // Groups whose experts' primary copies (first in slot order) share one GPU.
+  auto grouped = [&](const std::vector<ExpertId>& row) {
+    std::vector<std::vector<RankId>> ranks(groups);
+    std::vector<char> seen(kExperts, 0);
+    for (SlotId s = 0; s < static_cast<SlotId>(row.size()); ++s) {
+      const ExpertId e = row[s];
+      if (e == kEmptySlot || seen[e]) continue;
+      seen[e] = 1;
+      ranks[group_of(e)].push_back(t.RankOfSlot(s));
+    }
+    int together = 0;
+    for (const auto& r : ranks)
+      together += std::all_of(r.begin(), r.end(), [&](RankId x) { return x == r.front(); });
+    return together;
+  };
+  const int before = grouped(states[0].row);
+  EXPECT_LE(before, 2) << "the load-only start should split the groups";
+
+  std::mt19937_64 rng(5);
+  const int steps_per_interval = 16, tokens_per_step = 512;
+  for (int interval = 0; interval < 12; ++interval) {
+    std::vector<double> load(kLayers * kExperts, 0.0);
+    std::vector<CoactivationPair> pairs;
+    std::vector<double> group_tokens(groups, 0.0);
+    std::discrete_distribution<int> pick({8, 7, 6, 5, 4, 3, 2, 1});
+    for (int i = 0; i < steps_per_interval * tokens_per_step; ++i) group_tokens[pick(rng)] += 1;
+    for (int l = 0; l < kLayers; ++l) {
+      for (ExpertId e = 0; e < kExperts; ++e) {
+        load[l * kExperts + e] = group_tokens[group_of(e)] / steps_per_interval;
+        for (ExpertId b = e + 1; b < kExperts; ++b) {
+          // The agents sample one token in 8.
+          if (group_of(b) == group_of(e)) pairs.push_back({l, e, b, group_tokens[e % groups] / 8});
+        }
+      }
+    }
+    controller.Observe(load, pairs);
+    Apply(controller.Decide(interval * steps_per_interval, states), &states);
+  }
+  EXPECT_GE(grouped(states[0].row), groups - 1);
+  EXPECT_GE(grouped(states[1].row), groups - 1);
+}
+
 }  // namespace
 }  // namespace grace
