@@ -5,14 +5,19 @@
 //  2. DeepSeek-V3 SGLang stats (58 MoE layers x 256 experts): whole-plan solve time, median of
 //     several runs on one thread, grace vs EPLB, with their max/mean GPU load, on 12 x 8 x 3 and
 //     4 x 8 x 9.
+//  3. Qwen again: grace planned from the co-activation pairs alone (graced's input), judged on
+//     the real tokens.
 // Usage: plan_bench [traces dir] (default: GRACE_TRACES_DIR or <source>/../shared/traces/real).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "core/trace_import.h"
+#include "policy/eplb.h"
+#include "policy/grace_policy.h"
 #include "policy/layer_stats.h"
 #include "policy/policy_comparison.h"
 
@@ -70,6 +75,51 @@ void Qwen(const std::string& dir) {
   }
 }
 
+// grace planned from each Qwen layer's co-activation pairs alone (its tokens dropped: what
+// graced gets from its agents), judged on the real tokens against grace on the tokens, grace on
+// loads alone and EPLB.
+void QwenFromPairs(const std::string& dir) {
+  const std::string q = dir + "/qwen1.5-moe-a2.7b-gsm8k/";
+  const std::vector<LayerStats> layers =
+      Load({q + "moe_layer0.jsonl", q + "moe_layer8.jsonl", q + "moe_layer12.jsonl"});
+  const CostParams params;
+  for (const Topology& topo : {Topology{2, 4, 8}, Topology{2, 2, 16}}) {
+    std::printf("\nQwen1.5-MoE, %s: grace from co-activation pairs alone, judged on the tokens\n",
+                topo.ToString().c_str());
+    std::printf("%-6s %-12s %10s %7s %10s %9s %9s %9s\n", "layer", "input", "remote/tok", "vs eplb",
+                "xnode/tok", "imbalance", "layer_ms", "plan_ms");
+    for (const LayerStats& full : layers) {
+      LayerStats pairs = full;
+      pairs.tokens.reset();
+      LayerStats loads = pairs;
+      loads.affinity.reset();
+      double eplb_remote = 0;
+      struct Row {
+        const char* name;
+        const PlacementPolicy* policy;
+        const LayerStats* stats;
+      };
+      const GracePolicy grace;
+      const EplbPolicy eplb;
+      for (const Row& r :
+           {Row{"eplb", &eplb, &full}, Row{"grace tokens", &grace, &full},
+            Row{"grace pairs", &grace, &pairs}, Row{"grace loads", &grace, &loads}}) {
+        const auto start = std::chrono::steady_clock::now();
+        StatusOr<LayerPlan> plan = r.policy->PlanLayer(*r.stats, topo, params);
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                .count();
+        if (!plan.ok()) std::exit(2);
+        const LayerCost c = EvaluateLayerOnTokens(*full.tokens, plan->routing, topo, params);
+        if (r.policy == &eplb) eplb_remote = c.remote_sends_per_token;
+        std::printf("L%-5d %-12s %10.3f %7.3f %10.3f %9.3f %9.3f %9.0f\n", full.layer_id, r.name,
+                    c.remote_sends_per_token, c.remote_sends_per_token / eplb_remote,
+                    c.cross_node_sends_per_token, c.imbalance, c.layer_ms, ms);
+      }
+    }
+  }
+}
+
 void DeepSeek(const std::string& dir) {
   const std::vector<LayerStats> layers =
       Load({dir + "/deepseek-v3-sglang-stats/prefill_in1024.json"});
@@ -112,6 +162,7 @@ int main(int argc, char** argv) {
     dir = std::string(GRACE_SOURCE_DIR) + "/../shared/traces/real";
   }
   Qwen(dir);
+  QwenFromPairs(dir);
   DeepSeek(dir);
   return 0;
 }
