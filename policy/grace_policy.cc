@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 
 #include "policy/affinity_clustering.h"
 #include "policy/affinity_sampling.h"
 #include "policy/baseline_policies.h"
+#include "policy/eplb.h"
 #include "policy/locality_routing.h"
 #include "policy/slot_placement_search.h"
 #include "policy/spectral_grouping.h"
@@ -130,16 +132,60 @@ StatusOr<LayerPlan> GracePolicy::PlanLayer(const LayerStats& stats, const Topolo
                                            const CostParams& params) const {
   GRACE_RETURN_IF_ERROR(CheckLayerInput(stats, topology));
   if (stats.tokens && stats.tokens->num_tokens() > 0) {
-    return PlanWithTokens(stats, topology, params);
+    GRACE_ASSIGN_OR_RETURN(LayerPlan plan, PlanWithTokens(stats, topology, params));
+    return NoHotterThanEplb(std::move(plan), stats, topology, params, /*time_may_pay=*/true);
   }
   if (stats.affinity && HasPairs(*stats.affinity)) {
     // Co-activation without tokens (recorded matrices, the live daemon's pairs): the same
     // grouping, on tokens drawn from the statistics.
     AffinitySamplingOptions sampling;
     sampling.num_tokens = options_.affinity_tokens;
-    return PlanWithTokens(WithAffinityTokens(stats, sampling), topology, params);
+    const LayerStats sampled = WithAffinityTokens(stats, sampling);
+    GRACE_ASSIGN_OR_RETURN(LayerPlan plan, PlanWithTokens(sampled, topology, params));
+    return NoHotterThanEplb(std::move(plan), sampled, topology, params, /*time_may_pay=*/true);
   }
-  return PlanFromLoads(stats, topology, params, {}, 0.0);
+  GRACE_ASSIGN_OR_RETURN(LayerPlan plan, PlanFromLoads(stats, topology, params, {}, 0.0));
+  return NoHotterThanEplb(std::move(plan), stats, topology, params, /*time_may_pay=*/true);
+}
+
+StatusOr<LayerPlan> GracePolicy::NoHotterThanEplb(LayerPlan plan, const LayerStats& stats,
+                                                  const Topology& topo, const CostParams& params,
+                                                  bool time_may_pay) const {
+  StatusOr<LayerPlan> eplb = EplbPolicy().PlanLayer(stats, topo, params);
+  if (!eplb.ok()) {
+    plan.choice = "grace (EPLB has no plan: " + eplb.status().message() + ")";
+    return plan;
+  }
+  const LayerCost mine = EvaluateLayer(stats, plan.routing, topo, params);
+  const LayerCost theirs = EvaluateLayer(stats, eplb->routing, topo, params);
+  char why[200];
+  if (mine.imbalance <= theirs.imbalance * (1 + 1e-9)) {
+    std::snprintf(why, sizeof why, "grace: max/mean %.3f, no hotter than EPLB's %.3f",
+                  mine.imbalance, theirs.imbalance);
+    plan.choice = why;
+    return plan;
+  }
+  if (time_may_pay && mine.layer_ms < theirs.layer_ms) {
+    std::snprintf(why, sizeof why,
+                  "grace: max/mean %.3f above EPLB's %.3f, paid by a modeled layer time of %.3f "
+                  "ms against %.3f",
+                  mine.imbalance, theirs.imbalance, mine.layer_ms, theirs.layer_ms);
+    plan.choice = why;
+    return plan;
+  }
+  // EPLB's packing, with locality routing where that is no hotter and faster than its own.
+  LayerPlan fallback = std::move(*eplb);
+  LayerRouting local = LocalityRouting(fallback.row, stats.load, topo, options_.routing_iterations);
+  const LayerCost local_cost = EvaluateLayer(stats, local, topo, params);
+  if (local_cost.imbalance <= theirs.imbalance * (1 + 1e-9) &&
+      local_cost.layer_ms < theirs.layer_ms) {
+    fallback.routing = std::move(local);
+  }
+  std::snprintf(why, sizeof why, "eplb: grace's plan had max/mean %.3f against EPLB's %.3f%s",
+                mine.imbalance, theirs.imbalance,
+                time_may_pay ? " and no faster modeled time" : "");
+  fallback.choice = why;
+  return fallback;
 }
 
 StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const Topology& topo,

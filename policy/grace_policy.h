@@ -13,7 +13,10 @@
 //      replicas move together (slot swaps across GPUs, a replica re-targeted to another expert),
 //      so a replica lands next to its expert's partners on the other node and the grouping
 //      closes around it; each result is re-scored exactly and kept when better;
-//   5. locality routing weighted by inverse predicted load.
+//   5. locality routing weighted by inverse predicted load;
+//   6. the balance guarantee: a plan whose hottest GPU is hotter than under EPLB's plan of the
+//      same slots is kept only when its modeled layer time is lower than EPLB's, else EPLB's
+//      plan is returned (LayerPlan::choice says which and why).
 //   The objective (PlacementObjective) is the modeled layer time, plus its mean-based share,
 //   plus `remote_send_weight` per remote send (the modeled time barely sees intra-node sends,
 //   so without it the GPU-level grouping inside a node would not be steered), plus a penalty
@@ -25,8 +28,8 @@
 // experts with the highest load per replica (or first to every expert until each has a copy on
 // every node, while slots last), copies of one expert on distinct nodes where the balance
 // allows, packed heaviest first, then swapped to lower the hottest GPU; EPLB's packing is tried
-// too, and of the candidates whose hottest GPU is no hotter than under EPLB's packing, the lowest
-// modeled layer time wins.
+// too, and of the candidates whose hottest GPU is no hotter than under EPLB's packing (with
+// locality routing), the lowest modeled layer time wins; then the balance guarantee (step 6).
 // Stateless; PlanLayer may run on several threads at once.
 #pragma once
 
@@ -79,6 +82,13 @@ class GracePolicy : public PlacementPolicy {
   StatusOr<LayerPlan> PlanFromLoads(const LayerStats& stats, const Topology& topology,
                                     const CostParams& params, std::span<const ExpertId> near,
                                     double slack) const;
+
+  // The balance guarantee: `plan` when its hottest GPU is no hotter than under EPLB's plan of
+  // the same slots (EplbPolicy, its own routing), or, with `time_may_pay`, when its modeled
+  // layer time is lower than EPLB's; else EPLB's plan. LayerPlan::choice says which and why.
+  StatusOr<LayerPlan> NoHotterThanEplb(LayerPlan plan, const LayerStats& stats,
+                                       const Topology& topology, const CostParams& params,
+                                       bool time_may_pay) const;
 
   GraceOptions options_;
 };

@@ -44,6 +44,7 @@ StatusOr<PlacementPlan> PlanAllLayers(const PlacementPolicy& policy,
     if (!layer.ok()) return layer.status().WithContext(policy.name() + " policy");
     plan.placement.physical_to_logical[li] = std::move(layer->row);
     plan.routings.push_back(std::move(layer->routing));
+    plan.choices.push_back(std::move(layer->choice));
   }
   GRACE_RETURN_IF_ERROR(plan.placement.Validate(topology));
   return plan;

@@ -28,6 +28,7 @@ namespace grace {
 struct LayerPlan {
   std::vector<ExpertId> row;  // physical_to_logical of the layer, topology.total_slots() long
   LayerRouting routing;
+  std::string choice;  // why this plan, for reports ("" where the policy has no alternative)
 };
 
 class PlacementPolicy {
@@ -52,6 +53,7 @@ class PlacementPolicy {
 struct PlacementPlan {
   Placement placement;
   std::vector<LayerRouting> routings;
+  std::vector<std::string> choices;  // LayerPlan::choice of each layer
 };
 StatusOr<PlacementPlan> PlanAllLayers(const PlacementPolicy& policy,
                                       std::span<const LayerStats> layers, const Topology& topology,

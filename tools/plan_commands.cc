@@ -14,8 +14,8 @@
 
 #include "core/placement.h"
 #include "core/trace_import.h"
+#include "policy/eplb.h"
 #include "policy/layer_stats.h"
-#include "policy/placement_policy.h"
 #include "policy/policy_comparison.h"
 #include "tools/commands.h"
 
@@ -133,6 +133,25 @@ void PrintReports(const std::vector<PolicyReport>& reports, const Topology& topo
   }
 }
 
+// Per layer on stderr (stdout may carry the placement): the plan's figures beside EPLB's at the
+// same slots, and the choice the policy made.
+void PrintAgainstEplb(const PlacementPlan& plan, const std::vector<LayerStats>& layers,
+                      const Topology& topo, const CostParams& params) {
+  StatusOr<PlacementPlan> eplb = PlanAllLayers(EplbPolicy(), layers, topo, params);
+  if (!eplb.ok()) return;
+  std::fprintf(stderr, "%-6s %21s %21s %17s %19s  %s\n", "layer", "remote/tok (eplb)",
+               "xnode/tok (eplb)", "max/mean (eplb)", "layer_ms (eplb)", "choice");
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const LayerCost a = EvaluateLayer(layers[li], plan.routings[li], topo, params);
+    const LayerCost b = EvaluateLayer(layers[li], eplb->routings[li], topo, params);
+    std::fprintf(stderr, "L%-5d %10.3f (%8.3f) %10.3f (%8.3f) %8.3f (%6.3f) %9.3f (%7.3f)  %s\n",
+                 layers[li].layer_id, a.remote_sends_per_token, b.remote_sends_per_token,
+                 a.cross_node_sends_per_token, b.cross_node_sends_per_token, a.imbalance,
+                 b.imbalance, a.layer_ms, b.layer_ms,
+                 li < plan.choices.size() ? plan.choices[li].c_str() : "");
+  }
+}
+
 std::string DefaultDeepSeekStats() {
   const char* env = std::getenv("GRACE_TRACES_DIR");
   const std::string dir = env != nullptr && *env != '\0'
@@ -224,6 +243,7 @@ void AddPlanCommands(CLI::App& app, CLI::App& bench) {
       if (!p.ok()) Fail(2, p.status().ToString());
       StatusOr<PlacementPlan> plan = PlanAllLayers(**p, layers, topo, flags->params);
       if (!plan.ok()) Fail(2, plan.status().ToString());
+      if (*policy != "eplb") PrintAgainstEplb(*plan, layers, topo, flags->params);
       const std::string text = PlacementToJson(plan->placement, topo);
       if (output->empty()) {
         std::cout << text << "\n";
