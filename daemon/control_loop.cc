@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -67,6 +69,11 @@ struct ControlLoop::Impl {
   const Topology& topology() const { return config.topology; }
 
   void MakeController() {
+    if (planner == nullptr || planner->name() != policy.planner) {
+      // The name was validated with the policy (daemon/policy_settings.h).
+      StatusOr<std::unique_ptr<PlacementPolicy>> made = MakePlacementPolicy(policy.planner);
+      if (made.ok()) planner = std::move(*made);
+    }
     OnlineControllerOptions opt;
     opt.decision = DecisionOptionsFor(policy, steps_per_interval);
     opt.forecast.forced_model = ForcedModel(policy.forecast_model);
@@ -90,13 +97,24 @@ struct ControlLoop::Impl {
   }
 
   Status Init() {
-    GRACE_ASSIGN_OR_RETURN(planner, MakePlacementPolicy("grace"));
+    GRACE_ASSIGN_OR_RETURN(planner, MakePlacementPolicy(policy.planner));
     GRACE_ASSIGN_OR_RETURN(std::optional<PlacementRecord> current, store->CurrentPlacement());
     if (current.has_value()) {
       GRACE_RETURN_IF_ERROR(CheckRestored(*current));
       epoch = current->epoch;
       placement = current->placement;
       spdlog::info("graced: restored epoch {} from the history", epoch);
+    } else if (!config.initial_placement.empty()) {
+      GRACE_ASSIGN_OR_RETURN(Placement initial, ReadInitialPlacement());
+      PlacementRecord first;
+      first.epoch = 1;
+      first.committed_at_ms = now_ms();
+      first.topology = topology();
+      first.placement = initial;
+      GRACE_RETURN_IF_ERROR(store->CommitPlacement(first));
+      epoch = 1;
+      placement = std::move(initial);
+      spdlog::info("graced: no history; committed epoch 1 from {}", config.initial_placement);
     } else {
       // Epoch 1: nothing is known yet, so there is no affinity to exploit: EPLB's balanced
       // packing on uniform load is the fast, sensible start; grace takes over once load arrives.
@@ -123,6 +141,23 @@ struct ControlLoop::Impl {
     next_interval_ms = now_ms() + static_cast<int64_t>(policy.interval_s * 1000);
     counts.assign(static_cast<size_t>(layers()) * experts(), 0.0);
     return Status::Ok();
+  }
+
+  // [daemon].initial_placement: grace's placement JSON, checked against the configured model.
+  StatusOr<Placement> ReadInitialPlacement() const {
+    const std::string& path = config.initial_placement;
+    std::ifstream in(path);
+    if (!in) return InvalidArgument("[daemon].initial_placement: cannot read " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    GRACE_ASSIGN_OR_RETURN(Placement p, PlacementFromJson(text.str(), path));
+    if (p.num_experts != experts() || p.layer_ids != config.model.layer_ids) {
+      return InvalidArgument(path + ": " + std::to_string(p.num_layers()) + " layers x " +
+                             std::to_string(p.num_experts) +
+                             " experts, not the configured model's layers and experts");
+    }
+    GRACE_RETURN_IF_ERROR(p.Validate(topology()).WithContext(path));
+    return p;
   }
 
   Status CheckRestored(const PlacementRecord& r) const {
@@ -559,9 +594,11 @@ Status ControlLoop::SetPolicy(const PolicySettings& settings, const std::string&
           impl_->store->RecordPolicyChange({now, who, field, before[field].dump(), value.dump()}));
     }
   }
-  const bool model_changed = settings.forecast_model != impl_->policy.forecast_model;
+  const bool model_changed = settings.forecast_model != impl_->policy.forecast_model ||
+                             settings.planner != impl_->policy.planner;
   impl_->policy = settings;
-  // A pinned model starts a fresh forecaster; the control thread rebuilds it (it owns it).
+  // A pinned model starts a fresh forecaster, another planner a fresh controller; the control
+  // thread rebuilds it (it owns it).
   if (model_changed) impl_->rebuild_controller = true;
   return Status::Ok();
 }

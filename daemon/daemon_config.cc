@@ -28,8 +28,8 @@ namespace {
 
 Status ParseDaemonTable(const toml::table& t, const std::string& source, DaemonConfig* c) {
   TomlFields f(t, source, "daemon");
-  GRACE_RETURN_IF_ERROR(
-      f.RejectUnknown({"http", "agents", "state_dir", "web_root", "api_token", "cluster_secret"}));
+  GRACE_RETURN_IF_ERROR(f.RejectUnknown({"http", "agents", "state_dir", "web_root",
+                                         "initial_placement", "api_token", "cluster_secret"}));
   std::string http, agents;
   GRACE_RETURN_IF_ERROR(f.String("http", "", &http));
   GRACE_RETURN_IF_ERROR(f.String("agents", "", &agents));
@@ -42,6 +42,7 @@ Status ParseDaemonTable(const toml::table& t, const std::string& source, DaemonC
   }
   GRACE_RETURN_IF_ERROR(f.String("state_dir", c->state_dir, &c->state_dir));
   GRACE_RETURN_IF_ERROR(f.String("web_root", c->web_root, &c->web_root));
+  GRACE_RETURN_IF_ERROR(f.String("initial_placement", c->initial_placement, &c->initial_placement));
   GRACE_RETURN_IF_ERROR(f.String("api_token", c->api_token, &c->api_token));
   GRACE_RETURN_IF_ERROR(f.String("cluster_secret", c->cluster_secret, &c->cluster_secret));
   return Status::Ok();

@@ -2,7 +2,7 @@
 // command-line flags (--http, --agents, --state-dir) and the environment (GRACE_API_TOKEN,
 // GRACE_CLUSTER_SECRET). Unknown keys are refused, naming the key and line.
 //
-//   [daemon]   http, agents, state_dir, web_root, api_token, cluster_secret
+//   [daemon]   http, agents, state_dir, web_root, initial_placement, api_token, cluster_secret
 //   [agents]   heartbeat_ms, report_ms, lost_after_ms, max_frame_mb
 //   [topology] as core/topology.h
 //   [model]    num_experts, top_k, layers (array of layer ids), hidden, expert_ffn
@@ -36,6 +36,9 @@ struct DaemonConfig {
   int agents_port = 8751;
   std::string state_dir = "/var/lib/grace";
   std::string web_root;  // empty: the build tree's staged UI, else the installed one
+  // grace's placement JSON (`gracectl plan -o`) for epoch 1 when the history is empty; empty:
+  // EPLB's packing on uniform load.
+  std::string initial_placement;
   std::string api_token;
   std::string cluster_secret;
 

@@ -19,6 +19,13 @@ const std::vector<PolicyFieldSpec>& PolicyFields() {
       {"max_replicas_per_expert", "integer", 1, 1024, {}, "slot budget: replicas of one expert"},
       {"byte_budget_mb", "number", 0, 1e7, {}, "megabytes one migration may move"},
       {"migration_fixed_cost_ms", "number", 0, 1e6, {}, "fixed cost charged per migration"},
+      {"planner",
+       "string",
+       0,
+       0,
+       {"grace", "eplb"},
+       "placement policy of re-plans: grace (affinity grouping, replication, locality) or eplb "
+       "(load balance only, the baseline)"},
   };
   return fields;
 }
@@ -31,7 +38,8 @@ nlohmann::json PolicySettings::ToJson() const {
           {"cooldown_s", cooldown_s},
           {"max_replicas_per_expert", max_replicas_per_expert},
           {"byte_budget_mb", byte_budget_mb},
-          {"migration_fixed_cost_ms", migration_fixed_cost_ms}};
+          {"migration_fixed_cost_ms", migration_fixed_cost_ms},
+          {"planner", planner}};
 }
 
 namespace {
@@ -82,6 +90,7 @@ StatusOr<PolicySettings> ApplyPolicyPatch(const PolicySettings& current,
   s.max_replicas_per_expert = patch.value("max_replicas_per_expert", s.max_replicas_per_expert);
   s.byte_budget_mb = patch.value("byte_budget_mb", s.byte_budget_mb);
   s.migration_fixed_cost_ms = patch.value("migration_fixed_cost_ms", s.migration_fixed_cost_ms);
+  s.planner = patch.value("planner", s.planner);
   return s;
 }
 

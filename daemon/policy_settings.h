@@ -25,6 +25,7 @@ struct PolicySettings {
   int max_replicas_per_expert = 4;     // slot budget: replicas of one expert
   double byte_budget_mb = 512;         // bytes one migration may move
   double migration_fixed_cost_ms = 5;  // fixed cost charged to every migration
+  std::string planner = "grace";       // grace | eplb: the policy re-plans come from
 
   nlohmann::json ToJson() const;
 };

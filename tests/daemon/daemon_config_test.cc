@@ -43,6 +43,20 @@ forecast_model = "holt"
   EXPECT_EQ(c->topology.ranks(), 8);
 }
 
+TEST(DaemonConfigTest, PlannerAndInitialPlacement) {
+  auto c = ParseDaemonConfig(
+      "[daemon]\ninitial_placement = \"/tmp/p.json\"\n[policy]\nplanner = \"eplb\"\n",
+      "graced.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->initial_placement, "/tmp/p.json");
+  EXPECT_EQ(c->policy.planner, "eplb");
+  EXPECT_EQ(ParseDaemonConfig("", "graced.toml")->policy.planner, "grace");
+  auto bad = ParseDaemonConfig("[policy]\nplanner = \"random\"\n", "graced.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("policy.planner"), std::string::npos)
+      << bad.status().ToString();
+}
+
 TEST(DaemonConfigTest, UnknownKeysAndTablesAreNamed) {
   auto c = ParseDaemonConfig("[daemon]\nhttp_port = 1\n", "g.toml");
   ASSERT_FALSE(c.ok());
