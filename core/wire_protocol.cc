@@ -145,6 +145,10 @@ Status DecodeCoactivation(std::string_view bytes, LoadReport* m) {
   if (layers > m->num_layers) {
     return DataLoss("layer count " + Str(layers) + " exceeds num_layers " + Str(m->num_layers));
   }
+  if (bytes.size() - r.position() < layers * 24ull) {  // each layer's entry is 24 bytes or more
+    return DataLoss("truncated at the layers (" + Str(layers) + " layers need at least " +
+                    Str(layers * 24ull) + " bytes, " + Str(bytes.size() - r.position()) + " left)");
+  }
   m->coactivation.resize(layers);
   int64_t previous = -1;
   for (LoadReport::CoactivationLayer& l : m->coactivation) {
