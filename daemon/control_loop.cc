@@ -163,6 +163,8 @@ struct ControlLoop::Impl {
                          static_cast<double>(p.count) * r.coactivation_sample_every});
       }
       metrics.coactivation_pairs_total += l.pairs.size();
+      metrics.coactivation_sampled_mass_total += l.sampled_mass;
+      metrics.coactivation_dropped_mass_total += l.dropped_mass;
     }
     Status traffic = r.traffic_error.empty() ? measured.Add(r) : DataLoss(r.traffic_error);
     if (!traffic.ok()) {

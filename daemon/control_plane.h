@@ -69,9 +69,11 @@ struct DaemonMetrics {
   int agents_up = 0;
   int agents_lost = 0;
   uint64_t load_reports_total = 0;
-  uint64_t coactivation_pairs_total = 0;    // co-activation pairs received in load reports
-  uint64_t coactivation_refused_total = 0;  // load reports whose co-activation was refused
-  uint64_t traffic_refused_total = 0;       // load reports whose traffic section was refused
+  uint64_t coactivation_pairs_total = 0;         // co-activation pairs received in load reports
+  uint64_t coactivation_sampled_mass_total = 0;  // sampled pair counts, sent or dropped
+  uint64_t coactivation_dropped_mass_total = 0;  // the part beyond the agents' top pairs
+  uint64_t coactivation_refused_total = 0;       // load reports whose co-activation was refused
+  uint64_t traffic_refused_total = 0;            // load reports whose traffic section was refused
   // Measured traffic per layer (rank_load left empty): cumulative, and the latest window's.
   std::vector<MeasuredLayerTraffic> measured_total;
   std::vector<MeasuredLayerTraffic> measured_window;

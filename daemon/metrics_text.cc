@@ -56,6 +56,12 @@ std::string PrometheusText(const DaemonMetrics& m) {
   Header(out, "grace_coactivation_pairs_total", "counter",
          "Co-activation pairs received in load reports (top pairs per layer).");
   out << "grace_coactivation_pairs_total " << m.coactivation_pairs_total << '\n';
+  Header(out, "grace_coactivation_sampled_mass_total", "counter",
+         "Sampled co-activation counts the agents saw, sent or dropped beyond their top pairs.");
+  out << "grace_coactivation_sampled_mass_total " << m.coactivation_sampled_mass_total << '\n';
+  Header(out, "grace_coactivation_dropped_mass_total", "counter",
+         "The part of those counts in pairs beyond the agents' top pairs (not sent).");
+  out << "grace_coactivation_dropped_mass_total " << m.coactivation_dropped_mass_total << '\n';
   Header(out, "grace_load_report_sections_refused_total", "counter",
          "Load report sections refused as malformed (the report's counts are kept).");
   out << "grace_load_report_sections_refused_total{section=\"coactivation\"} "

@@ -103,6 +103,8 @@ TEST_F(ControlLoopTest, GoodReportsAddPairsAndTrafficPerLayer) {
   const DaemonMetrics m = loop_->Metrics();
   EXPECT_EQ(m.coactivation_refused_total, 0u);
   EXPECT_EQ(m.coactivation_pairs_total, 4u);
+  EXPECT_EQ(m.coactivation_sampled_mass_total, 6u);
+  EXPECT_EQ(m.coactivation_dropped_mass_total, 0u);
   const TrafficSnapshot t = loop_->Traffic();
   ASSERT_EQ(t.total.size(), 2u);
   for (const MeasuredLayerTraffic& l : t.total) {
