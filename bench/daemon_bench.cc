@@ -1,9 +1,12 @@
 // graced under load: the real daemon process, N simulated ranks (8 per agent) reporting
 // DeepSeek-V3-shaped load (58 MoE layers x 256 experts, drawn from the real SGLang prefill
-// statistics when ../shared/traces/real is present) every second; then a paced REST client.
+// statistics when ../shared/traces/real is present) every second, each report with its
+// co-activation and traffic sections; then a paced REST client.
 // Prints one JSON object:
 //   cpu_cores          graced's CPU time / wall time while agents report (target < 0.5)
 //   reports_per_s      load reports graced ingested per second
+//   report_bytes       one report's frame: counts, 512 co-activation pairs per layer and the
+//                      traffic of the agent's 8 ranks, as real agents send
 //   control_round_ms   last and slowest control round (aggregate, forecast, decide): the
 //                      report-to-decision latency
 //   rest_p50_ms, rest_p99_ms at rest_rps requests/s (target p99 < 10 ms at 200/s)
@@ -179,7 +182,8 @@ int main(int argc, char** argv) {
 
   // REST: paced requests over a mix of read endpoints.
   const char* paths[] = {"/api/v1/status", "/api/v1/policy", "/api/v1/decisions?limit=20",
-                         "/api/v1/agents", "/metrics",       "/healthz"};
+                         "/api/v1/agents", "/metrics",       "/healthz",
+                         "/api/v1/traffic"};
   std::vector<double> latencies;
   const auto period = std::chrono::duration<double>(1.0 / rest_rps);
   const auto r0 = Clock::now();
@@ -205,6 +209,8 @@ int main(int argc, char** argv) {
       {"seconds", wall},
       {"cpu_cores", (g1 - g0) / wall},
       {"reports_per_s", (reports1 - reports0) / wall},
+      {"report_bytes", st.report_bytes},
+      {"coactivation_pairs_per_report", sim.coactivation_pairs * layers},
       {"migrations", MetricValue(m, "grace_migrations_total")},
       {"control_round_ms", MetricValue(m, "grace_control_round_seconds") * 1000},
       {"control_round_max_ms", MetricValue(m, "grace_control_round_max_seconds") * 1000},

@@ -126,6 +126,13 @@ TEST(GracedIntegrationTest, DriftLeadsToMigrationsThatSurviveSigkill) {
   auto metrics = client.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("grace_agents{state=\"up\"} 2"), std::string::npos);
+  // The simulated agents' co-activation and traffic sections were all accepted.
+  for (const char* section : {"coactivation", "traffic"}) {
+    EXPECT_NE(metrics->body.find("grace_load_report_sections_refused_total{section=\"" +
+                                 std::string(section) + "\"} 0"),
+              std::string::npos)
+        << section;
+  }
 
   // SIGKILL, restart, and everything committed is still there.
   fleet.Stop();
