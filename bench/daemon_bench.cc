@@ -15,7 +15,8 @@
 // statistics (input lengths 512 to 4096), so layers keep being re-scored and re-placed.
 //
 //   daemon_bench [--ranks 1000] [--seconds 30] [--rest-rps 200] [--rest-seconds 10]
-//                [--drift-every 0]
+//                [--drift-every 0] [--coactivation-pairs 512]
+// (--coactivation-pairs 0: reports without co-activation, for comparison)
 #include <httplib.h>
 #include <unistd.h>
 
@@ -69,6 +70,7 @@ double Percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   int ranks = 1000, seconds = 30, rest_rps = 200, rest_seconds = 10, drift_every = 0;
+  int coactivation_pairs = 512;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
@@ -82,6 +84,8 @@ int main(int argc, char** argv) {
       rest_seconds = v;
     else if (a == "--drift-every")
       drift_every = v;
+    else if (a == "--coactivation-pairs")
+      coactivation_pairs = v;
   }
   const int gpus_per_node = 8;
   const int nodes = std::max(1, ranks / gpus_per_node);
@@ -162,6 +166,7 @@ int main(int argc, char** argv) {
   sim.tokens_per_step = 128;
   sim.steps_per_second = 10;
   sim.report_ms = 1000;
+  sim.coactivation_pairs = coactivation_pairs;
   grace::SimAgentFleet fleet(sim);
   if (!fleet.Start().ok()) return 1;
   std::this_thread::sleep_for(std::chrono::seconds(5));  // connect and warm up

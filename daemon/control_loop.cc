@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/interval_coactivation.h"
 #include "daemon/measured_traffic.h"
 #include "migrate/migration_plan.h"
 #include "policy/cost_model.h"
@@ -159,8 +160,8 @@ struct ControlLoop::Impl {
     // Sampled on 1 token in sample_every: scaled back to the estimated count of every token.
     for (const LoadReport::CoactivationLayer& l : r.coactivation) {
       for (const LoadReport::Pair& p : l.pairs) {
-        pairs.push_back({static_cast<int>(l.layer_index), p.a, p.b,
-                         static_cast<double>(p.count) * r.coactivation_sample_every});
+        pairs.Add(static_cast<int>(l.layer_index), p.a, p.b,
+                  static_cast<double>(p.count) * r.coactivation_sample_every);
       }
       metrics.coactivation_pairs_total += l.pairs.size();
       metrics.coactivation_sampled_mass_total += l.sampled_mass;
@@ -240,8 +241,7 @@ struct ControlLoop::Impl {
     for (size_t i = 0; i < counts.size(); ++i)
       in->per_step[i] = counts[i] / static_cast<double>(steps);
     std::fill(counts.begin(), counts.end(), 0.0);
-    in->pairs = std::move(pairs);
-    pairs.clear();
+    in->pairs = pairs.Take();
     if (rebuild_controller) {
       MakeController();
       rebuild_controller = false;
@@ -509,8 +509,8 @@ struct ControlLoop::Impl {
   std::optional<Pending> pending;
   std::vector<Realisation> realisations;
 
-  std::vector<double> counts;  // this interval, [layer][expert]
-  std::vector<CoactivationPair> pairs;
+  std::vector<double> counts;                       // this interval, [layer][expert]
+  IntervalCoactivation pairs{layers(), experts()};  // this interval's, summed per pair
   MeasuredTrafficTotals measured{layers(), topology().ranks(), topology().slots_per_gpu};
   std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
   uint64_t newest_step = 0;
