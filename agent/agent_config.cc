@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/toml_fields.h"
+#include "core/wire_protocol.h"
 
 namespace grace {
 namespace {
@@ -121,8 +122,9 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "replay", source));
     TomlFields f(*t, source, "replay");
-    GRACE_RETURN_IF_ERROR(f.RejectUnknown({"trace", "steps", "tokens_per_rank", "steps_per_second",
-                                           "loop", "seed", "coactivation_sample_every"}));
+    GRACE_RETURN_IF_ERROR(
+        f.RejectUnknown({"trace", "steps", "tokens_per_rank", "steps_per_second", "loop", "seed",
+                         "coactivation_sample_every", "coactivation_max_pairs"}));
     GRACE_RETURN_IF_ERROR(f.String("trace", "", &c.trace_file));
     GRACE_RETURN_IF_ERROR(f.Int("steps", 0, 0, 1 << 30, &c.steps));
     GRACE_RETURN_IF_ERROR(f.Int("tokens_per_rank", 32, 1, 1 << 20, &c.tokens_per_rank));
@@ -133,6 +135,9 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
     c.seed = static_cast<uint64_t>(seed);
     GRACE_RETURN_IF_ERROR(
         f.Int("coactivation_sample_every", 8, 1, 1 << 20, &c.coactivation_sample_every));
+    GRACE_RETURN_IF_ERROR(f.Int("coactivation_max_pairs", 512, 1,
+                                static_cast<int>(kMaxCoactivationPairsPerLayer),
+                                &c.coactivation_max_pairs));
   }
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "output", source));

@@ -48,10 +48,11 @@ struct AgentConfig {
   std::string trace_file;  // native trace; empty: generated tokens through the gate
   int steps = 0;           // 0: every step of the trace (4 without a trace)
   int tokens_per_rank = 32;
-  double steps_per_second = 0;  // 0: as fast as possible
-  bool loop = false;            // start the trace over at its end (until stopped or `steps`)
-  uint64_t seed = 7;            // hidden states and replica choice
-  int coactivation_sample_every = 8;
+  double steps_per_second = 0;        // 0: as fast as possible
+  bool loop = false;                  // start the trace over at its end (until stopped or `steps`)
+  uint64_t seed = 7;                  // hidden states and replica choice
+  int coactivation_sample_every = 8;  // co-activation counted on 1 token in this many
+  int coactivation_max_pairs = 512;   // per layer and report: the highest-count pairs sent
 
   // [daemon]: empty address: standalone (the placement file, no migrations).
   std::string daemon_address;   // "host:port" of graced's agent listener

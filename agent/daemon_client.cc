@@ -26,6 +26,9 @@ class DaemonClient::Impl {
  private:
   Status Dial(Epoch epoch, Welcome* welcome);
   Status SendFrame(const WireMessage& m);
+  // The workers' counts since the last report, taken (zeroed): per-expert loads, the top
+  // co-activation pairs and the dispatch traffic of every layer.
+  LoadReport TakeReport(ServingState& state);
   // Reads what has arrived within `wait`; false when the connection is gone.
   bool Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out);
 
@@ -36,7 +39,40 @@ class DaemonClient::Impl {
   bool connected_ = false;
   uint32_t heartbeat_ms_ = 1000, report_ms_ = 1000;
   uint64_t report_from_ = 0;
+  std::vector<uint64_t> pair_sums_;  // one layer's pair counts summed over the local ranks
 };
+
+LoadReport DaemonClient::Impl::TakeReport(ServingState& state) {
+  const int layers = c_.model.num_layers, experts = c_.model.num_experts;
+  LoadReport r;
+  r.step_from = report_from_;
+  for (const RankProgress& p : state.ranks) r.step_to = std::max(r.step_to, p.next_step.load());
+  report_from_ = r.step_to;
+  r.num_layers = layers;
+  r.num_experts = experts;
+  const int counts_size = layers * experts;
+  r.counts.assign(counts_size, 0);
+  for (RankProgress& p : state.ranks) {
+    for (int i = 0; i < counts_size; ++i) {
+      r.counts[i] += p.counts[i].exchange(0, std::memory_order_relaxed);
+    }
+  }
+  r.coactivation_sample_every = static_cast<uint32_t>(std::max(1, c_.coactivation_sample_every));
+  r.coactivation_max_pairs = static_cast<uint32_t>(c_.coactivation_max_pairs);
+  for (int l = 0; l < layers; ++l) {
+    pair_sums_.assign(state.ranks.front().live->pairs_per_layer(), 0);
+    for (RankProgress& p : state.ranks) p.live->TakePairs(l, pair_sums_);
+    AppendTopPairs(l, pair_sums_, experts, c_.coactivation_max_pairs, &r);
+  }
+  r.slots_per_rank = static_cast<uint32_t>(c_.topology.slots_per_gpu);
+  for (size_t i = 0; i < state.ranks.size(); ++i) {
+    LoadReport::RankTraffic t;
+    t.rank = c_.first_rank + static_cast<RankId>(i);
+    for (int l = 0; l < layers; ++l) t.layers.push_back(state.ranks[i].live->TakeDispatch(l));
+    r.traffic.push_back(std::move(t));
+  }
+  return r;
+}
 
 Status DaemonClient::Impl::SendFrame(const WireMessage& m) {
   const std::string frame = EncodeFrame(m);
@@ -148,7 +184,6 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
   auto next_heartbeat = Clock::now(), next_report = Clock::now();
   int backoff_ms = 20;
   auto next_dial = Clock::now();
-  const int counts_size = c_.model.num_layers * c_.model.num_experts;
   std::vector<WireMessage> in;
   while (true) {
     bool all_finished = true;
@@ -192,22 +227,12 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
       next_heartbeat = now + std::chrono::milliseconds(heartbeat_ms_);
     }
     if (connected_ && now >= next_report) {
-      LoadReport r;
-      r.step_from = report_from_;
-      for (const RankProgress& p : state.ranks) r.step_to = std::max(r.step_to, p.next_step.load());
-      r.num_layers = c_.model.num_layers;
-      r.num_experts = c_.model.num_experts;
-      r.counts.assign(counts_size, 0);
-      for (RankProgress& p : state.ranks) {
-        for (int i = 0; i < counts_size; ++i) {
-          r.counts[i] += p.counts[i].exchange(0, std::memory_order_relaxed);
-        }
-      }
-      report_from_ = r.step_to;
-      (void)SendFrame(r);
+      (void)SendFrame(TakeReport(state));
       next_report = now + std::chrono::milliseconds(report_ms_);
     }
   }
+  // The last steps' counts, so that graced has every step the workers ran.
+  if (connected_) (void)SendFrame(TakeReport(state));
   switcher.DropUncommitted();
   boost::system::error_code ec;
   socket_.close(ec);

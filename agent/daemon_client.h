@@ -7,10 +7,11 @@
 //              (agent/epoch_switcher.h) builds the same table on every rank (an agent restarted
 //              at an older epoch so loads the current placement's weights before serving).
 //   Run()      until every local worker has finished: Heartbeat{step, epoch} every heartbeat_ms,
-//              LoadReport every report_ms (the workers' per-expert counts), and PREPARE, COMMIT
-//              and ABORT handed to an EpochSwitcher (agent/epoch_switcher.h). A lost connection
-//              is redialled with backoff (Hello carries the serving epoch); an uncommitted
-//              migration is dropped.
+//              LoadReport every report_ms (the workers' per-expert counts, top co-activation
+//              pairs and dispatch traffic, agent/live_counters.h) and a last one when they
+//              finish, and PREPARE, COMMIT and ABORT handed to an EpochSwitcher
+//              (agent/epoch_switcher.h). A lost connection is redialled with backoff (Hello
+//              carries the serving epoch); an uncommitted migration is dropped.
 //
 // Thread contract: Connect() and Run() on the agent's control thread; workers only read the
 // ServingState it publishes.

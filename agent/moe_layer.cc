@@ -19,9 +19,16 @@ double Since(Clock::time_point& t) {
 
 }  // namespace
 
-MoeLayer::MoeLayer(const ModelShape& shape, int slots_per_rank, Transport* transport,
-                   ExpertBackend* backend)
-    : shape_(shape), slots_per_rank_(slots_per_rank), transport_(transport), backend_(backend) {}
+MoeLayer::MoeLayer(const ModelShape& shape, int slots_per_rank, int ranks_per_node,
+                   Transport* transport, ExpertBackend* backend)
+    : shape_(shape),
+      slots_per_rank_(slots_per_rank),
+      ranks_per_node_(ranks_per_node),
+      transport_(transport),
+      backend_(backend) {
+  measured_.token_bytes = static_cast<int64_t>(shape.hidden) * sizeof(float);
+  measured_.slot_pairs.assign(slots_per_rank, 0);
+}
 
 Status MoeLayer::Run(const RoutingTable& table, int layer_index, uint64_t step, uint64_t route_seed,
                      const int64_t* token_ids, const int32_t* expert_ids, const float* gate_weights,
@@ -38,6 +45,8 @@ Status MoeLayer::Run(const RoutingTable& table, int layer_index, uint64_t step, 
 
   layout_.BuildSend(slots_.data(), gate_weights, tokens, k, h, slots_per_rank_, ranks, &send_);
   const int sent = layout_.send_records();
+  measured_.tokens = tokens;
+  measured_.sends = layout_.CountSends(me, ranks_per_node_);
   PermuteRows(x, h, layout_.record_token().data(), sent, h, send_.data() + header, stride);
   times->permute += Since(t);
 
@@ -62,6 +71,9 @@ Status MoeLayer::Run(const RoutingTable& table, int layer_index, uint64_t step, 
 
   layout_.BuildReceive(recv_.data(), received, k, h, slots_per_rank_);
   const int rows = layout_.receive_rows();
+  const std::vector<int32_t>& slot_rows = layout_.slot_row_offsets();
+  for (int i = 0; i < slots_per_rank_; ++i)
+    measured_.slot_pairs[i] = slot_rows[i + 1] - slot_rows[i];
   rows_in_.resize(static_cast<size_t>(rows) * h);
   rows_out_.resize(static_cast<size_t>(rows) * h);
   PermuteRows(recv_.data() + header, stride, layout_.row_record().data(), rows, h, rows_in_.data(),

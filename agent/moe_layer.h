@@ -6,6 +6,9 @@
 // Thread contract: owned by one data-path thread. Run() takes no lock and, once its buffers
 // have grown to the largest step, allocates nothing. The caller reads the routing-table pointer
 // once per step and passes the same table to every layer of that step.
+//
+// Each Run also measures what the dispatch sent and computed (measured()), by the cost model's
+// rule (policy/cost_model.h; docs/live-signal.md): the agent reports it to graced.
 #pragma once
 
 #include <cstdint>
@@ -24,9 +27,17 @@ struct StepTimes {
   double total() const { return gate + route + permute + dispatch + ffn + combine; }
 };
 
+// One Run's traffic and compute on its rank.
+struct MeasuredDispatch {
+  int64_t tokens = 0;  // homed on this rank
+  DispatchSends sends;
+  int64_t token_bytes = 0;          // hidden x the data path's element size (f32)
+  std::vector<int32_t> slot_pairs;  // [local slot] (token, expert) pairs computed
+};
+
 class MoeLayer {
  public:
-  MoeLayer(const ModelShape& shape, int slots_per_rank, Transport* transport,
+  MoeLayer(const ModelShape& shape, int slots_per_rank, int ranks_per_node, Transport* transport,
            ExpertBackend* backend);
 
   // x: [tokens x hidden], updated in place to x + sum_k w_k FFN_{e_k}(x). token_ids are global
@@ -37,10 +48,13 @@ class MoeLayer {
 
   // Bytes this rank sent to other ranks (dispatch + combine), summed over calls.
   uint64_t remote_bytes_sent() const { return remote_bytes_sent_; }
+  // The last Run's.
+  const MeasuredDispatch& measured() const { return measured_; }
 
  private:
   ModelShape shape_;
   int slots_per_rank_;
+  int ranks_per_node_;
   Transport* transport_;
   ExpertBackend* backend_;
   DispatchLayout layout_;
@@ -49,6 +63,7 @@ class MoeLayer {
   std::vector<uint64_t> send_records_, recv_records_;
   std::vector<size_t> send_bytes_, recv_bytes_;
   uint64_t remote_bytes_sent_ = 0;
+  MeasuredDispatch measured_;
 };
 
 }  // namespace grace

@@ -17,7 +17,6 @@
 #include "agent/weights_file.h"
 #include "core/native_trace.h"
 #include "kernels/gate.h"
-#include "kernels/load_stats.h"
 #include "migrate/tcp_transport.h"
 #if defined(GRACE_HAVE_CUDA)
 #include "kernels/cuda_expert_backend.h"
@@ -164,7 +163,6 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
     return Unavailable(c.source + ": [output].dir: cannot write under " + c.output_dir);
   }
 
-  LoadStats stats(shape.num_layers, shape.num_experts, c.coactivation_sample_every);
   StepTimes times;
   std::optional<NativeTraceReader> reader;
   TraceStep step;
@@ -215,7 +213,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
         trace_offset += step.tokens.num_tokens;
       }
     }
-    MoeLayer layer(shape, topo.slots_per_gpu, transport.get(), backend.get());
+    MoeLayer layer(shape, topo.slots_per_gpu, topo.gpus_per_node, transport.get(), backend.get());
     Status failed;
     for (; s < max_steps; ++s) {
       if (reader) {
@@ -276,7 +274,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
           GateTopK(x.data(), model.weights.gate[li].data(), n, shape.hidden, shape.num_experts,
                    shape.top_k, ids.data(), gw.data());
         }
-        stats.Count(li, ids.data(), token_ids.data(), n, shape.top_k);
+        progress.live->CountCoactivation(li, ids.data(), token_ids.data(), n, shape.top_k);
         std::atomic<uint32_t>* counts = progress.counts.get() + li * shape.num_experts;
         for (int32_t e : std::span(ids.data(), ids.size())) {
           counts[e].fetch_add(1, std::memory_order_relaxed);
@@ -284,6 +282,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
         times.gate += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         failed = layer.Run(table, li, static_cast<uint64_t>(s), c.seed, token_ids.data(),
                            ids.data(), gw.data(), n, x.data(), &times);
+        if (failed.ok()) progress.live->AddDispatch(li, layer.measured());
         if (!failed.ok()) {  // the message is built only on failure: no allocation per step
           failed = failed.WithContext("rank " + std::to_string(rank) + " step " +
                                       std::to_string(s) + " layer " + std::to_string(li));
@@ -405,6 +404,9 @@ Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready) {
   std::vector<RankSlotWeights> sources;
   for (int i = 0; i < c.local_ranks; ++i) {
     state.ranks[i].counts = std::make_unique<std::atomic<uint32_t>[]>(counts);
+    state.ranks[i].live =
+        std::make_unique<LiveCounters>(c.model.num_layers, c.model.num_experts,
+                                       c.topology.slots_per_gpu, c.coactivation_sample_every);
     if (daemon) {
       sources.push_back(SlotWeights(c, model.weights, model.table->placement(), c.first_rank + i));
     }

@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "agent/live_counters.h"
 #include "core/ids.h"
 #include "core/routing_table.h"
 
@@ -51,6 +52,8 @@ struct RankProgress {
   // Per (layer, expert) token counts since the last LoadReport; the control thread exchanges
   // them with 0. Sized once at start.
   std::unique_ptr<std::atomic<uint32_t>[]> counts;
+  // Sampled co-activation and the dispatch's traffic since the last LoadReport; sized once.
+  std::unique_ptr<LiveCounters> live;
 };
 
 struct ServingState {

@@ -1,9 +1,12 @@
 // graced under load: the real daemon process, N simulated ranks (8 per agent) reporting
 // DeepSeek-V3-shaped load (58 MoE layers x 256 experts, drawn from the real SGLang prefill
-// statistics when ../shared/traces/real is present) every second; then a paced REST client.
+// statistics when ../shared/traces/real is present) every second, each report with its
+// co-activation and traffic sections; then a paced REST client.
 // Prints one JSON object:
 //   cpu_cores          graced's CPU time / wall time while agents report (target < 0.5)
 //   reports_per_s      load reports graced ingested per second
+//   report_bytes       one report's frame: counts, 512 co-activation pairs per layer and the
+//                      traffic of the agent's 8 ranks, as real agents send
 //   control_round_ms   last and slowest control round (aggregate, forecast, decide): the
 //                      report-to-decision latency
 //   rest_p50_ms, rest_p99_ms at rest_rps requests/s (target p99 < 10 ms at 200/s)
@@ -12,7 +15,8 @@
 // statistics (input lengths 512 to 4096), so layers keep being re-scored and re-placed.
 //
 //   daemon_bench [--ranks 1000] [--seconds 30] [--rest-rps 200] [--rest-seconds 10]
-//                [--drift-every 0]
+//                [--drift-every 0] [--coactivation-pairs 512]
+// (--coactivation-pairs 0: reports without co-activation, for comparison)
 #include <httplib.h>
 #include <unistd.h>
 
@@ -66,6 +70,7 @@ double Percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   int ranks = 1000, seconds = 30, rest_rps = 200, rest_seconds = 10, drift_every = 0;
+  int coactivation_pairs = 512;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
@@ -79,6 +84,8 @@ int main(int argc, char** argv) {
       rest_seconds = v;
     else if (a == "--drift-every")
       drift_every = v;
+    else if (a == "--coactivation-pairs")
+      coactivation_pairs = v;
   }
   const int gpus_per_node = 8;
   const int nodes = std::max(1, ranks / gpus_per_node);
@@ -159,6 +166,7 @@ int main(int argc, char** argv) {
   sim.tokens_per_step = 128;
   sim.steps_per_second = 10;
   sim.report_ms = 1000;
+  sim.coactivation_pairs = coactivation_pairs;
   grace::SimAgentFleet fleet(sim);
   if (!fleet.Start().ok()) return 1;
   std::this_thread::sleep_for(std::chrono::seconds(5));  // connect and warm up
@@ -179,7 +187,8 @@ int main(int argc, char** argv) {
 
   // REST: paced requests over a mix of read endpoints.
   const char* paths[] = {"/api/v1/status", "/api/v1/policy", "/api/v1/decisions?limit=20",
-                         "/api/v1/agents", "/metrics",       "/healthz"};
+                         "/api/v1/agents", "/metrics",       "/healthz",
+                         "/api/v1/traffic"};
   std::vector<double> latencies;
   const auto period = std::chrono::duration<double>(1.0 / rest_rps);
   const auto r0 = Clock::now();
@@ -205,6 +214,8 @@ int main(int argc, char** argv) {
       {"seconds", wall},
       {"cpu_cores", (g1 - g0) / wall},
       {"reports_per_s", (reports1 - reports0) / wall},
+      {"report_bytes", st.report_bytes},
+      {"coactivation_pairs_per_report", sim.coactivation_pairs * layers},
       {"migrations", MetricValue(m, "grace_migrations_total")},
       {"control_round_ms", MetricValue(m, "grace_control_round_seconds") * 1000},
       {"control_round_max_ms", MetricValue(m, "grace_control_round_max_seconds") * 1000},

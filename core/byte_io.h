@@ -76,6 +76,14 @@ class ByteReader {
     pos_ += bytes;
     return Status::Ok();
   }
+  // The next n bytes, as a view into the buffer.
+  Status GetView(const char* field, uint32_t n, std::string_view* out) {
+    if (bytes_.size() - pos_ < n) return Truncated(field, n);
+    *out = bytes_.substr(pos_, n);
+    pos_ += n;
+    return Status::Ok();
+  }
+  void SkipToEnd() { pos_ = bytes_.size(); }
   // Fails unless every byte was consumed (trailing garbage is an error).
   Status ExpectEnd(const char* what) const {
     if (pos_ == bytes_.size()) return Status::Ok();

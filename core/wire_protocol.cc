@@ -3,6 +3,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/byte_io.h"
 #include "core/checksum.h"
 
@@ -13,7 +16,6 @@ namespace {
 // make the decoder allocate gigabytes.
 constexpr uint32_t kMaxRanks = 1 << 16;
 constexpr uint32_t kMaxCounts = 1 << 24;
-constexpr uint32_t kMaxPairs = 1 << 22;
 constexpr uint32_t kMaxTransfers = 1 << 22;
 constexpr uint32_t kMaxJson = 48u << 20;
 
@@ -56,13 +58,45 @@ struct Encoder {
     w.Put<uint32_t>(m.num_layers);
     w.Put<uint32_t>(m.num_experts);
     w.PutArray<uint32_t>(m.counts);
+    const size_t coactivation_at = BeginSection();
+    w.Put<uint32_t>(m.coactivation_sample_every);
+    w.Put<uint32_t>(m.coactivation_max_pairs);
     w.Put<uint32_t>(static_cast<uint32_t>(m.coactivation.size()));
-    for (const LoadReport::Pair& p : m.coactivation) {
-      w.Put<uint32_t>(p.layer_index);
-      w.Put<uint16_t>(p.a);
-      w.Put<uint16_t>(p.b);
-      w.Put<uint32_t>(p.count);
+    for (const LoadReport::CoactivationLayer& l : m.coactivation) {
+      w.Put<uint32_t>(l.layer_index);
+      w.Put<uint32_t>(static_cast<uint32_t>(l.pairs.size()));
+      w.Put<uint64_t>(l.sampled_mass);
+      w.Put<uint64_t>(l.dropped_mass);
+      for (const LoadReport::Pair& p : l.pairs) {
+        w.Put<uint16_t>(p.a);
+        w.Put<uint16_t>(p.b);
+        w.Put<uint32_t>(p.count);
+      }
     }
+    EndSection(coactivation_at);
+    const size_t traffic_at = BeginSection();
+    w.Put<uint32_t>(m.slots_per_rank);
+    w.Put<uint32_t>(static_cast<uint32_t>(m.traffic.size()));
+    for (const LoadReport::RankTraffic& r : m.traffic) {
+      w.Put<int32_t>(r.rank);
+      for (const DispatchCounts& d : r.layers) {
+        for (uint64_t v : {d.tokens, d.node_sends, d.remote_sends, d.cross_node_sends,
+                           d.intra_node_bytes, d.cross_node_bytes}) {
+          w.Put<uint64_t>(v);
+        }
+        for (uint32_t v : d.slot_pairs) w.Put<uint32_t>(v);
+      }
+    }
+    EndSection(traffic_at);
+  }
+  // A section is its byte length, then its bytes.
+  size_t BeginSection() {
+    w.Put<uint32_t>(0);
+    return w.bytes().size();
+  }
+  void EndSection(size_t at) {
+    const uint32_t n = static_cast<uint32_t>(w.bytes().size() - at);
+    std::memcpy(w.bytes().data() + at - sizeof n, &n, sizeof n);
   }
   void operator()(const Prepare& m) {
     w.Put<uint64_t>(m.epoch);
@@ -91,6 +125,152 @@ struct Encoder {
     w.Put<uint64_t>(m.step);
   }
 };
+
+std::string Str(uint64_t v) {
+  return std::to_string(v);
+}
+
+// The co-activation section's bytes into m; an error names the field at fault.
+Status DecodeCoactivation(std::string_view bytes, LoadReport* m) {
+  ByteReader r(bytes);
+  uint32_t layers = 0;
+  GRACE_RETURN_IF_ERROR(r.Get("sample_every", &m->coactivation_sample_every));
+  GRACE_RETURN_IF_ERROR(r.Get("max_pairs", &m->coactivation_max_pairs));
+  GRACE_RETURN_IF_ERROR(r.Get("layer count", &layers));
+  if (m->coactivation_sample_every == 0) return DataLoss("sample_every is 0");
+  if (m->coactivation_max_pairs > kMaxCoactivationPairsPerLayer) {
+    return DataLoss("max_pairs " + Str(m->coactivation_max_pairs) + " exceeds the bound of " +
+                    Str(kMaxCoactivationPairsPerLayer));
+  }
+  if (layers > m->num_layers) {
+    return DataLoss("layer count " + Str(layers) + " exceeds num_layers " + Str(m->num_layers));
+  }
+  if (bytes.size() - r.position() < layers * 24ull) {  // each layer's entry is 24 bytes or more
+    return DataLoss("truncated at the layers (" + Str(layers) + " layers need at least " +
+                    Str(layers * 24ull) + " bytes, " + Str(bytes.size() - r.position()) + " left)");
+  }
+  m->coactivation.resize(layers);
+  int64_t previous = -1;
+  for (LoadReport::CoactivationLayer& l : m->coactivation) {
+    uint32_t pairs = 0;
+    GRACE_RETURN_IF_ERROR(r.Get("layer_index", &l.layer_index));
+    GRACE_RETURN_IF_ERROR(r.Get("pair count", &pairs));
+    GRACE_RETURN_IF_ERROR(r.Get("sampled_mass", &l.sampled_mass));
+    GRACE_RETURN_IF_ERROR(r.Get("dropped_mass", &l.dropped_mass));
+    const std::string at = "layer_index " + Str(l.layer_index);
+    if (l.layer_index >= m->num_layers) {
+      return DataLoss(at + ": not below num_layers " + Str(m->num_layers));
+    }
+    if (static_cast<int64_t>(l.layer_index) <= previous) {
+      return DataLoss(at + ": layers must ascend, each once");
+    }
+    previous = l.layer_index;
+    if (pairs > m->coactivation_max_pairs) {
+      return DataLoss(at + ": pair count " + Str(pairs) + " exceeds max_pairs " +
+                      Str(m->coactivation_max_pairs));
+    }
+    if (bytes.size() - r.position() < static_cast<size_t>(pairs) * 8) {
+      return DataLoss(at + ": truncated at the pairs (" + Str(pairs) + " pairs need " +
+                      Str(pairs * 8ull) + " bytes, " + Str(bytes.size() - r.position()) + " left)");
+    }
+    l.pairs.resize(pairs);
+    uint64_t sent = 0;
+    for (LoadReport::Pair& p : l.pairs) {
+      GRACE_RETURN_IF_ERROR(r.Get("pair a", &p.a));
+      GRACE_RETURN_IF_ERROR(r.Get("pair b", &p.b));
+      GRACE_RETURN_IF_ERROR(r.Get("pair count", &p.count));
+      if (p.a >= m->num_experts || p.b >= m->num_experts) {
+        return DataLoss(at + ": pair (" + Str(p.a) + ", " + Str(p.b) +
+                        ") has an expert id not below num_experts " + Str(m->num_experts));
+      }
+      if (p.a == p.b)
+        return DataLoss(at + ": pair (" + Str(p.a) + ", " + Str(p.b) + ") has a == b");
+      sent += p.count;
+    }
+    if (l.dropped_mass > l.sampled_mass || sent != l.sampled_mass - l.dropped_mass) {
+      return DataLoss(at + ": sampled_mass " + Str(l.sampled_mass) + " is not the pairs' " +
+                      Str(sent) + " plus dropped_mass " + Str(l.dropped_mass));
+    }
+  }
+  return r.ExpectEnd("section");
+}
+
+Status DecodeTraffic(std::string_view bytes, LoadReport* m) {
+  ByteReader r(bytes);
+  uint32_t ranks = 0;
+  GRACE_RETURN_IF_ERROR(r.Get("slots_per_rank", &m->slots_per_rank));
+  GRACE_RETURN_IF_ERROR(r.Get("rank count", &ranks));
+  if (m->slots_per_rank > kMaxTrafficSlotsPerRank) {
+    return DataLoss("slots_per_rank " + Str(m->slots_per_rank) + " exceeds the bound of " +
+                    Str(kMaxTrafficSlotsPerRank));
+  }
+  // Every entry has the same size, so the length is known before anything is allocated.
+  const uint64_t per_rank = 4 + uint64_t{m->num_layers} * (48 + 4ull * m->slots_per_rank);
+  if (ranks > kMaxRanks || bytes.size() - r.position() != ranks * per_rank) {
+    return DataLoss("rank count " + Str(ranks) + " x " + Str(per_rank) + " bytes per rank for " +
+                    Str(m->num_layers) + " layers does not fill the section's " +
+                    Str(bytes.size() - r.position()) + " bytes");
+  }
+  m->traffic.resize(ranks);
+  int64_t previous = -1;
+  for (LoadReport::RankTraffic& t : m->traffic) {
+    GRACE_RETURN_IF_ERROR(r.Get("rank", &t.rank));
+    if (t.rank < 0 || t.rank <= previous) {
+      return DataLoss("rank " + std::to_string(t.rank) + ": ranks must ascend from 0, each once");
+    }
+    previous = t.rank;
+    t.layers.resize(m->num_layers);
+    for (size_t l = 0; l < t.layers.size(); ++l) {
+      DispatchCounts& d = t.layers[l];
+      for (uint64_t* v : {&d.tokens, &d.node_sends, &d.remote_sends, &d.cross_node_sends,
+                          &d.intra_node_bytes, &d.cross_node_bytes}) {
+        GRACE_RETURN_IF_ERROR(r.Get("counts", v));
+      }
+      d.slot_pairs.resize(m->slots_per_rank);
+      for (uint32_t& v : d.slot_pairs) GRACE_RETURN_IF_ERROR(r.Get("slot_pairs", &v));
+      if (d.node_sends + d.cross_node_sends > d.remote_sends) {
+        return DataLoss("rank " + std::to_string(t.rank) + " layer_index " + Str(l) +
+                        ": node_sends " + Str(d.node_sends) + " + cross_node_sends " +
+                        Str(d.cross_node_sends) + " exceed remote_sends " + Str(d.remote_sends));
+      }
+    }
+  }
+  return r.ExpectEnd("section");
+}
+
+// The sections after the counts. Each is refused on its own: its error is recorded and it is
+// emptied, and the counts stand. A section whose length is cut off or runs past the payload
+// takes the rest of the payload with it (the traffic section cannot be found after it).
+void DecodeLoadReportSections(ByteReader& r, LoadReport* m) {
+  struct Section {
+    const char* name;
+    std::string* error;
+    Status (*decode)(std::string_view, LoadReport*);
+  };
+  const Section sections[] = {{"co-activation section", &m->coactivation_error, DecodeCoactivation},
+                              {"traffic section", &m->traffic_error, DecodeTraffic}};
+  bool lost = false;
+  for (const Section& s : sections) {
+    uint32_t bytes = 0;
+    Status status =
+        lost ? DataLoss("not found after the previous section") : r.Get("section length", &bytes);
+    std::string_view body;
+    if (status.ok()) status = r.GetView("section", bytes, &body);
+    lost = !status.ok();  // the section's end is unknown, and so is the next one's start
+    if (status.ok()) status = s.decode(body, m);
+    if (status.ok()) continue;
+    *s.error = std::string(s.name) + ": " + status.message();
+    if (s.error == &m->coactivation_error) {
+      m->coactivation_sample_every = 1;
+      m->coactivation_max_pairs = 0;
+      m->coactivation.clear();
+    } else {
+      m->slots_per_rank = 0;
+      m->traffic.clear();
+    }
+  }
+  if (lost) r.SkipToEnd();
+}
 
 StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
   switch (type) {
@@ -141,19 +321,7 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
                         std::to_string(m.num_layers) + " layers x " +
                         std::to_string(m.num_experts) + " experts");
       }
-      uint32_t pairs = 0;
-      GRACE_RETURN_IF_ERROR(r.Get("coactivation count", &pairs));
-      if (pairs > kMaxPairs) return DataLoss("load report: too many co-activation pairs");
-      m.coactivation.resize(pairs);
-      for (LoadReport::Pair& p : m.coactivation) {
-        GRACE_RETURN_IF_ERROR(r.Get("pair layer", &p.layer_index));
-        GRACE_RETURN_IF_ERROR(r.Get("pair a", &p.a));
-        GRACE_RETURN_IF_ERROR(r.Get("pair b", &p.b));
-        GRACE_RETURN_IF_ERROR(r.Get("pair count", &p.count));
-        if (p.layer_index >= m.num_layers || p.a >= m.num_experts || p.b >= m.num_experts) {
-          return DataLoss("load report: co-activation pair out of range");
-        }
-      }
+      DecodeLoadReportSections(r, &m);
       return WireMessage(std::move(m));
     }
     case MessageType::kPrepare: {
@@ -222,6 +390,14 @@ const char* MessageTypeName(MessageType type) {
     case MessageType::kSwitched: return "Switched";
   }
   return "Unknown";
+}
+
+uint64_t LoadReportMaxBytes(uint64_t layers, uint64_t experts, uint64_t max_pairs, uint64_t ranks,
+                            uint64_t slots_per_rank) {
+  const uint64_t pairs = std::min(max_pairs, experts * (experts - (experts > 0 ? 1 : 0)) / 2);
+  return kFrameHeaderBytes + 28 + 4 * layers * experts             // header and counts
+         + 16 + layers * (24 + 8 * pairs)                          // co-activation
+         + 12 + ranks * (4 + layers * (48 + 4 * slots_per_rank));  // traffic
 }
 
 std::string EncodeFrame(const WireMessage& message) {

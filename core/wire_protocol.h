@@ -10,6 +10,20 @@
 // HMAC-SHA256(cluster secret, nonce) as its proof, so the secret never crosses the wire; the
 // daemon compares proofs in constant time and answers Welcome or Refused.
 //
+// LoadReport (version 2): the per-expert counts, then two length-prefixed sections, each of
+// which the decoder may refuse on its own (the reason in `coactivation_error` or
+// `traffic_error`, the section emptied) while the counts, decoded strictly, are kept:
+//   co-activation  per layer, the agent's top `max_pairs` sampled pairs, with the sampled pair
+//                  mass and the part of it dropped beyond the top pairs;
+//   traffic        per rank and layer, what the real dispatch sent and computed, counted by
+//                  the cost model's deduplication (policy/cost_model.h).
+// A report of L layers x E experts with P = max_pairs, R ranks of S slots is at most
+// LoadReportMaxBytes(L, E, P, R, S) bytes, frame header included:
+//   16 + 28 + 4 L E                       header and counts
+//   + 16 + L (24 + 8 min(P, E (E - 1) / 2)) co-activation
+//   + 12 + R (4 + L (48 + 4 S))             traffic
+// (docs/live-signal.md works it out for 3 x 64 and 58 x 256).
+//
 // Plain values and a single-connection decoder; no I/O here (daemon/ and agent/ own sockets).
 #pragma once
 
@@ -26,9 +40,13 @@
 namespace grace {
 
 inline constexpr uint32_t kWireMagic = 0x57435247;  // "GRCW" little-endian
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 16;
 inline constexpr uint32_t kDefaultMaxPayloadBytes = 64u << 20;
+// The most co-activation pairs one report may carry per layer (an agent's max_pairs is at most
+// this), and the most slots per rank a traffic section may carry.
+inline constexpr uint32_t kMaxCoactivationPairsPerLayer = 4096;
+inline constexpr uint32_t kMaxTrafficSlotsPerRank = 4096;
 
 enum class MessageType : uint16_t {
   kChallenge = 1,
@@ -76,22 +94,60 @@ struct Heartbeat {
   Epoch epoch = 0;
 };
 
-// Per-expert load over steps [step_from, step_to) of every layer this agent serves, plus sampled
-// within-layer co-activation pairs.
+// What one rank's dispatch sent and computed in one layer over a report's steps. Sends follow
+// the cost model's deduplication (policy/cost_model.h): a token homed on rank h counts once per
+// distinct GPU other than h that serves it and once per distinct node other than h's that does.
+struct DispatchCounts {
+  uint64_t tokens = 0;               // tokens homed on the rank
+  uint64_t node_sends = 0;           // distinct other GPUs of the home node, summed over tokens
+  uint64_t remote_sends = 0;         // distinct GPUs other than home (node_sends included)
+  uint64_t cross_node_sends = 0;     // distinct nodes other than the home node
+  uint64_t intra_node_bytes = 0;     // node_sends x token bytes
+  uint64_t cross_node_bytes = 0;     // cross_node_sends x token bytes
+  std::vector<uint32_t> slot_pairs;  // [local slot] (token, expert) pairs computed there
+};
+
+// Per-expert load over steps [step_from, step_to) of every layer this agent serves, plus the
+// co-activation and traffic sections (see the top of this file).
 struct LoadReport {
   uint64_t step_from = 0;
   uint64_t step_to = 0;
   uint32_t num_layers = 0;
   uint32_t num_experts = 0;
   std::vector<uint32_t> counts;  // [layer][expert]
+
+  // Co-activation: pairs of experts chosen by the same token, counted on 1 token in
+  // `sample_every` (counts are as sampled, not scaled up).
   struct Pair {
-    uint32_t layer_index = 0;
-    uint16_t a = 0;
-    uint16_t b = 0;
+    uint16_t a = 0, b = 0;  // a != b
     uint32_t count = 0;
   };
-  std::vector<Pair> coactivation;
+  struct CoactivationLayer {
+    uint32_t layer_index = 0;   // ascending, < num_layers
+    uint64_t sampled_mass = 0;  // every sampled pair count of the layer, sent or not
+    uint64_t dropped_mass = 0;  // the part of it beyond the top pairs (not sent)
+    std::vector<Pair> pairs;    // at most max_pairs, highest counts first
+  };
+  uint32_t coactivation_sample_every = 1;
+  uint32_t coactivation_max_pairs = 0;
+  std::vector<CoactivationLayer> coactivation;  // layers with sampled pairs only
+
+  // Traffic: one entry per rank of the agent, each with num_layers DispatchCounts.
+  struct RankTraffic {
+    RankId rank = 0;  // ascending
+    std::vector<DispatchCounts> layers;
+  };
+  uint32_t slots_per_rank = 0;  // of every DispatchCounts::slot_pairs
+  std::vector<RankTraffic> traffic;
+
+  // Set by the decoder, never sent: why a section was refused (empty: accepted).
+  std::string coactivation_error;
+  std::string traffic_error;
 };
+
+// The largest LoadReport frame, in bytes, for these sizes (the formula at the top).
+uint64_t LoadReportMaxBytes(uint64_t layers, uint64_t experts, uint64_t max_pairs, uint64_t ranks,
+                            uint64_t slots_per_rank);
 
 struct WireTransfer {
   int32_t layer_index = 0;

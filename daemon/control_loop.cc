@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/interval_coactivation.h"
+#include "daemon/measured_traffic.h"
 #include "migrate/migration_plan.h"
 #include "policy/cost_model.h"
 #include "policy/locality_routing.h"
@@ -184,8 +186,27 @@ struct ControlLoop::Impl {
       return;
     }
     for (size_t i = 0; i < r.counts.size(); ++i) counts[i] += r.counts[i];
-    for (const LoadReport::Pair& p : r.coactivation) {
-      pairs.push_back({static_cast<int>(p.layer_index), p.a, p.b, static_cast<double>(p.count)});
+    // A refused section costs only itself: the counts above stand.
+    if (!r.coactivation_error.empty()) {
+      spdlog::warn("graced: load report from {}: {}; its counts are kept", agent,
+                   r.coactivation_error);
+      ++metrics.coactivation_refused_total;
+    }
+    // Sampled on 1 token in sample_every: scaled back to the estimated count of every token.
+    for (const LoadReport::CoactivationLayer& l : r.coactivation) {
+      for (const LoadReport::Pair& p : l.pairs) {
+        pairs.Add(static_cast<int>(l.layer_index), p.a, p.b,
+                  static_cast<double>(p.count) * r.coactivation_sample_every);
+      }
+      metrics.coactivation_pairs_total += l.pairs.size();
+      metrics.coactivation_sampled_mass_total += l.sampled_mass;
+      metrics.coactivation_dropped_mass_total += l.dropped_mass;
+    }
+    Status traffic = r.traffic_error.empty() ? measured.Add(r) : DataLoss(r.traffic_error);
+    if (!traffic.ok()) {
+      spdlog::warn("graced: load report from {}: {}; its counts are kept", agent,
+                   traffic.message());
+      ++metrics.traffic_refused_total;
     }
     uint64_t& steps = agent_steps[agent];
     steps += r.step_to > r.step_from ? r.step_to - r.step_from : 0;
@@ -245,6 +266,7 @@ struct ControlLoop::Impl {
     uint64_t steps = 0;
     for (const auto& [agent, s] : agent_steps) steps = std::max(steps, s);
     agent_steps.clear();
+    measured.CloseWindow();
     if (steps == 0) return false;  // no reports this interval
     steps_per_interval = static_cast<int>(steps);
     in->now = now;
@@ -254,8 +276,7 @@ struct ControlLoop::Impl {
     for (size_t i = 0; i < counts.size(); ++i)
       in->per_step[i] = counts[i] / static_cast<double>(steps);
     std::fill(counts.begin(), counts.end(), 0.0);
-    in->pairs = std::move(pairs);
-    pairs.clear();
+    in->pairs = pairs.Take();
     if (rebuild_controller) {
       MakeController();
       rebuild_controller = false;
@@ -523,8 +544,9 @@ struct ControlLoop::Impl {
   std::optional<Pending> pending;
   std::vector<Realisation> realisations;
 
-  std::vector<double> counts;  // this interval, [layer][expert]
-  std::vector<CoactivationPair> pairs;
+  std::vector<double> counts;                       // this interval, [layer][expert]
+  IntervalCoactivation pairs{layers(), experts()};  // this interval's, summed per pair
+  MeasuredTrafficTotals measured{layers(), topology().ranks(), topology().slots_per_gpu};
   std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
   uint64_t newest_step = 0;
   int steps_per_interval = 1;
@@ -641,8 +663,20 @@ DaemonMetrics ControlLoop::Metrics() {
   m.epoch = impl_->epoch;
   m.paused = impl_->paused;
   m.layer_ids = impl_->config.model.layer_ids;
+  m.measured_total = impl_->measured.Total(false);
+  m.measured_window = impl_->measured.Window(false);
   for (const AgentStatus& a : list) (a.state == "up" ? m.agents_up : m.agents_lost) += 1;
   return m;
+}
+
+TrafficSnapshot ControlLoop::Traffic() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  TrafficSnapshot t;
+  t.epoch = impl_->epoch;
+  t.layer_ids = impl_->config.model.layer_ids;
+  t.total = impl_->measured.Total(true);
+  t.window = impl_->measured.Window(true);
+  return t;
 }
 
 std::vector<IntervalSnapshot> ControlLoop::Trends(size_t limit) {

@@ -58,6 +58,7 @@ class ControlLoop : public ControlPlane, public AgentEvents {
   DaemonMetrics Metrics() override;
   std::vector<IntervalSnapshot> Trends(size_t limit) override;
   std::vector<ForecastSample> ForecastHistory(int layer, size_t limit) override;
+  TrafficSnapshot Traffic() override;
   void WithHistory(const std::function<void(HistoryStore&)>& fn) override;
 
   // AgentEvents

@@ -28,6 +28,30 @@ struct AgentStatus {
   int64_t last_seen_ms = 0;
 };
 
+// What the agents' dispatch really sent and computed in one layer, summed over their load
+// reports' traffic sections (core/wire_protocol.h DispatchCounts; docs/live-signal.md).
+// remote_sends / tokens is the cost model's LayerCost::remote_sends_per_token, measured, and
+// cross_node_sends / tokens its cross_node_sends_per_token.
+struct MeasuredLayerTraffic {
+  uint64_t tokens = 0;
+  uint64_t node_sends = 0;        // to other GPUs of the home node
+  uint64_t remote_sends = 0;      // to GPUs other than home, on any node
+  uint64_t cross_node_sends = 0;  // to nodes other than the home node
+  uint64_t intra_node_bytes = 0;
+  uint64_t cross_node_bytes = 0;
+  std::vector<uint64_t> rank_load;  // [rank] (token, expert) pairs computed (may be left empty)
+  double imbalance = 1;             // max / mean of rank_load over every rank (1 when none)
+};
+
+// Measured traffic per layer: cumulative since graced started, and over the latest window (the
+// reports of the last control interval that had any).
+struct TrafficSnapshot {
+  Epoch epoch = 0;
+  std::vector<LayerId> layer_ids;
+  std::vector<MeasuredLayerTraffic> total;
+  std::vector<MeasuredLayerTraffic> window;
+};
+
 // Gauges and counters for GET /metrics and the UI's overview. Per layer, never per expert x
 // rank, so the label cardinality stays bounded.
 struct DaemonMetrics {
@@ -45,6 +69,14 @@ struct DaemonMetrics {
   int agents_up = 0;
   int agents_lost = 0;
   uint64_t load_reports_total = 0;
+  uint64_t coactivation_pairs_total = 0;         // co-activation pairs received in load reports
+  uint64_t coactivation_sampled_mass_total = 0;  // sampled pair counts, sent or dropped
+  uint64_t coactivation_dropped_mass_total = 0;  // the part beyond the agents' top pairs
+  uint64_t coactivation_refused_total = 0;       // load reports whose co-activation was refused
+  uint64_t traffic_refused_total = 0;            // load reports whose traffic section was refused
+  // Measured traffic per layer (rank_load left empty): cumulative, and the latest window's.
+  std::vector<MeasuredLayerTraffic> measured_total;
+  std::vector<MeasuredLayerTraffic> measured_window;
   double control_round_ms = 0;      // the last interval: aggregate, forecast, decide
   double control_round_max_ms = 0;  // the slowest so far
 };
@@ -81,6 +113,8 @@ class ControlPlane {
   virtual std::vector<IntervalSnapshot> Trends(size_t limit) = 0;
   // The newest `limit` intervals of layer index `layer` (0-based), oldest first.
   virtual std::vector<ForecastSample> ForecastHistory(int layer, size_t limit) = 0;
+  // Measured traffic per layer, rank loads included.
+  virtual TrafficSnapshot Traffic() = 0;
   virtual void WithHistory(const std::function<void(HistoryStore&)>& fn) = 0;
 };
 

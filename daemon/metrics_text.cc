@@ -1,5 +1,6 @@
 // Prometheus text exposition of DaemonMetrics. Labels are per layer only, so a 61-layer model
 // produces a few hundred series whatever the number of experts and ranks.
+#include <algorithm>
 #include <sstream>
 
 #include "daemon/rest_api.h"
@@ -52,6 +53,60 @@ std::string PrometheusText(const DaemonMetrics& m) {
   out << "grace_control_round_max_seconds " << m.control_round_max_ms / 1000 << '\n';
   Header(out, "grace_load_reports_total", "counter", "Load reports received from agents.");
   out << "grace_load_reports_total " << m.load_reports_total << '\n';
+  Header(out, "grace_coactivation_pairs_total", "counter",
+         "Co-activation pairs received in load reports (top pairs per layer).");
+  out << "grace_coactivation_pairs_total " << m.coactivation_pairs_total << '\n';
+  Header(out, "grace_coactivation_sampled_mass_total", "counter",
+         "Sampled co-activation counts the agents saw, sent or dropped beyond their top pairs.");
+  out << "grace_coactivation_sampled_mass_total " << m.coactivation_sampled_mass_total << '\n';
+  Header(out, "grace_coactivation_dropped_mass_total", "counter",
+         "The part of those counts in pairs beyond the agents' top pairs (not sent).");
+  out << "grace_coactivation_dropped_mass_total " << m.coactivation_dropped_mass_total << '\n';
+  Header(out, "grace_load_report_sections_refused_total", "counter",
+         "Load report sections refused as malformed (the report's counts are kept).");
+  out << "grace_load_report_sections_refused_total{section=\"coactivation\"} "
+      << m.coactivation_refused_total << '\n';
+  out << "grace_load_report_sections_refused_total{section=\"traffic\"} " << m.traffic_refused_total
+      << '\n';
+  // Measured on the agents' real dispatch (docs/live-signal.md), cumulative.
+  const size_t measured = std::min(m.measured_total.size(), m.layer_ids.size());
+  auto per_layer = [&](const char* name, auto value) {
+    for (size_t i = 0; i < measured; ++i) {
+      out << name << "{layer=\"" << m.layer_ids[i] << "\"} " << value(m.measured_total[i]) << '\n';
+    }
+  };
+  auto per_scope = [&](const char* name, auto node, auto cross_node) {
+    for (size_t i = 0; i < measured; ++i) {
+      const MeasuredLayerTraffic& t = m.measured_total[i];
+      out << name << "{layer=\"" << m.layer_ids[i] << "\",scope=\"node\"} " << node(t) << '\n';
+      out << name << "{layer=\"" << m.layer_ids[i] << "\",scope=\"cross_node\"} " << cross_node(t)
+          << '\n';
+    }
+  };
+  Header(out, "grace_measured_tokens_total", "counter",
+         "Tokens through the MoE layer, measured on the agents' dispatch.");
+  per_layer("grace_measured_tokens_total", [](const MeasuredLayerTraffic& t) { return t.tokens; });
+  Header(out, "grace_measured_sends_total", "counter",
+         "Token sends after deduplication: to other GPUs of the home node (scope node), to other "
+         "nodes (scope cross_node).");
+  per_scope(
+      "grace_measured_sends_total", [](const MeasuredLayerTraffic& t) { return t.node_sends; },
+      [](const MeasuredLayerTraffic& t) { return t.cross_node_sends; });
+  Header(out, "grace_measured_send_bytes_total", "counter", "Bytes of those sends.");
+  per_scope(
+      "grace_measured_send_bytes_total",
+      [](const MeasuredLayerTraffic& t) { return t.intra_node_bytes; },
+      [](const MeasuredLayerTraffic& t) { return t.cross_node_bytes; });
+  Header(out, "grace_measured_remote_sends_total", "counter",
+         "Token sends to GPUs other than home on any node (the cost model's remote sends).");
+  per_layer("grace_measured_remote_sends_total",
+            [](const MeasuredLayerTraffic& t) { return t.remote_sends; });
+  Header(out, "grace_measured_imbalance", "gauge",
+         "Max over mean of (token, expert) pairs computed per GPU, latest window.");
+  for (size_t i = 0; i < m.measured_window.size() && i < m.layer_ids.size(); ++i) {
+    out << "grace_measured_imbalance{layer=\"" << m.layer_ids[i] << "\"} "
+        << m.measured_window[i].imbalance << '\n';
+  }
   return out.str();
 }
 

@@ -139,6 +139,17 @@ std::string OpenApiDocument() {
                                          {"schema", {{"type", "integer"}}}}})},
             {"responses",
              {{"200", JsonResponse("{layer_index, items: [{time_ms, actual, forecast}]}")}}}}}}},
+        {"/api/v1/traffic",
+         {{"get",
+           {{"summary",
+             "traffic measured on the agents' dispatch, per layer: cumulative tokens, sends "
+             "after deduplication (remote_sends: distinct GPUs other than home per token, "
+             "cross_node_sends: distinct other nodes), their bytes and the (token, expert) pairs "
+             "computed per rank, and the same over the latest window with its imbalance"},
+            {"responses",
+             {{"200", JsonResponse("{layers: [{layer, tokens, node_sends, remote_sends, "
+                                   "cross_node_sends, intra_node_bytes, cross_node_bytes, "
+                                   "rank_load, window: {..., imbalance}}], epoch}")}}}}}}},
         {"/api/v1/agents",
          {{"get",
            {{"summary", "agents and their recent events"},

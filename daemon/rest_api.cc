@@ -92,6 +92,16 @@ json DecisionJson(const StoredDecision& d) {
           {"epoch", d.epoch ? json(*d.epoch) : json(nullptr)}};
 }
 
+json MeasuredJson(const MeasuredLayerTraffic& t) {
+  return {{"tokens", t.tokens},
+          {"node_sends", t.node_sends},
+          {"remote_sends", t.remote_sends},
+          {"cross_node_sends", t.cross_node_sends},
+          {"intra_node_bytes", t.intra_node_bytes},
+          {"cross_node_bytes", t.cross_node_bytes},
+          {"rank_load", t.rank_load}};
+}
+
 }  // namespace
 
 RestApi::RestApi(ControlPlane& control, RestApiOptions options)
@@ -261,6 +271,18 @@ void RestApi::Routes() {
                        {"forecast", f.forecast.empty() ? json(nullptr) : json(f.forecast)}});
     }
     SendJson(res, 200, {{"layer_index", *layer}, {"items", items}});
+  });
+  s.Get("/api/v1/traffic", [this](const httplib::Request&, httplib::Response& res) {
+    const TrafficSnapshot t = control_.Traffic();
+    json layers = json::array();
+    for (size_t i = 0; i < t.layer_ids.size() && i < t.total.size() && i < t.window.size(); ++i) {
+      json layer = MeasuredJson(t.total[i]);
+      layer["layer"] = t.layer_ids[i];
+      layer["window"] = MeasuredJson(t.window[i]);
+      layer["window"]["imbalance"] = t.window[i].imbalance;
+      layers.push_back(std::move(layer));
+    }
+    SendJson(res, 200, {{"layers", layers}, {"epoch", t.epoch}});
   });
   s.Get("/api/v1/agents", [this](const httplib::Request&, httplib::Response& res) {
     json agents = json::array();

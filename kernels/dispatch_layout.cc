@@ -72,6 +72,31 @@ void DispatchLayout::BuildSend(const SlotId* slots, const float* gate_weights, i
   }
 }
 
+DispatchSends DispatchLayout::CountSends(RankId home, int ranks_per_node) const {
+  DispatchSends out;
+  const int tokens = static_cast<int>(token_record_offsets_.size()) - 1;
+  const int top_k = tokens > 0 ? static_cast<int>(token_dest_.size() / tokens) : 0;
+  const NodeId home_node = home / ranks_per_node;
+  for (int t = 0; t < tokens; ++t) {
+    // Pass 1 of BuildSend left the token's distinct destination ranks at the front of its row.
+    const int32_t* dests = token_dest_.data() + static_cast<size_t>(t) * top_k;
+    const int n = token_record_offsets_[t + 1] - token_record_offsets_[t];
+    for (int i = 0; i < n; ++i) {
+      if (dests[i] == home) continue;
+      ++out.remote;
+      const NodeId node = dests[i] / ranks_per_node;
+      if (node == home_node) {
+        ++out.node;
+        continue;
+      }
+      bool seen = false;  // a node counts once: is it some earlier destination's node?
+      for (int j = 0; j < i && !seen; ++j) seen = dests[j] / ranks_per_node == node;
+      if (!seen) ++out.cross_node;
+    }
+  }
+  return out;
+}
+
 void DispatchLayout::BuildReceive(const float* recv_words, int records, int top_k, int hidden,
                                   int local_slots) {
   const int stride = RecordWords(top_k, hidden);

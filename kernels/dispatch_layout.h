@@ -25,6 +25,15 @@ inline int RecordWords(int top_k, int hidden) {
   return RecordHeaderWords(top_k) + hidden;
 }
 
+// The sends of one dispatch under the cost model's hierarchical rule (policy/cost_model.h): a
+// token counts once per distinct GPU other than its home that holds one of its slots, and once
+// per distinct node other than the home node. Sums over the tokens.
+struct DispatchSends {
+  int64_t node = 0;        // distinct other GPUs of the home node
+  int64_t remote = 0;      // distinct GPUs other than home, on any node
+  int64_t cross_node = 0;  // distinct nodes other than the home node
+};
+
 class DispatchLayout {
  public:
   // Plans the records of `tokens` tokens whose chosen slots and gate weights are
@@ -44,6 +53,9 @@ class DispatchLayout {
   // CSR token -> the records (send order) that carry it.
   const std::vector<int32_t>& token_record_offsets() const { return token_record_offsets_; }
   const std::vector<int32_t>& token_records() const { return token_records_; }
+
+  // The sends of the last BuildSend's tokens, homed on `home`, with ranks_per_node GPUs a node.
+  DispatchSends CountSends(RankId home, int ranks_per_node) const;
 
   // Receive side.
   int receive_rows() const { return static_cast<int>(row_record_.size()); }

@@ -1,5 +1,6 @@
-// LoadStats: per-expert load counts and sampled co-activation of one rank, the figures the
-// agent streams to the daemon.
+// LoadStats: per-expert load counts and sampled co-activation of one rank, dense, for a
+// single thread (the agent's workers count what they stream to the daemon in
+// agent/live_counters.h, with the same sampling rule).
 //
 // Count() adds every (token, expert) assignment of a layer to its expert's load; every
 // `sample_every`-th token (by global token index) also adds each pair of its top-k experts to

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (address sanitizer) in build-fuzz/ and runs each for a
 # bounded time (GRACE_FUZZ_SECONDS, default 20), starting from seed inputs written by the native
-# trace writer. Exits non-zero on a crash, leak or timeout.
+# trace writer and by wire_frame_seeds. Exits non-zero on a crash, leak or timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${GRACE_FUZZ_SECONDS:-20}
@@ -10,7 +10,7 @@ targets=(native_trace_fuzz wire_frame_fuzz)
 
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DGRACE_CUDA=OFF -DGRACE_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j "$jobs" --target "${targets[@]}"
+cmake --build build-fuzz -j "$jobs" --target "${targets[@]}" wire_frame_seeds
 
 # Seeds: small valid traces of each kind, so mutations start from well-formed files.
 corpus=build-fuzz/corpus/native_trace_fuzz
@@ -25,6 +25,10 @@ if [[ -x build/tools/gracectl ]]; then
     build/tools/gracectl trace convert "$counts" -o "$corpus/seed_counts.gtrace" >/dev/null || true
   fi
 fi
+
+# Wire frames: one of each message, and load reports with co-activation and traffic sections.
+mkdir -p build-fuzz/corpus/wire_frame_fuzz
+build-fuzz/tests/fuzz/wire_frame_seeds build-fuzz/corpus/wire_frame_fuzz
 
 for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t"

@@ -1,5 +1,6 @@
 #include "tools/sim_agents.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <chrono>
@@ -74,10 +75,65 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
     });
   }
 
-  void Write(const WireMessage& m) {
+  void Write(const WireMessage& m) { WriteFrame(EncodeFrame(m)); }
+  void WriteFrame(std::string frame) {
     const bool idle = out_.empty();
-    out_.push_back(EncodeFrame(m));
+    out_.push_back(std::move(frame));
     if (idle) WriteNext();
+  }
+
+  // The layer's co-activation as an agent sends it: the top pairs, here the pairs of its
+  // hottest experts, each pair's expected sampled count under independent choices.
+  void AddCoactivation(int layer, const std::vector<double>& share, double norm, double tokens,
+                       LoadReport* r) {
+    const SimAgentOptions& o = opt();
+    const int pairs = std::min(o.coactivation_pairs, o.num_experts * (o.num_experts - 1) / 2);
+    if (pairs <= 0 || norm <= 0) return;
+    std::vector<int> hot(o.num_experts);
+    for (int e = 0; e < o.num_experts; ++e) hot[e] = e;
+    std::sort(hot.begin(), hot.end(), [&](int a, int b) { return share[a] > share[b]; });
+    const double sampled = tokens / o.coactivation_sample_every;
+    const double per_token = o.top_k * (o.top_k - 1) / 2.0;
+    LoadReport::CoactivationLayer c;
+    c.layer_index = static_cast<uint32_t>(layer);
+    uint64_t sent = 0;
+    for (int i = 1; i < o.num_experts && static_cast<int>(c.pairs.size()) < pairs; ++i) {
+      for (int j = 0; j < i && static_cast<int>(c.pairs.size()) < pairs; ++j) {
+        const double p = share[hot[i]] / norm * share[hot[j]] / norm * 2 * per_token;
+        const uint32_t count = static_cast<uint32_t>(sampled * p + 0.5);
+        c.pairs.push_back({static_cast<uint16_t>(std::min(hot[i], hot[j])),
+                           static_cast<uint16_t>(std::max(hot[i], hot[j])), count});
+        sent += count;
+      }
+    }
+    std::sort(
+        c.pairs.begin(), c.pairs.end(),
+        [](const LoadReport::Pair& a, const LoadReport::Pair& b) { return a.count > b.count; });
+    c.sampled_mass = std::max<uint64_t>(sent, static_cast<uint64_t>(sampled * per_token));
+    c.dropped_mass = c.sampled_mass - sent;
+    r->coactivation_sample_every = static_cast<uint32_t>(o.coactivation_sample_every);
+    r->coactivation_max_pairs = static_cast<uint32_t>(o.coactivation_pairs);
+    r->coactivation.push_back(std::move(c));
+  }
+
+  // Every rank's traffic: each token sent to 1.5 other GPUs of its node and 3 other nodes (as
+  // far as the topology has them), 3.5 GPUs there, a DeepSeek-V3-like spread of top-8 over
+  // 8-GPU nodes; its pairs even over its slots.
+  void AddTraffic(LoadReport* r) {
+    const SimAgentOptions& o = opt();
+    const uint64_t tokens = (r->step_to - r->step_from) * static_cast<uint64_t>(o.tokens_per_step);
+    const uint64_t token_bytes = static_cast<uint64_t>(o.hidden) * 2;  // bf16
+    const uint64_t node = tokens * std::min(3, 2 * (o.topology.gpus_per_node - 1)) / 2;
+    const uint64_t cross = tokens * std::min(3, o.topology.nodes - 1);
+    DispatchCounts d{
+        tokens, node, node + cross * 7 / 6, cross, node * token_bytes, cross * token_bytes, {}};
+    d.slot_pairs.assign(o.topology.slots_per_gpu,
+                        static_cast<uint32_t>(tokens * o.top_k / o.topology.slots_per_gpu));
+    r->slots_per_rank = static_cast<uint32_t>(o.topology.slots_per_gpu);
+    for (int g = 0; g < o.topology.gpus_per_node; ++g) {
+      r->traffic.push_back(
+          {node_ * o.topology.gpus_per_node + g, std::vector<DispatchCounts>(o.num_layers, d)});
+    }
   }
   void WriteNext() {
     auto self = shared_from_this();
@@ -182,10 +238,16 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
         std::poisson_distribution<uint32_t> noise(std::max(mean, 1e-9));
         r.counts[static_cast<size_t>(l) * o.num_experts + e] = noise(rng_);
       }
+      AddCoactivation(l, share, norm, assignments / o.top_k, &r);
     }
+    AddTraffic(&r);
     ++reports_;
-    Write(r);
-    Bump([](SimAgentStats& s) { ++s.reports_sent; });
+    const std::string frame = EncodeFrame(r);
+    Bump([n = frame.size()](SimAgentStats& s) {
+      ++s.reports_sent;
+      s.report_bytes = n;
+    });
+    WriteFrame(frame);
   }
 
   template <typename F>

@@ -2,8 +2,10 @@
 // integration tests that need agents without a data path. Each simulated agent speaks the real
 // wire protocol (core/wire_protocol.h): it proves the cluster secret, advances a step counter at
 // a fixed rate, sends heartbeats and load reports (per-expert counts drawn from a skewed,
-// drifting distribution), answers PREPARE with READY after a delay, and COMMIT with SWITCHED
-// once its step counter reaches the switch step.
+// drifting distribution, with a full co-activation section of the top pairs of the hottest
+// experts and a traffic section for each of its ranks, as real agents send), answers PREPARE
+// with READY after a delay, and COMMIT with SWITCHED once its step counter reaches the switch
+// step.
 //
 // Thread contract: Start() spawns one I/O thread for all agents; the accessors may be called
 // from any thread; Stop() joins it.
@@ -38,12 +40,16 @@ struct SimAgentOptions {
   // phase); empty: Zipf(zipf_skew) popularity. Phases advance every drift_every_reports.
   std::vector<std::vector<std::vector<double>>> phase_loads;
   uint64_t seed = 1;
+  int coactivation_pairs = 512;  // per layer and report (an agent's coactivation_max_pairs)
+  int coactivation_sample_every = 8;
+  int hidden = 7168;  // for the traffic section's bytes (bf16)
 };
 
 struct SimAgentStats {
   int connected = 0;
   int refused = 0;
   uint64_t reports_sent = 0;
+  uint64_t report_bytes = 0;  // the last load report's frame
   uint64_t prepares = 0;
   uint64_t commits = 0;
   uint64_t aborts = 0;

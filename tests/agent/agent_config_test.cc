@@ -39,6 +39,20 @@ TEST(AgentConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_EQ(c->local_ranks, 1);
   EXPECT_EQ(c->backend, "cpu");
   EXPECT_EQ(c->transport, "tcp");
+  EXPECT_EQ(c->coactivation_sample_every, 8);
+  EXPECT_EQ(c->coactivation_max_pairs, 512);
+}
+
+TEST(AgentConfigTest, CoactivationMaxPairsIsBoundedByTheWire) {
+  auto c = ParseAgentConfig(std::string(kMinimal) + "[replay]\ncoactivation_max_pairs = 64\n",
+                            "agent.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->coactivation_max_pairs, 64);
+  auto over = ParseAgentConfig(std::string(kMinimal) + "[replay]\ncoactivation_max_pairs = 5000\n",
+                               "agent.toml");
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("coactivation_max_pairs"), std::string::npos)
+      << over.status().ToString();
 }
 
 TEST(AgentConfigTest, UnknownKeysAreNamed) {

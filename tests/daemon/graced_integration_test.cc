@@ -11,7 +11,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "agent/agent_config.h"
 #include "agent/local_cluster.h"
+#include "agent/replay.h"
 #include "core/trace_import.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/real_traces.h"
@@ -124,6 +126,13 @@ TEST(GracedIntegrationTest, DriftLeadsToMigrationsThatSurviveSigkill) {
   auto metrics = client.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("grace_agents{state=\"up\"} 2"), std::string::npos);
+  // The simulated agents' co-activation and traffic sections were all accepted.
+  for (const char* section : {"coactivation", "traffic"}) {
+    EXPECT_NE(metrics->body.find("grace_load_report_sections_refused_total{section=\"" +
+                                 std::string(section) + "\"} 0"),
+              std::string::npos)
+        << section;
+  }
 
   // SIGKILL, restart, and everything committed is still there.
   fleet.Stop();
@@ -144,6 +153,102 @@ TEST(GracedIntegrationTest, DriftLeadsToMigrationsThatSurviveSigkill) {
   EXPECT_GE((*decisions_after)["items"].size(), decision_count);
   again.Kill(SIGTERM);
   if (!HasFailure()) std::filesystem::remove_all(dir);  // keep graced.log when something failed
+}
+
+// Two real agents (2 CPU ranks each, in this process) replay generated tokens against the real
+// graced: every report carries co-activation pairs and the dispatch's traffic, and graced's
+// totals add up to every token the agents ran.
+TEST(GracedIntegrationTest, RealAgentsSendCoactivationAndMeasuredTraffic) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graced_live_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto http_port = PickFreePort();
+  auto agents_port = PickFreePort();
+  auto rendezvous_port = PickFreePort();
+  auto migration_port = PickFreePortRange(8);
+  ASSERT_TRUE(http_port.ok() && agents_port.ok() && rendezvous_port.ok() && migration_port.ok());
+  const std::string config = (dir / "graced.toml").string();
+  {
+    std::ofstream f(config);
+    f << "[daemon]\nhttp = \"127.0.0.1:" << *http_port
+      << "\"\nagents = \"127.0.0.1:" << *agents_port << "\"\nstate_dir = \""
+      << (dir / "state").string() << "\"\n"
+      << "[agents]\nheartbeat_ms = 100\nreport_ms = 200\nlost_after_ms = 5000\n"
+      << "[topology]\nnodes = 2\ngpus_per_node = 2\nslots_per_gpu = 5\n"
+      << "[model]\nnum_experts = 16\ntop_k = 4\nlayers = [0, 1]\nhidden = 16\n"
+      << "expert_ffn = 8\n"
+      << "[policy]\ninterval_s = 0.5\nmin_gain_ms = 1e9\n";  // observe, never migrate
+  }
+  const std::string log = (dir / "graced.log").string();
+  testing::ChildProcess graced;
+  ASSERT_TRUE(graced.Start({GRACED_BINARY, "--config", config},
+                           {"GRACE_API_TOKEN=it-token", "GRACE_CLUSTER_SECRET=it-secret"}, log));
+  httplib::Client client("127.0.0.1", *http_port);
+  ASSERT_TRUE(Eventually([&] { return GetJson(client, "/healthz").has_value(); }, 30))
+      << "graced did not come up; see " << log;
+
+  const int steps = 30, tokens_per_rank = 16, top_k = 4;
+  std::vector<Status> results(2);
+  std::vector<std::thread> agents;
+  for (int a = 0; a < 2; ++a) {
+    const std::string out = (dir / ("agent" + std::to_string(a))).string();
+    std::filesystem::create_directories(out);
+    const std::string text =
+        "[cluster]\nnodes = 2\nranks_per_node = 2\nslots_per_rank = 5\n"
+        "[agent]\nfirst_rank = " +
+        std::to_string(2 * a) + "\nlocal_ranks = 2\n[transport]\nrendezvous = \"127.0.0.1:" +
+        std::to_string(*rendezvous_port) +
+        "\"\n[model]\nexperts = 16\ntop_k = 4\nhidden = 16\nffn = 8\nlayers = 2\n"
+        "[replay]\nsteps = " +
+        std::to_string(steps) + "\ntokens_per_rank = " + std::to_string(tokens_per_rank) +
+        "\nsteps_per_second = 20\ncoactivation_sample_every = 2\n"
+        "coactivation_max_pairs = 8\n[daemon]\naddress = \"127.0.0.1:" +
+        std::to_string(*agents_port) + "\"\ncluster_secret = \"it-secret\"\nagent_id = \"node" +
+        std::to_string(a) +
+        "\"\n[migration]\nrendezvous = \"127.0.0.1:" + std::to_string(*migration_port) +
+        "\"\n[output]\ndir = \"" + out + "\"\n";
+    auto c = ParseAgentConfig(text, "agent" + std::to_string(a) + ".toml");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    agents.emplace_back([&results, a, c = *c] { results[a] = RunAgent(c); });
+  }
+  for (std::thread& t : agents) t.join();
+  for (const Status& s : results) ASSERT_TRUE(s.ok()) << s.ToString();
+
+  // Every token of every step reached graced's totals (the agents' last report included).
+  const uint64_t tokens = static_cast<uint64_t>(steps) * tokens_per_rank * 4;
+  json traffic;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto t = GetJson(client, "/api/v1/traffic");
+        if (!t || (*t)["layers"].size() != 2) return false;
+        traffic = *t;
+        return traffic["layers"][1]["tokens"].get<uint64_t>() == tokens;
+      },
+      30))
+      << traffic.dump();
+  for (const json& l : traffic["layers"]) {
+    EXPECT_EQ(l["tokens"].get<uint64_t>(), tokens);
+    uint64_t pairs = 0;
+    for (const json& v : l["rank_load"]) pairs += v.get<uint64_t>();
+    EXPECT_EQ(pairs, tokens * top_k);  // every (token, expert) pair computed once
+    EXPECT_GT(l["cross_node_sends"].get<uint64_t>(), 0u);
+    EXPECT_LE(l["cross_node_sends"].get<uint64_t>(), l["remote_sends"].get<uint64_t>());
+    EXPECT_EQ(l["cross_node_bytes"].get<uint64_t>(),
+              l["cross_node_sends"].get<uint64_t>() * 16 * sizeof(float));
+  }
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  const std::string& m = metrics->body;
+  const size_t at = m.find("\ngrace_coactivation_pairs_total ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::stoull(m.substr(at + 32)), 0u) << "graced received no co-activation pairs";
+  EXPECT_NE(m.find("grace_load_report_sections_refused_total{section=\"coactivation\"} 0"),
+            std::string::npos);
+  EXPECT_NE(m.find("grace_measured_tokens_total{layer=\"1\"} " + std::to_string(tokens)),
+            std::string::npos);
+  graced.Kill(SIGTERM);
+  if (!HasFailure()) std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -45,7 +45,21 @@ class FakeControlPlane : public ControlPlane {
     m.layer_imbalance = {1.25, 1.5};
     m.layer_cross_node_sends = {0.5, 0.75};
     m.agents_up = 1;
+    m.measured_total = Traffic().total;
+    m.measured_window = Traffic().window;
+    for (auto* layers : {&m.measured_total, &m.measured_window}) {
+      for (MeasuredLayerTraffic& l : *layers) l.rank_load.clear();
+    }
     return m;
+  }
+  TrafficSnapshot Traffic() override {
+    TrafficSnapshot t;
+    t.epoch = 3;
+    t.layer_ids = {0, 8};
+    t.total = {{100, 30, 90, 40, 30 * 64, 40 * 64, {120, 80}, 1.2},
+               {100, 10, 20, 5, 10 * 64, 5 * 64, {100, 100}, 1.0}};
+    t.window = {{10, 3, 9, 4, 3 * 64, 4 * 64, {15, 5}, 1.5}, {10, 1, 2, 1, 64, 64, {10, 10}, 1.0}};
+    return t;
   }
   std::vector<IntervalSnapshot> Trends(size_t limit) override {
     std::vector<IntervalSnapshot> all = {{1000, 2, {1.5, 1.25}, {0.5, 0.5}},
@@ -198,18 +212,50 @@ TEST_F(RestApiTest, TrendsAndForecastsForTheUi) {
   EXPECT_EQ(json::parse(res->body)["field"], "layer");
 }
 
+TEST_F(RestApiTest, TrafficGivesMeasuredTotalsAndTheLatestWindow) {
+  auto res = client_->Get("/api/v1/traffic");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  json body = json::parse(res->body);
+  EXPECT_EQ(body["epoch"], 3);
+  ASSERT_EQ(body["layers"].size(), 2u);
+  const json& l0 = body["layers"][0];
+  EXPECT_EQ(l0["layer"], 0);
+  EXPECT_EQ(l0["tokens"], 100);
+  EXPECT_EQ(l0["remote_sends"], 90);
+  EXPECT_EQ(l0["cross_node_sends"], 40);
+  EXPECT_EQ(l0["intra_node_bytes"], 30 * 64);
+  EXPECT_EQ(l0["cross_node_bytes"], 40 * 64);
+  EXPECT_EQ(l0["rank_load"], json({120, 80}));
+  EXPECT_EQ(l0["window"]["tokens"], 10);
+  EXPECT_EQ(l0["window"]["rank_load"], json({15, 5}));
+  EXPECT_EQ(l0["window"]["imbalance"], 1.5);
+  EXPECT_EQ(body["layers"][1]["layer"], 8);
+}
+
 TEST_F(RestApiTest, MetricsAndOpenApi) {
   auto res = client_->Get("/metrics");
   ASSERT_TRUE(res);
   EXPECT_NE(res->body.find("grace_layer_imbalance{layer=\"8\"} 1.5"), std::string::npos);
+  EXPECT_NE(res->body.find("grace_measured_tokens_total{layer=\"8\"} 100"), std::string::npos);
+  EXPECT_NE(res->body.find("grace_measured_sends_total{layer=\"0\",scope=\"node\"} 30"),
+            std::string::npos);
+  EXPECT_NE(res->body.find("grace_measured_sends_total{layer=\"0\",scope=\"cross_node\"} 40"),
+            std::string::npos);
+  EXPECT_NE(
+      res->body.find("grace_measured_send_bytes_total{layer=\"0\",scope=\"cross_node\"} 2560"),
+      std::string::npos);
+  EXPECT_NE(res->body.find("grace_measured_imbalance{layer=\"0\"} 1.5"), std::string::npos);
+  EXPECT_NE(res->body.find("grace_load_report_sections_refused_total{section=\"coactivation\"} 0"),
+            std::string::npos);
   EXPECT_NE(res->body.find("grace_agents{state=\"up\"} 1"), std::string::npos);
   res = client_->Get("/api/v1/openapi.json");
   json doc = json::parse(res->body);
   EXPECT_EQ(doc["openapi"], "3.0.3");
   for (const char* path :
        {"/api/v1/placement", "/api/v1/placements/{epoch}", "/api/v1/decisions", "/api/v1/load",
-        "/api/v1/trends", "/api/v1/forecast", "/api/v1/agents", "/api/v1/policy", "/api/v1/replan",
-        "/api/v1/pause", "/api/v1/resume", "/metrics", "/healthz"}) {
+        "/api/v1/trends", "/api/v1/forecast", "/api/v1/traffic", "/api/v1/agents", "/api/v1/policy",
+        "/api/v1/replan", "/api/v1/pause", "/api/v1/resume", "/metrics", "/healthz"}) {
     EXPECT_TRUE(doc["paths"].contains(path)) << path;
   }
   EXPECT_EQ(doc["components"]["schemas"]["Policy"]["properties"]["cooldown_s"]["maximum"], 86400);

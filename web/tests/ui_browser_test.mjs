@@ -142,6 +142,12 @@ step('the overview shows the epoch, the agents and the trend charts', async () =
   assert.equal(await page.locator('[data-testid=agents] img').count(), 0, 'no markup parsed');
   await page.locator('[data-testid=imbalance-chart] canvas').first().waitFor();
   await page.locator('[data-testid=traffic-chart] canvas').first().waitFor();
+  // The traffic the agents' dispatch measured, per layer, beside the model's estimate.
+  await page.locator('[data-testid=measured-traffic] table').waitFor();
+  const traffic = await api('/api/v1/traffic');
+  const measured = await page.getByTestId('measured-traffic').textContent();
+  assert.ok(traffic.layers.some(l => l.tokens > 0), 'graced measured traffic');
+  assert.ok(measured.includes('cross-node sends / token, measured'), `measured table: ${measured}`);
   await sleep(2500);  // a couple of polls, so the trend lines have points
   await page.screenshot({ path: join(artifacts, 'overview.png'), fullPage: true });
 });

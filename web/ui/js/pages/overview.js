@@ -1,5 +1,6 @@
-// Overview: the epoch, agents, counters, and the imbalance and cross-node traffic of every
-// layer over the recent control intervals (epoch switches marked).
+// Overview: the epoch, agents, counters, the imbalance and cross-node traffic of every layer
+// over the recent control intervals (epoch switches marked), and per layer the traffic measured
+// on the agents' dispatch over the latest window beside the cost model's estimate.
 import { get, send } from '../api.js';
 import { el, replace, table, card, fmt } from '../dom.js';
 import { Chart, timeLines } from '../charts.js';
@@ -12,6 +13,11 @@ function epochMarks(items) {
     }
   }
   return marks;
+}
+
+// Sends per token over the window, or null when it saw no token.
+function perToken(window, key) {
+  return window.tokens > 0 ? window[key] / window.tokens : null;
 }
 
 function perLayerSeries(trends, key) {
@@ -27,6 +33,7 @@ export default {
     const cards = el('div', { class: 'cards' });
     const imbalance = el('div', { class: 'chart', 'data-testid': 'imbalance-chart' });
     const traffic = el('div', { class: 'chart', 'data-testid': 'traffic-chart' });
+    const measured = el('div', { 'data-testid': 'measured-traffic' });
     const agents = el('div', { 'data-testid': 'agents' });
     const events = el('div');
     const pause = el('button', { class: 'secondary', 'data-testid': 'pause' }, 'Pause');
@@ -45,6 +52,8 @@ export default {
       el('div', { class: 'grid2' },
         el('div', { class: 'panel' }, imbalance),
         el('div', { class: 'panel' }, traffic)),
+      el('div', { class: 'panel' },
+        el('h3', {}, 'Measured traffic, latest window (beside the model)'), measured),
       el('div', { class: 'panel' }, el('h3', {}, 'Agents'), agents),
       el('div', { class: 'panel' }, el('h3', {}, 'Recent agent events'), events));
     const imbalanceChart = new Chart(imbalance);
@@ -52,8 +61,9 @@ export default {
 
     return {
       async refresh() {
-        const [status, agentList, trends] = await Promise.all([
-          get('/api/v1/status'), get('/api/v1/agents'), get('/api/v1/trends', { limit: 300 })]);
+        const [status, agentList, trends, traffic] = await Promise.all([
+          get('/api/v1/status'), get('/api/v1/agents'), get('/api/v1/trends', { limit: 300 }),
+          get('/api/v1/traffic')]);
         paused = status.paused;
         pause.textContent = paused ? 'Resume' : 'Pause';
         const worst = status.layer_imbalance.length ? Math.max(...status.layer_imbalance) : null;
@@ -73,6 +83,17 @@ export default {
           withMarks(perLayerSeries(trends, 'imbalance'))));
         trafficChart.set(timeLines('Estimated cross-node sends per token', 'sends',
           withMarks(perLayerSeries(trends, 'cross_node_sends'))));
+        const modeled = new Map(status.layers.map((layer, i) => [layer, i]));
+        const model = (l, key) => (modeled.has(l.layer) ? status[key][modeled.get(l.layer)] : null);
+        replace(measured, table([
+          { label: 'layer', value: l => l.layer, num: true },
+          { label: 'cross-node sends / token, measured', value: l => fmt.num(perToken(l.window, 'cross_node_sends')), num: true },
+          { label: 'model', value: l => fmt.num(model(l, 'layer_cross_node_sends')), num: true },
+          { label: 'remote GPU sends / token', value: l => fmt.num(perToken(l.window, 'remote_sends')), num: true },
+          { label: 'imbalance, measured', value: l => fmt.num(l.window.imbalance), num: true },
+          { label: 'model', value: l => fmt.num(model(l, 'layer_imbalance')), num: true },
+          { label: 'tokens (total)', value: l => l.tokens, num: true },
+        ], traffic.layers.filter(l => l.tokens > 0), 'no traffic measured yet'));
         replace(agents, table([
           { label: 'agent', value: a => a.agent_id },
           { label: 'node', value: a => a.node, num: true },

@@ -1,0 +1,133 @@
+// The control loop's intake of load reports, on a fake clock: a report whose co-activation
+// section graced's decoder refused still has its counts merged and its traffic measured, and
+// the refusal is counted; a good report's pairs are taken, and its traffic summed per layer.
+#include "daemon/control_loop.h"
+
+#include <gtest/gtest.h>
+
+namespace grace {
+namespace {
+
+// The report as graced's agent server hands it over: decoded from the frame bytes.
+LoadReport ReceivedReport(const LoadReport& sent) {
+  FrameDecoder decoder;
+  decoder.Append(EncodeFrame(sent));
+  WireMessage m;
+  auto more = decoder.Next(&m);
+  EXPECT_TRUE(more.ok() && *more) << more.status().ToString();
+  return std::get<LoadReport>(m);
+}
+
+class ControlLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.topology = {.nodes = 2, .gpus_per_node = 1, .slots_per_gpu = 3};
+    config_.model.num_experts = 4;
+    config_.model.top_k = 2;
+    config_.model.layer_ids = {3, 4};
+    config_.policy.interval_s = 1;
+    config_.policy.min_gain_ms = 1e9;  // observe only: no migration
+    auto store = OpenSqliteHistoryStore(":memory:");
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    loop_ =
+        std::make_unique<ControlLoop>(config_, std::move(store).value(), [this] { return now_; });
+    ASSERT_TRUE(loop_->Init().ok());
+  }
+
+  // One step of rank 1 (node 1): 4 tokens, each sent once to rank 0 on the other node.
+  LoadReport Report() const {
+    LoadReport r;
+    r.step_from = 0;
+    r.step_to = 1;
+    r.num_layers = 2;
+    r.num_experts = 4;
+    r.counts = {3, 1, 0, 4, 2, 2, 2, 2};
+    r.coactivation_sample_every = 4;
+    r.coactivation_max_pairs = 8;
+    r.coactivation = {{0, 3, 0, {{0, 3, 2}, {1, 3, 1}}}};
+    r.slots_per_rank = 3;
+    DispatchCounts d{4, 0, 4, 4, 0, 4 * 128, {2, 1, 1}};
+    r.traffic = {{1, {d, d}}};
+    return r;
+  }
+
+  DaemonConfig config_;
+  int64_t now_ = 1000000;
+  std::unique_ptr<ControlLoop> loop_;
+};
+
+TEST_F(ControlLoopTest, RefusedCoactivationKeepsTheCountsAndTraffic) {
+  LoadReport bad = Report();
+  bad.coactivation[0].pairs[1].b = 1;  // a == b
+  const LoadReport received = ReceivedReport(bad);
+  ASSERT_NE(received.coactivation_error.find("co-activation section: layer_index 0: pair (1, 1) "
+                                             "has a == b"),
+            std::string::npos)
+      << received.coactivation_error;
+  loop_->OnMessage("node1", received);
+  LoadReport oversized = Report();
+  oversized.coactivation_max_pairs = 1;  // 2 pairs in layer 0
+  const LoadReport received_oversized = ReceivedReport(oversized);
+  EXPECT_NE(received_oversized.coactivation_error.find("pair count 2 exceeds max_pairs 1"),
+            std::string::npos)
+      << received_oversized.coactivation_error;
+  loop_->OnMessage("node1", received_oversized);
+  now_ += 1500;
+  loop_->Tick();
+
+  const DaemonMetrics m = loop_->Metrics();
+  EXPECT_EQ(m.load_reports_total, 2u);
+  EXPECT_EQ(m.coactivation_refused_total, 2u);
+  EXPECT_EQ(m.coactivation_pairs_total, 0u);
+  EXPECT_EQ(m.traffic_refused_total, 0u);
+  // The counts were merged: the interval's observed load per step is the reports' (one step
+  // each).
+  const std::vector<ForecastSample> layer1 = loop_->ForecastHistory(1, 1);
+  ASSERT_EQ(layer1.size(), 1u);
+  EXPECT_EQ(layer1[0].actual, (std::vector<float>{2, 2, 2, 2}));
+  const std::vector<ForecastSample> layer0 = loop_->ForecastHistory(0, 1);
+  EXPECT_EQ(layer0[0].actual, (std::vector<float>{3, 1, 0, 4}));
+  // And so was the traffic.
+  const TrafficSnapshot t = loop_->Traffic();
+  ASSERT_EQ(t.total.size(), 2u);
+  EXPECT_EQ(t.layer_ids, (std::vector<LayerId>{3, 4}));
+  EXPECT_EQ(t.total[0].tokens, 8u);
+  EXPECT_EQ(t.total[0].cross_node_sends, 8u);
+}
+
+TEST_F(ControlLoopTest, GoodReportsAddPairsAndTrafficPerLayer) {
+  loop_->OnMessage("node1", ReceivedReport(Report()));
+  loop_->OnMessage("node1", ReceivedReport(Report()));
+  now_ += 1500;
+  loop_->Tick();
+  const DaemonMetrics m = loop_->Metrics();
+  EXPECT_EQ(m.coactivation_refused_total, 0u);
+  EXPECT_EQ(m.coactivation_pairs_total, 4u);
+  EXPECT_EQ(m.coactivation_sampled_mass_total, 6u);
+  EXPECT_EQ(m.coactivation_dropped_mass_total, 0u);
+  const TrafficSnapshot t = loop_->Traffic();
+  ASSERT_EQ(t.total.size(), 2u);
+  for (const MeasuredLayerTraffic& l : t.total) {
+    EXPECT_EQ(l.tokens, 8u);
+    EXPECT_EQ(l.remote_sends, 8u);
+    EXPECT_EQ(l.cross_node_sends, 8u);
+    EXPECT_EQ(l.node_sends, 0u);
+    EXPECT_EQ(l.cross_node_bytes, 8u * 128);
+    EXPECT_EQ(l.rank_load, (std::vector<uint64_t>{0, 8}));
+  }
+  // The window is the interval's; only rank 1 computed: max / mean = 8 / 4.
+  EXPECT_EQ(t.window[0].tokens, 8u);
+  EXPECT_DOUBLE_EQ(t.window[0].imbalance, 2.0);
+  EXPECT_DOUBLE_EQ(m.measured_window[1].imbalance, 2.0);
+
+  // A traffic section naming a rank outside the topology is refused; the counts still count.
+  LoadReport stray = Report();
+  stray.traffic[0].rank = 9;
+  loop_->OnMessage("node1", ReceivedReport(stray));
+  EXPECT_EQ(loop_->Metrics().traffic_refused_total, 1u);
+  EXPECT_EQ(loop_->Metrics().load_reports_total, 3u);
+  EXPECT_EQ(loop_->Traffic().total[0].tokens, 8u);
+}
+
+}  // namespace
+}  // namespace grace

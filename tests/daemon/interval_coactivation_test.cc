@@ -1,0 +1,31 @@
+#include "daemon/interval_coactivation.h"
+
+#include <gtest/gtest.h>
+
+namespace grace {
+namespace {
+
+TEST(IntervalCoactivationTest, SumsEachDistinctPairOnceAndStartsOverWhenTaken) {
+  IntervalCoactivation co(2, 4);
+  co.Add(1, 0, 3, 8);
+  co.Add(0, 2, 1, 4);
+  co.Add(1, 3, 0, 16);  // the same pair, either order
+  std::vector<CoactivationPair> got = co.Take();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].layer_index, 1);
+  EXPECT_EQ(got[0].a, 0);
+  EXPECT_EQ(got[0].b, 3);
+  EXPECT_EQ(got[0].count, 24);
+  EXPECT_EQ(got[1].layer_index, 0);
+  EXPECT_EQ(got[1].a, 1);
+  EXPECT_EQ(got[1].b, 2);
+  EXPECT_EQ(got[1].count, 4);
+  co.Add(1, 0, 3, 1);
+  got = co.Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].count, 1);
+  EXPECT_TRUE(co.Take().empty());
+}
+
+}  // namespace
+}  // namespace grace
