@@ -296,7 +296,11 @@ struct ControlLoop::Impl {
       const Eigen::ArrayXd& next = controller->forecaster().NextForecast();
       out.predicted.assign(next.data(), next.data() + next.size());
     }
-    controller->Observe(in.per_step, in.pairs, nullptr, static_cast<int64_t>(in.newest_step));
+    // EPLB is the load-only baseline: with it the controller sees no co-activation, so none of
+    // the decider's candidates group by it either.
+    const bool load_only = in.policy.planner == "eplb";
+    controller->Observe(in.per_step, load_only ? std::span<const CoactivationPair>() : in.pairs,
+                        nullptr, static_cast<int64_t>(in.newest_step));
     out.imbalance.assign(layers(), 1.0);
     out.cross_node.assign(layers(), 0.0);
     for (int l = 0; l < layers(); ++l) {

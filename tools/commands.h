@@ -21,6 +21,7 @@ void AddTraceCommands(CLI::App& app,
 void AddPlanCommands(CLI::App& app, CLI::App& bench);  // plan, simulate; bench plan
 void AddDatapathCommands(CLI::App& app, CLI::App& bench);   // bench datapath
 void AddMigrationCommands(CLI::App& app, CLI::App& bench);  // bench migration
+void AddLiveCommands(CLI::App& app, CLI::App& bench);       // bench live
 void AddExportCommands(CLI::App& app);                      // export
 
 // `gracectl simulate --online --scenario FILE [--json]` (tools/simulate_online.cc): returns the

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   grace::tools::AddPlanCommands(app, *bench);
   grace::tools::AddDatapathCommands(app, *bench);
   grace::tools::AddMigrationCommands(app, *bench);
+  grace::tools::AddLiveCommands(app, *bench);
   grace::tools::AddExportCommands(app);
   try {
     app.parse(argc, argv);
