@@ -509,8 +509,8 @@ struct ControlLoop::Impl {
   std::optional<Pending> pending;
   std::vector<Realisation> realisations;
 
-  std::vector<double> counts;                       // this interval, [layer][expert]
-  IntervalCoactivation pairs{layers(), experts()};  // this interval's, summed per pair
+  std::vector<double> counts;  // this interval, [layer][expert]
+  IntervalCoactivation pairs;  // this interval's, summed per pair
   MeasuredTrafficTotals measured{layers(), topology().ranks(), topology().slots_per_gpu};
   std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
   uint64_t newest_step = 0;
