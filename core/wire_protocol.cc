@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "core/byte_io.h"
@@ -130,6 +131,10 @@ std::string Str(uint64_t v) {
   return std::to_string(v);
 }
 
+static_assert(sizeof(LoadReport::Pair) == 8 && offsetof(LoadReport::Pair, b) == 2 &&
+                  offsetof(LoadReport::Pair, count) == 4,
+              "a co-activation pair on the wire is a u16, a u16 and a u32");
+
 // The co-activation section's bytes into m; an error names the field at fault.
 Status DecodeCoactivation(std::string_view bytes, LoadReport* m) {
   ByteReader r(bytes);
@@ -169,16 +174,16 @@ Status DecodeCoactivation(std::string_view bytes, LoadReport* m) {
       return DataLoss(at + ": pair count " + Str(pairs) + " exceeds max_pairs " +
                       Str(m->coactivation_max_pairs));
     }
-    if (bytes.size() - r.position() < static_cast<size_t>(pairs) * 8) {
+    std::string_view records;
+    if (!r.GetView("pairs", pairs * 8, &records).ok()) {
       return DataLoss(at + ": truncated at the pairs (" + Str(pairs) + " pairs need " +
                       Str(pairs * 8ull) + " bytes, " + Str(bytes.size() - r.position()) + " left)");
     }
+    // The records are Pair's own layout (a, b, count; little-endian): one copy, then checks.
     l.pairs.resize(pairs);
+    if (pairs > 0) std::memcpy(l.pairs.data(), records.data(), records.size());
     uint64_t sent = 0;
-    for (LoadReport::Pair& p : l.pairs) {
-      GRACE_RETURN_IF_ERROR(r.Get("pair a", &p.a));
-      GRACE_RETURN_IF_ERROR(r.Get("pair b", &p.b));
-      GRACE_RETURN_IF_ERROR(r.Get("pair count", &p.count));
+    for (const LoadReport::Pair& p : l.pairs) {
       if (p.a >= m->num_experts || p.b >= m->num_experts) {
         return DataLoss(at + ": pair (" + Str(p.a) + ", " + Str(p.b) +
                         ") has an expert id not below num_experts " + Str(m->num_experts));

@@ -188,8 +188,7 @@ struct ControlLoop::Impl {
     for (size_t i = 0; i < r.counts.size(); ++i) counts[i] += r.counts[i];
     // A refused section costs only itself: the counts above stand.
     if (!r.coactivation_error.empty()) {
-      spdlog::warn("graced: load report from {}: {}; its counts are kept", agent,
-                   r.coactivation_error);
+      WarnRefused(agent, r.coactivation_error);
       ++metrics.coactivation_refused_total;
     }
     // Sampled on 1 token in sample_every: scaled back to the estimated count of every token.
@@ -204,8 +203,7 @@ struct ControlLoop::Impl {
     }
     Status traffic = r.traffic_error.empty() ? measured.Add(r) : DataLoss(r.traffic_error);
     if (!traffic.ok()) {
-      spdlog::warn("graced: load report from {}: {}; its counts are kept", agent,
-                   traffic.message());
+      WarnRefused(agent, traffic.message());
       ++metrics.traffic_refused_total;
     }
     uint64_t& steps = agent_steps[agent];
@@ -213,6 +211,15 @@ struct ControlLoop::Impl {
     coordinator.OnStep(agent, r.step_to);
     newest_step = std::max(newest_step, r.step_to);
     ++metrics.load_reports_total;
+  }
+
+  // An agent that keeps sending a bad section is logged at its 1st, 2nd, 4th, 8th ... refusal,
+  // not once a report; the metrics count every one.
+  void WarnRefused(const std::string& agent, const std::string& reason) {
+    const uint64_t n = ++refusals[agent];
+    if ((n & (n - 1)) != 0) return;
+    spdlog::warn("graced: load report from {}: {}; its counts are kept ({} refused so far)", agent,
+                 reason, n);
   }
 
   // --- The control round ------------------------------------------------------------------
@@ -548,10 +555,11 @@ struct ControlLoop::Impl {
   std::optional<Pending> pending;
   std::vector<Realisation> realisations;
 
-  std::vector<double> counts;                       // this interval, [layer][expert]
-  IntervalCoactivation pairs{layers(), experts()};  // this interval's, summed per pair
+  std::vector<double> counts;  // this interval, [layer][expert]
+  IntervalCoactivation pairs;  // this interval's, summed per pair
   MeasuredTrafficTotals measured{layers(), topology().ranks(), topology().slots_per_gpu};
   std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
+  std::map<std::string, uint64_t> refusals;     // sections refused per agent, for the log
   uint64_t newest_step = 0;
   int steps_per_interval = 1;
   int64_t next_interval_ms = 0;

@@ -1,32 +1,55 @@
 #include "daemon/interval_coactivation.h"
 
 #include <algorithm>
+#include <bit>
 #include <utility>
 
 namespace grace {
+namespace {
 
-IntervalCoactivation::IntervalCoactivation(int num_layers, int num_experts)
-    : experts_(num_experts),
-      per_layer_(static_cast<size_t>(num_experts) * (num_experts - 1) / 2),
-      position_(num_layers * per_layer_, -1) {}
+uint64_t KeyOf(int layer_index, ExpertId a, ExpertId b) {
+  return (static_cast<uint64_t>(layer_index) << 40 | static_cast<uint64_t>(a) << 20 |
+          static_cast<uint64_t>(b)) +
+         1;
+}
 
-size_t IntervalCoactivation::Index(int layer_index, ExpertId a, ExpertId b) const {
-  return layer_index * per_layer_ + static_cast<size_t>(a) * experts_ -
-         static_cast<size_t>(a) * (a + 1) / 2 + (b - a - 1);
+}  // namespace
+
+size_t IntervalCoactivation::Find(uint64_t key) const {
+  const size_t mask = keys_.size() - 1;
+  size_t slot = (key * 0x9E3779B97F4A7C15ull) >> shift_;  // Fibonacci hashing: the high bits
+  while (keys_[slot] != 0 && keys_[slot] != key) slot = (slot + 1) & mask;
+  return slot;
+}
+
+void IntervalCoactivation::Grow() {
+  keys_.assign(std::max<size_t>(1024, keys_.size() * 2), 0);
+  shift_ = 64 - std::countr_zero(keys_.size());
+  positions_.resize(keys_.size());
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    const CoactivationPair& p = pairs_[i];
+    const uint64_t key = KeyOf(p.layer_index, p.a, p.b);
+    const size_t slot = Find(key);
+    keys_[slot] = key;
+    positions_[slot] = static_cast<int32_t>(i);
+  }
 }
 
 void IntervalCoactivation::Add(int layer_index, ExpertId a, ExpertId b, double count) {
   if (a > b) std::swap(a, b);
-  int32_t& at = position_[Index(layer_index, a, b)];
-  if (at < 0) {
-    at = static_cast<int32_t>(pairs_.size());
+  if (2 * (pairs_.size() + 1) > keys_.size()) Grow();  // load factor at most 1/2
+  const uint64_t key = KeyOf(layer_index, a, b);
+  const size_t slot = Find(key);
+  if (keys_[slot] == 0) {
+    keys_[slot] = key;
+    positions_[slot] = static_cast<int32_t>(pairs_.size());
     pairs_.push_back({layer_index, a, b, 0.0});
   }
-  pairs_[at].count += count;
+  pairs_[positions_[slot]].count += count;
 }
 
 std::vector<CoactivationPair> IntervalCoactivation::Take() {
-  for (const CoactivationPair& p : pairs_) position_[Index(p.layer_index, p.a, p.b)] = -1;
+  std::fill(keys_.begin(), keys_.end(), 0);  // the table keeps its size for the next interval
   return std::exchange(pairs_, {});
 }
 

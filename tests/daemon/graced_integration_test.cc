@@ -240,9 +240,17 @@ TEST(GracedIntegrationTest, RealAgentsSendCoactivationAndMeasuredTraffic) {
   auto metrics = client.Get("/metrics");
   ASSERT_TRUE(metrics);
   const std::string& m = metrics->body;
-  const size_t at = m.find("\ngrace_coactivation_pairs_total ");
-  ASSERT_NE(at, std::string::npos);
-  EXPECT_GT(std::stoull(m.substr(at + 32)), 0u) << "graced received no co-activation pairs";
+  auto counter = [&](const std::string& name) -> uint64_t {
+    const size_t at = m.find("\n" + name + " ");
+    return at == std::string::npos ? 0 : std::stoull(m.substr(at + name.size() + 2));
+  };
+  const uint64_t pairs = counter("grace_coactivation_pairs_total");
+  EXPECT_GT(pairs, 0u) << "graced received no co-activation pairs";
+  EXPECT_LE(pairs, counter("grace_load_reports_total") * 2 * 8);  // max_pairs per layer
+  // Token ids of a rank's step are consecutive from a multiple of 16, so every other token is
+  // sampled: per layer half the tokens, 4 distinct experts each, 6 pairs a token.
+  EXPECT_EQ(counter("grace_coactivation_sampled_mass_total"), tokens / 2 * 6 * 2);
+  EXPECT_GT(counter("grace_coactivation_dropped_mass_total"), 0u);  // 120 pairs, 8 sent
   EXPECT_NE(m.find("grace_load_report_sections_refused_total{section=\"coactivation\"} 0"),
             std::string::npos);
   EXPECT_NE(m.find("grace_measured_tokens_total{layer=\"1\"} " + std::to_string(tokens)),
