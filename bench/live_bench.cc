@@ -242,8 +242,9 @@ StatusOr<json> RunLiveBench(const LiveBenchOptions& o) {
       << "[model]\nnum_experts = " << experts << "\ntop_k = " << trace.info.top_k << "\nlayers = ["
       << layer_list << "]\nhidden = " << o.hidden << "\nexpert_ffn = " << o.expert_ffn << "\n"
       << "[policy]\ninterval_s = " << o.interval_s << "\ncooldown_s = " << 2 * o.interval_s
-      << "\nhorizon_intervals = 60\nplanner = \"" << (o.policy == "eplb" ? "eplb" : "grace")
-      << "\"\n";
+      << "\nhorizon_intervals = " << o.horizon_intervals
+      << "\nbyte_budget_mb = " << o.byte_budget_mb << "\nplanner = \""
+      << (o.policy == "eplb" ? "eplb" : "grace") << "\"\n";
   }
   std::vector<std::string> agent_configs;
   for (NodeId n = 0; n < topo.nodes; ++n) {

@@ -34,10 +34,15 @@ struct LiveBenchOptions {
   Topology topology{.nodes = 2, .gpus_per_node = 4, .slots_per_gpu = 8};
   std::string policy = "grace";  // grace | eplb | pinned
   std::string placement_file;    // pinned: grace's placement JSON (`gracectl plan -o`)
-  double seconds = 60;
+  double seconds = 120;
   double steps_per_second = 20;
-  double interval_s = 1;  // graced's control interval
-  int hidden = 2048;      // the model graced plans for (its copy costs)
+  double interval_s = 2;  // graced's control interval
+  // graced's horizon and per-migration byte budget. The replayed trace is stationary and its
+  // steps are small (tens of tokens), so a change pays only over a long horizon; a real
+  // serving step carries thousands of tokens and pays for the same copies in far fewer steps.
+  int horizon_intervals = 5000;
+  double byte_budget_mb = 4096;
+  int hidden = 2048;  // the model graced plans for (its copy costs)
   int expert_ffn = 1408;
   std::string work_dir;       // default: a fresh temp dir, removed afterwards
   std::string agent_binary;   // default FindAgentBinary()

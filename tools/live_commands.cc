@@ -36,6 +36,10 @@ void AddLiveCommands(CLI::App& /*app*/, CLI::App& bench) {
   cmd->add_option("--steps-per-second", o.steps_per_second, "replay pacing")->capture_default_str();
   cmd->add_option("--interval", o.interval_s, "graced's control interval, s")
       ->capture_default_str();
+  cmd->add_option("--horizon-intervals", o.horizon_intervals, "graced's horizon, intervals")
+      ->capture_default_str();
+  cmd->add_option("--byte-budget-mb", o.byte_budget_mb, "graced's bytes per migration, MB")
+      ->capture_default_str();
   cmd->add_option("--hidden", o.hidden, "hidden size of the model graced plans for")
       ->capture_default_str();
   cmd->add_option("--expert-ffn", o.expert_ffn, "expert FFN size of that model")
