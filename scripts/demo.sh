@@ -5,7 +5,8 @@
 #  2. plan grace's placement and compare it with EPLB, contiguous and affinity placement,
 #  3. simulate a drifting real workload online: static vs online grace vs periodic EPLB vs oracle,
 #  4. run grace live (scripts/live.sh): graced and 2 grace-agents x 2 CPU ranks on loopback
-#     replaying a drifting workload (real OLMoE routing when the traces are there), with the web
+#     replaying real Qwen1.5-MoE tokens when the traces are there (else a synthetic drifting
+#     workload), graced grouping by the agents' co-activation, with the web
 #     UI at http://127.0.0.1:8750/; a line per change of epoch; Ctrl-C stops everything cleanly.
 # GRACE_DEMO_LIVE_SECONDS (default: until Ctrl-C) bounds step 4.
 set -euo pipefail
@@ -45,7 +46,7 @@ if [[ -n "$scenario" ]]; then
   "$ctl" simulate --online --scenario "$scenario" || true  # exit 1 flags a missed target
 fi
 
-echo; echo "== 4. live: graced + 2 agents x 2 CPU ranks replaying a drifting workload"
+echo; echo "== 4. live: graced + 2 agents x 2 CPU ranks replaying real tokens (scripts/live.sh)"
 live=${GRACE_LIVE_DIR:-$out/live}
 export GRACE_LIVE_DIR=$live GRACE_API_TOKEN=${GRACE_API_TOKEN:-demo-token}
 http_port=${GRACE_HTTP_PORT:-8750}
