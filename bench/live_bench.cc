@@ -1,9 +1,5 @@
 #include "bench/live_bench.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <httplib.h>
@@ -24,8 +20,7 @@
 #include "policy/cost_model.h"
 #include "policy/layer_stats.h"
 #include "policy/locality_routing.h"
-
-extern char** environ;
+#include "tests/testing/child_process.h"
 
 namespace grace {
 
@@ -37,62 +32,6 @@ namespace fs = std::filesystem;
 
 constexpr const char* kApiToken = "live-bench-token";
 constexpr const char* kClusterSecret = "live-bench-secret";
-
-// A child process with stdout and stderr in `log`; SIGTERMed (then SIGKILLed) when dropped.
-class Process {
- public:
-  Process() = default;
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-  ~Process() { Stop(); }
-
-  Status Start(const std::vector<std::string>& args, const std::string& log) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (std::string& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, copy[0].c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      pid_ = -1;
-      return Unavailable("cannot start " + args[0] + ": " + std::strerror(rc));
-    }
-    return Status::Ok();
-  }
-  bool Running() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
-  // SIGTERM, up to 5 s for a clean exit, then SIGKILL.
-  void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    int status = 0;
-    while (Clock::now() < deadline) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
 
 StatusOr<json> GetJson(httplib::Client& client, const std::string& path) {
   auto res = client.Get(path);
@@ -270,9 +209,11 @@ StatusOr<json> RunLiveBench(const LiveBenchOptions& o) {
   ::setenv("GRACE_API_TOKEN", kApiToken, 1);
   ::setenv("GRACE_CLUSTER_SECRET", kClusterSecret, 1);
   const std::string graced_log = (dir / "graced.log").string();
-  Process graced;
+  testing::ChildProcess graced;
   const std::string graced_binary = o.graced_binary.empty() ? FindGracedBinary() : o.graced_binary;
-  GRACE_RETURN_IF_ERROR(graced.Start({graced_binary, "--config", graced_config}, graced_log));
+  if (!graced.Start({graced_binary, "--config", graced_config}, {}, graced_log)) {
+    return Unavailable("cannot start " + graced_binary);
+  }
   httplib::Client client("127.0.0.1", http_port);
   client.set_connection_timeout(std::chrono::seconds(2));
   client.set_read_timeout(std::chrono::seconds(10));
@@ -287,12 +228,13 @@ StatusOr<json> RunLiveBench(const LiveBenchOptions& o) {
     if (!res || res->status / 100 != 2) return Unavailable("graced: POST /api/v1/pause failed");
   }
   const std::string agent_binary = o.agent_binary.empty() ? FindAgentBinary() : o.agent_binary;
-  std::vector<std::unique_ptr<Process>> agents;
+  std::vector<std::unique_ptr<testing::ChildProcess>> agents;
   for (size_t i = 0; i < agent_configs.size(); ++i) {
-    agents.push_back(std::make_unique<Process>());
-    GRACE_RETURN_IF_ERROR(
-        agents.back()->Start({agent_binary, "--config", agent_configs[i]},
-                             (dir / ("agent" + std::to_string(i) + ".log")).string()));
+    agents.push_back(std::make_unique<testing::ChildProcess>());
+    if (!agents.back()->Start({agent_binary, "--config", agent_configs[i]}, {},
+                              (dir / ("agent" + std::to_string(i) + ".log")).string())) {
+      return Unavailable("cannot start " + agent_binary);
+    }
   }
   auto all_running = [&] {
     if (!graced.Running()) return false;

@@ -1,6 +1,6 @@
-// ChildProcess: a program started by a test, with its output in a log file, that the test can
-// SIGKILL or stop with SIGTERM. The destructor kills what is still running, so a failing test
-// never leaves processes behind.
+// ChildProcess: a program started by a test or a benchmark, with its output in a log file, that
+// the caller can SIGKILL or stop with SIGTERM. The destructor kills what is still running, so a
+// failing test never leaves processes behind.
 #pragma once
 
 #include <fcntl.h>
@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace grace::testing {
@@ -50,6 +52,18 @@ class ChildProcess {
     waitpid(pid_, &status, 0);
     pid_ = -1;
     return status;
+  }
+
+  // SIGTERM, up to `grace` for a clean exit, then SIGKILL: a bounded stop.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(5)) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!Running()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    Kill(SIGKILL);
   }
 
   pid_t pid() const { return pid_; }
