@@ -202,7 +202,7 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
           {t.expert_ids.data() + static_cast<size_t>(i) * t.top_k, static_cast<size_t>(t.top_k)});
     }
   }
-  std::vector<RankId> rank_of = HierarchicalSpectral(affinity, topo, false);
+  std::vector<RankId> rank_of = AffinityGroupsToGpus(affinity, stats.load, topo);
 
   PlacementObjective objective;
   objective.max_imbalance = options_.max_imbalance;
@@ -229,12 +229,10 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
   std::sort(ratios.begin(), ratios.end());
   const double per_gpu = static_cast<double>(experts) / ranks;
   std::vector<Scored> candidates;
-  // Three starts: spectral, spectral refined by swaps, and agglomerative groups packed by load
-  // (which keeps disjoint groups whole where the spectral order may cut them).
-  for (int start = 0; start < 3; ++start) {
-    search.Reset(start == 0   ? rank_of
-                 : start == 1 ? HierarchicalSpectral(affinity, topo, true)
-                              : AffinityGroupsToGpus(affinity, stats.load, topo));
+  // Two starts: agglomerative groups packed by load (which keeps disjoint groups whole where the
+  // spectral order may cut them), and spectral grouping refined by swaps.
+  for (int start = 0; start < 2; ++start) {
+    search.Reset(start == 0 ? rank_of : HierarchicalSpectral(affinity, topo, true));
     for (double r : ratios) {
       const int delta = r <= 0 ? 0 : std::max(1, static_cast<int>(std::lround(per_gpu * r)));
       const int lo = std::max(1, static_cast<int>(std::floor(per_gpu)) - delta);

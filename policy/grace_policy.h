@@ -1,9 +1,9 @@
 // GracePolicy: grace's placement method for one layer (DESIGN.md, "The method").
 //
 // With token-level stats (exact cost model):
-//   1. three starting groupings, sizes E/D (equal): hierarchical spectral grouping of the
-//      affinity (experts to nodes, then to GPUs), once plain and once refined by affinity swaps,
-//      and agglomerative groups packed onto GPUs by load (policy/affinity_clustering.h);
+//   1. two starting groupings, sizes E/D (equal): agglomerative groups packed onto GPUs by load
+//      (policy/affinity_clustering.h), and hierarchical spectral grouping of the affinity
+//      (experts to nodes, then to GPUs) refined by affinity swaps;
 //   2. local search (moves and swaps, TokenPlacementSearch) on the objective, GPU sizes held
 //      within E/D +- delta, for each delta of `size_ratios` (delta = max(1, round(E/D * r))),
 //      each delta starting from the previous one's result;
