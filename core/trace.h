@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/ids.h"
+#include "core/status.h"
 
 namespace grace {
 
@@ -90,5 +91,11 @@ struct Trace {
   // Total tokens over token-level steps (0 for count-only traces).
   int64_t TotalTokens() const;
 };
+
+// The token-level steps of `trace` cut again into steps of `tokens_per_step` tokens (the last may
+// be shorter), in order, keeping every token's experts, gate weights and recorded home rank:
+// recorded steps are whatever the recorder flushed (a whole request, thousands of tokens), a
+// replay wants steps of serving size. InvalidArgument for count steps or tokens_per_step < 1.
+Status RechunkTokenSteps(int tokens_per_step, Trace* trace);
 
 }  // namespace grace

@@ -190,8 +190,14 @@ void AddTraceCommands(CLI::App& app, CLI::App& bench) {
     cmd->add_option("-o,--output", *out, "native trace to write")->required();
     cmd->add_option("--experts", options->num_experts,
                     "experts per layer when the files do not say");
-    cmd->callback([files, out, options]() {
+    auto tokens_per_step = std::make_shared<int>(0);
+    cmd->add_option("--tokens-per-step", *tokens_per_step,
+                    "cut token-level steps again into steps of N tokens (0: as recorded)");
+    cmd->callback([files, out, options, tokens_per_step]() {
       Trace trace = OrFail("trace convert", ImportTraces(*files, *options));
+      if (*tokens_per_step > 0) {
+        OrFail("trace convert --tokens-per-step", RechunkTokenSteps(*tokens_per_step, &trace));
+      }
       OrFail("trace convert", WriteNativeTrace(*out, trace));
       std::printf("wrote %s: %zu steps, %d layers x %d experts\n", out->c_str(), trace.steps.size(),
                   trace.info.num_layers(), trace.info.num_experts);
