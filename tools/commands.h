@@ -23,6 +23,9 @@ void AddDatapathCommands(CLI::App& app, CLI::App& bench);   // bench datapath
 void AddMigrationCommands(CLI::App& app, CLI::App& bench);  // bench migration
 void AddLiveCommands(CLI::App& app, CLI::App& bench);       // bench live
 void AddExportCommands(CLI::App& app);                      // export
+// status, agents, placement, history, decisions, policy get|set, replan, pause, resume: the
+// client of a running graced (exit codes in tools/client_commands.cc)
+void AddClientCommands(CLI::App& app);
 
 // `gracectl simulate --online --scenario FILE [--json]` (tools/simulate_online.cc): returns the
 // exit status.

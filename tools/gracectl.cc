@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   grace::tools::AddMigrationCommands(app, *bench);
   grace::tools::AddLiveCommands(app, *bench);
   grace::tools::AddExportCommands(app);
+  grace::tools::AddClientCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
