@@ -630,6 +630,9 @@ Status ControlLoop::SetPolicy(const PolicySettings& settings, const std::string&
   }
   const bool model_changed = settings.forecast_model != impl_->policy.forecast_model ||
                              settings.planner != impl_->policy.planner;
+  // A shorter interval takes effect at once: the next tick is no later than one new interval.
+  impl_->next_interval_ms =
+      std::min(impl_->next_interval_ms, now + static_cast<int64_t>(settings.interval_s * 1000));
   impl_->policy = settings;
   // A pinned model starts a fresh forecaster, another planner a fresh controller; the control
   // thread rebuilds it (it owns it).

@@ -54,6 +54,11 @@ int main(int argc, char** argv) {
 
   std::string text;
   if (!config_path.empty()) {
+    // A directory opens as an empty stream and would run graced on every default.
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(config_path, ec)) {
+      return Fail(grace::InvalidArgument("--config " + config_path + ": not a regular file"));
+    }
     std::ifstream in(config_path);
     if (!in) return Fail(grace::NotFound("cannot read config " + config_path));
     std::stringstream ss;

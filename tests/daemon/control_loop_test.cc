@@ -129,5 +129,26 @@ TEST_F(ControlLoopTest, GoodReportsAddPairsAndTrafficPerLayer) {
   EXPECT_EQ(loop_->Traffic().total[0].tokens, 8u);
 }
 
+// PUT /policy with interval_s 3600, then 1: the next interval comes within the new second, not
+// an hour later.
+TEST_F(ControlLoopTest, AShorterIntervalTakesEffectAtOnce) {
+  PolicySettings p = config_.policy;
+  p.interval_s = 3600;
+  ASSERT_TRUE(loop_->SetPolicy(p, "test").ok());
+  now_ += 1500;
+  loop_->OnMessage("node1", ReceivedReport(Report()));
+  loop_->Tick();  // the first interval was due (it was set by Init): it runs
+  const size_t after_first = loop_->Trends(100).size();
+  now_ += 1500;
+  loop_->OnMessage("node1", ReceivedReport(Report()));
+  loop_->Tick();  // now the next one is an hour away
+  EXPECT_EQ(loop_->Trends(100).size(), after_first);
+  p.interval_s = 1;
+  ASSERT_TRUE(loop_->SetPolicy(p, "test").ok());
+  now_ += 1100;
+  loop_->Tick();
+  EXPECT_EQ(loop_->Trends(100).size(), after_first + 1);
+}
+
 }  // namespace
 }  // namespace grace
