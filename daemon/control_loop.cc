@@ -12,6 +12,7 @@
 
 #include "daemon/interval_coactivation.h"
 #include "daemon/measured_traffic.h"
+#include "daemon/policy_restore.h"
 #include "migrate/migration_plan.h"
 #include "policy/cost_model.h"
 #include "policy/locality_routing.h"
@@ -99,6 +100,13 @@ struct ControlLoop::Impl {
   }
 
   Status Init() {
+    GRACE_ASSIGN_OR_RETURN(RestoredPolicy restored, RestorePolicy(*store, policy, now_ms()));
+    policy = restored.policy;
+    paused = restored.paused;
+    for (const std::string& line : restored.overrides) {
+      spdlog::info("graced: policy from the history: {}", line);
+    }
+    if (paused) spdlog::warn("graced: paused, as before the restart (POST /api/v1/resume)");
     GRACE_ASSIGN_OR_RETURN(planner, MakePlacementPolicy(policy.planner));
     GRACE_ASSIGN_OR_RETURN(std::optional<PlacementRecord> current, store->CurrentPlacement());
     if (current.has_value()) {
