@@ -546,6 +546,8 @@ struct ControlLoop::Impl {
   bool rebuild_controller = false;
   Epoch epoch = 0;
   Placement placement;
+  Epoch welcome_epoch = 0;             // the epoch welcome_placement_json was written for
+  std::string welcome_placement_json;  // PlacementToJson(placement), for Welcome
   std::vector<LayerState> states;
   std::vector<float> expected_load;  // behind the routing of `states`; empty: uniform
 
@@ -749,7 +751,13 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
        "epoch " + std::to_string(hello.epoch) + " -> " + std::to_string(impl_->epoch)});
   Welcome w;
   w.epoch = impl_->epoch;
-  w.placement_json = PlacementToJson(impl_->placement, t);
+  // One epoch's placement is written once, not once per joining agent: at 10,000 ranks it is
+  // megabytes, and a restart of graced has every agent join within seconds.
+  if (impl_->welcome_epoch != impl_->epoch) {
+    impl_->welcome_placement_json = PlacementToJson(impl_->placement, t);
+    impl_->welcome_epoch = impl_->epoch;
+  }
+  w.placement_json = impl_->welcome_placement_json;
   w.expected_load = impl_->expected_load;
   return w;
 }
