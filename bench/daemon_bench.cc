@@ -3,7 +3,11 @@
 // statistics when ../shared/traces/real is present) every second, each report with its
 // co-activation and traffic sections; then a paced REST client.
 // Prints one JSON object:
+//   agents, agents_connected, connect_s: simulated agents (8 ranks each), how many joined, and
+//                      how long until all had (the bench waits at most 60 s)
 //   cpu_cores          graced's CPU time / wall time while agents report (target < 0.5)
+//   sim_cpu_cores      the bench's own (the simulated agents' I/O thread), and
+//   machine_cpu_cores  every process's, over the same window: graced's figure is its own
 //   reports_per_s      load reports graced ingested per second
 //   report_bytes       one report's frame: counts, 512 co-activation pairs per layer and the
 //                      traffic of the agent's 8 ranks, as real agents send
@@ -53,6 +57,19 @@ double CpuSeconds(pid_t pid) {
     if (i == 14 || i == 15) ticks += std::stod(field);
   }
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU time of every core but idle and iowait, from /proc/stat: what else ran beside the bench.
+double MachineBusySeconds() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  f >> cpu;
+  double total = 0, idle = 0, v = 0;
+  for (int i = 0; i < 8 && f >> v; ++i) {
+    total += v;
+    if (i == 3 || i == 4) idle += v;
+  }
+  return (total - idle) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double MetricValue(const std::string& text, const std::string& name) {
@@ -169,8 +186,14 @@ int main(int argc, char** argv) {
   sim.report_ms = 1000;
   sim.coactivation_pairs = coactivation_pairs;
   grace::SimAgentFleet fleet(sim);
+  const auto connect0 = Clock::now();
   if (!fleet.Start().ok()) return 1;
-  std::this_thread::sleep_for(std::chrono::seconds(5));  // connect and warm up
+  // Every agent connected (at most a minute), then a few seconds to warm up.
+  while (fleet.Stats().connected < nodes && Clock::now() - connect0 < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double connect_s = std::chrono::duration<double>(Clock::now() - connect0).count();
+  std::this_thread::sleep_for(std::chrono::seconds(5));
 
   auto metrics = [&] {
     auto r = client.Get("/metrics");
@@ -179,9 +202,13 @@ int main(int argc, char** argv) {
   const double reports0 = MetricValue(metrics(), "grace_load_reports_total");
   const pid_t pid = graced.pid();
   const double g0 = CpuSeconds(pid);
+  const double s0 = CpuSeconds(getpid());  // this process: the simulated agents' I/O thread
+  const double m0 = MachineBusySeconds();
   const auto t0 = Clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(seconds));
   const double g1 = CpuSeconds(pid);
+  const double s1 = CpuSeconds(getpid());
+  const double m1 = MachineBusySeconds();
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   const std::string m = metrics();
   const double reports1 = MetricValue(m, "grace_load_reports_total");
@@ -210,13 +237,17 @@ int main(int argc, char** argv) {
 
   nlohmann::json out = {
       {"ranks", nodes * gpus_per_node},
+      {"agents", nodes},
       {"agents_connected", st.connected},
+      {"connect_s", connect_s},
       {"layers", layers},
       {"experts", experts},
       {"load_source", load_source},
       {"drift_every_reports", drift_every},
       {"seconds", wall},
       {"cpu_cores", (g1 - g0) / wall},
+      {"sim_cpu_cores", (s1 - s0) / wall},
+      {"machine_cpu_cores", (m1 - m0) / wall},
       {"reports_per_s", (reports1 - reports0) / wall},
       {"report_bytes", st.report_bytes},
       {"coactivation_pairs_per_report", sim.coactivation_pairs * layers},

@@ -135,13 +135,35 @@ int main(int argc, char** argv) {
                loop.epoch(), config->http_host, rest.port(), config->agents_host,
                agent_server.port(), db_path);
   sd_notify(0, "READY=1");
-  while (!g_stop) {
-    loop.Tick();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  // The control rounds run on their own thread, so that a stop does not wait for a round that
+  // takes long (a re-plan of a large topology): the round gets kShutdownGraceMs to finish.
+  std::atomic<bool> round_done{false};
+  std::thread control([&] {
+    while (!g_stop) {
+      loop.Tick();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    round_done = true;
+  });
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   sd_notify(0, "STOPPING=1");
   spdlog::info("graced: stopping");
   rest.Stop();
   agent_server.Stop();
+  constexpr int kShutdownGraceMs = 5000;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kShutdownGraceMs);
+  while (!round_done && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!round_done) {
+    // Nothing of an unfinished round is committed (an epoch is written in one transaction when
+    // its migration commits), so leaving it is what a SIGKILL would do, minus the wait.
+    spdlog::warn("graced: a control round is still running after {} ms; exiting without it",
+                 kShutdownGraceMs);
+    spdlog::shutdown();
+    std::_Exit(0);
+  }
+  control.join();
   return 0;
 }

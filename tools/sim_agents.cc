@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -30,6 +31,15 @@ class SimAgentFleet::Impl {
   mutable std::mutex mu;  // guards stats
   SimAgentStats stats;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  // The co-activation section of a phase's layer: the same for every agent (it follows the
+  // phase's shares alone), so built once, not once per agent and report. I/O thread only.
+  std::map<std::pair<int64_t, int>, LoadReport::CoactivationLayer> coactivation;
+
+  // Agents connect at options.connects_per_second (a fleet of thousands all at once is a SYN
+  // flood, not a fleet restart): a batch every 10 ms.
+  void ConnectFrom(size_t first);
+  asio::steady_timer connect_timer{io};
 
   uint64_t CurrentStep() const {
     const double s =
@@ -84,18 +94,18 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
 
   // The layer's co-activation as an agent sends it: the top pairs, here the pairs of its
   // hottest experts, each pair's expected sampled count under independent choices.
-  void AddCoactivation(int layer, const std::vector<double>& share, double norm, double tokens,
-                       LoadReport* r) {
-    const SimAgentOptions& o = opt();
+  static LoadReport::CoactivationLayer MakeCoactivation(const SimAgentOptions& o, int layer,
+                                                        const std::vector<double>& share,
+                                                        double norm, double tokens) {
+    LoadReport::CoactivationLayer c;
+    c.layer_index = static_cast<uint32_t>(layer);
     const int pairs = std::min(o.coactivation_pairs, o.num_experts * (o.num_experts - 1) / 2);
-    if (pairs <= 0 || norm <= 0) return;
+    if (pairs <= 0 || norm <= 0) return c;
     std::vector<int> hot(o.num_experts);
     for (int e = 0; e < o.num_experts; ++e) hot[e] = e;
     std::sort(hot.begin(), hot.end(), [&](int a, int b) { return share[a] > share[b]; });
     const double sampled = tokens / o.coactivation_sample_every;
     const double per_token = o.top_k * (o.top_k - 1) / 2.0;
-    LoadReport::CoactivationLayer c;
-    c.layer_index = static_cast<uint32_t>(layer);
     uint64_t sent = 0;
     for (int i = 1; i < o.num_experts && static_cast<int>(c.pairs.size()) < pairs; ++i) {
       for (int j = 0; j < i && static_cast<int>(c.pairs.size()) < pairs; ++j) {
@@ -111,9 +121,7 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
         [](const LoadReport::Pair& a, const LoadReport::Pair& b) { return a.count > b.count; });
     c.sampled_mass = std::max<uint64_t>(sent, static_cast<uint64_t>(sampled * per_token));
     c.dropped_mass = c.sampled_mass - sent;
-    r->coactivation_sample_every = static_cast<uint32_t>(o.coactivation_sample_every);
-    r->coactivation_max_pairs = static_cast<uint32_t>(o.coactivation_pairs);
-    r->coactivation.push_back(std::move(c));
+    return c;
   }
 
   // Every rank's traffic: each token sent to 1.5 other GPUs of its node and 3 other nodes (as
@@ -215,11 +223,45 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
     last_report_step_ = r.step_to;
     r.num_layers = o.num_layers;
     r.num_experts = o.num_experts;
-    r.counts.assign(static_cast<size_t>(o.num_layers) * o.num_experts, 0);
-    // Expected (token, expert) pairs per expert: Zipf over a rotated order, scaled to the batch.
-    const double assignments = static_cast<double>(r.step_to - r.step_from) * o.tokens_per_step *
-                               o.top_k * o.topology.gpus_per_node;
     const int64_t phase = o.drift_every_reports > 0 ? reports_ / o.drift_every_reports : 0;
+    if (phase != counts_phase_) DrawCounts(phase);
+    // The phase's counts, drawn once for a report of the nominal length, scaled to this one's:
+    // a Poisson draw per expert and report was most of the fleet's time at 10,000 ranks.
+    const double steps = static_cast<double>(r.step_to - r.step_from);
+    const double scale = steps / std::max(1e-9, NominalSteps());
+    r.counts.resize(counts_.size());
+    for (size_t i = 0; i < counts_.size(); ++i) {
+      r.counts[i] = static_cast<uint32_t>(counts_[i] * scale + 0.5);
+    }
+    if (o.coactivation_pairs > 0) {
+      r.coactivation_sample_every = static_cast<uint32_t>(o.coactivation_sample_every);
+      r.coactivation_max_pairs = static_cast<uint32_t>(o.coactivation_pairs);
+      for (int l = 0; l < o.num_layers; ++l) {
+        const auto& c = fleet_.coactivation.at({phase, l});
+        if (!c.pairs.empty()) r.coactivation.push_back(c);
+      }
+    }
+    AddTraffic(&r);
+    ++reports_;
+    const std::string frame = EncodeFrame(r);
+    Bump([n = frame.size()](SimAgentStats& s) {
+      ++s.reports_sent;
+      s.report_bytes = n;
+    });
+    WriteFrame(frame);
+  }
+
+  double NominalSteps() const { return opt().steps_per_second * report_ms_ / 1000.0; }
+
+  // This agent's counts for `phase` ([layer][expert], one nominal report's steps), and the
+  // phase's co-activation for the fleet if no agent has built it yet.
+  void DrawCounts(int64_t phase) {
+    const SimAgentOptions& o = opt();
+    counts_phase_ = phase;
+    counts_.assign(static_cast<size_t>(o.num_layers) * o.num_experts, 0);
+    // Expected (token, expert) pairs per expert: Zipf over a rotated order, scaled to the batch.
+    const double assignments =
+        NominalSteps() * o.tokens_per_step * o.top_k * o.topology.gpus_per_node;
     for (int l = 0; l < o.num_layers; ++l) {
       std::vector<double> share(o.num_experts);
       if (!o.phase_loads.empty()) {
@@ -236,18 +278,13 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
       for (int e = 0; e < o.num_experts; ++e) {
         const double mean = norm > 0 ? assignments * share[e] / norm : 0;
         std::poisson_distribution<uint32_t> noise(std::max(mean, 1e-9));
-        r.counts[static_cast<size_t>(l) * o.num_experts + e] = noise(rng_);
+        counts_[static_cast<size_t>(l) * o.num_experts + e] = noise(rng_);
       }
-      AddCoactivation(l, share, norm, assignments / o.top_k, &r);
+      if (!fleet_.coactivation.contains({phase, l})) {
+        fleet_.coactivation[{phase, l}] =
+            MakeCoactivation(o, l, share, norm, assignments / o.top_k);
+      }
     }
-    AddTraffic(&r);
-    ++reports_;
-    const std::string frame = EncodeFrame(r);
-    Bump([n = frame.size()](SimAgentStats& s) {
-      ++s.reports_sent;
-      s.report_bytes = n;
-    });
-    WriteFrame(frame);
   }
 
   template <typename F>
@@ -269,9 +306,24 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
   uint32_t heartbeat_ms_ = 500;
   uint64_t last_report_step_ = 0;
   uint64_t reports_ = 0;
+  int64_t counts_phase_ = -1;
+  std::vector<double> counts_;  // DrawCounts
   std::chrono::steady_clock::time_point last_report_{};
   std::optional<Commit> pending_commit_;
 };
+
+void SimAgentFleet::Impl::ConnectFrom(size_t first) {
+  const double rate = options.connects_per_second;
+  const size_t batch =
+      rate <= 0 ? agents.size() : std::max<size_t>(1, static_cast<size_t>(rate / 100));
+  const size_t end = std::min(agents.size(), first + batch);
+  for (size_t i = first; i < end; ++i) agents[i]->Start();
+  if (end == agents.size()) return;
+  connect_timer.expires_after(std::chrono::milliseconds(10));
+  connect_timer.async_wait([this, end](boost::system::error_code ec) {
+    if (!ec) ConnectFrom(end);
+  });
+}
 
 SimAgentFleet::SimAgentFleet(SimAgentOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -292,10 +344,9 @@ Status SimAgentFleet::Start() {
   impl_->start = std::chrono::steady_clock::now();
   impl_->options.report_ms = std::max<uint32_t>(impl_->options.report_ms, 1);
   for (int n = 0; n < impl_->options.topology.nodes; ++n) {
-    auto agent = std::make_shared<Impl::Agent>(*impl_, n);
-    impl_->agents.push_back(agent);
-    agent->Start();
+    impl_->agents.push_back(std::make_shared<Impl::Agent>(*impl_, n));
   }
+  impl_->ConnectFrom(0);
   impl_->thread = std::thread([this] {
     auto guard = asio::make_work_guard(impl_->io);
     impl_->io.run();

@@ -2,10 +2,10 @@
 // integration tests that need agents without a data path. Each simulated agent speaks the real
 // wire protocol (core/wire_protocol.h): it proves the cluster secret, advances a step counter at
 // a fixed rate, sends heartbeats and load reports (per-expert counts drawn from a skewed,
-// drifting distribution, with a full co-activation section of the top pairs of the hottest
-// experts and a traffic section for each of its ranks, as real agents send), answers PREPARE
-// with READY after a delay, and COMMIT with SWITCHED once its step counter reaches the switch
-// step.
+// drifting distribution once per phase and agent, with a full co-activation section of the top
+// pairs of the hottest experts and a traffic section for each of its ranks, as real agents
+// send), answers PREPARE with READY after a delay, and COMMIT with SWITCHED once its step
+// counter reaches the switch step. Agents connect at a bounded rate.
 //
 // Thread contract: Start() spawns one I/O thread for all agents; the accessors may be called
 // from any thread; Stop() joins it.
@@ -42,7 +42,8 @@ struct SimAgentOptions {
   uint64_t seed = 1;
   int coactivation_pairs = 512;  // per layer and report (an agent's coactivation_max_pairs)
   int coactivation_sample_every = 8;
-  int hidden = 7168;  // for the traffic section's bytes (bf16)
+  int hidden = 7168;                  // for the traffic section's bytes (bf16)
+  double connects_per_second = 1000;  // agents start connecting at this rate (<= 0: all at once)
 };
 
 struct SimAgentStats {
