@@ -134,17 +134,20 @@ StatusOr<nlohmann::json> ToVllmEplbState(const Placement& placement) {
                         {"layers", placement.layer_ids}};
 }
 
-StatusOr<nlohmann::json> ToVllmInitialMapping(const Placement& placement) {
+StatusOr<nlohmann::ordered_json> ToVllmInitialMapping(const Placement& placement) {
   GRACE_RETURN_IF_ERROR(CheckExportable(placement));
-  nlohmann::json assignments = nlohmann::json::object();
+  // Ordered as the pull request writes it, record_type first; layers in MoE layer order.
+  nlohmann::ordered_json assignments = nlohmann::ordered_json::object();
   for (int li = 0; li < placement.num_layers(); ++li) {
     assignments[std::to_string(li)] = placement.physical_to_logical[li];
   }
-  return nlohmann::json{{"record_type", "eplb_initial_mapping"},
-                        {"version", 1},
-                        {"num_redundant_experts", placement.num_slots() - placement.num_experts},
-                        {"num_slots", placement.num_slots()},
-                        {"initial_global_assignments", std::move(assignments)}};
+  nlohmann::ordered_json j;
+  j["record_type"] = "eplb_initial_mapping";
+  j["version"] = 1;
+  j["num_redundant_experts"] = placement.num_slots() - placement.num_experts;
+  j["num_slots"] = placement.num_slots();
+  j["initial_global_assignments"] = std::move(assignments);
+  return j;
 }
 
 StatusOr<std::string> ToTrtllmLoadBalancerYaml(const Placement& placement,
@@ -193,7 +196,7 @@ StatusOr<std::string> ExportPlacement(const Placement& placement, ExportFormat f
                                       const ExportOptions& options) {
   if (format == ExportFormat::kTrtllm) return ToTrtllmLoadBalancerYaml(placement, options);
   if (format == ExportFormat::kVllmMapping) {
-    StatusOr<nlohmann::json> j = ToVllmInitialMapping(placement);
+    StatusOr<nlohmann::ordered_json> j = ToVllmInitialMapping(placement);
     if (!j.ok()) return j.status();
     return j->dump() + "\n";
   }

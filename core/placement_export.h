@@ -57,7 +57,7 @@ StatusOr<nlohmann::json> ToVllmEplbState(const Placement& placement);
 // line: {"record_type": "eplb_initial_mapping", "version": 1, "num_redundant_experts": S - E,
 // "num_slots": S, "initial_global_assignments": {"<moe layer>": [expert of each slot]}}, keyed
 // like vLLM's EPLB by MoE layer index (0 = the first MoE layer, the placement's rows in order).
-StatusOr<nlohmann::json> ToVllmInitialMapping(const Placement& placement);
+StatusOr<nlohmann::ordered_json> ToVllmInitialMapping(const Placement& placement);
 
 // What the exports take besides the placement.
 struct ExportOptions {

@@ -167,6 +167,8 @@ TEST(PlacementExportTest, VllmMappingIsOneRecordKeyedByMoeLayer) {
   StatusOr<std::string> text = ExportPlacement(TwoLayers(), ExportFormat::kVllmMapping);
   ASSERT_TRUE(text.ok()) << text.status().ToString();
   EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 1);  // one JSONL line
+  EXPECT_EQ(text->rfind("{\"record_type\":\"eplb_initial_mapping\",\"version\":1,", 0), 0u)
+      << *text;
   const nlohmann::json j = nlohmann::json::parse(*text);
   EXPECT_EQ(j["record_type"], "eplb_initial_mapping");
   EXPECT_EQ(j["version"], 1);
