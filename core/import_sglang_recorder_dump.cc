@@ -149,6 +149,12 @@ StatusOr<SlotMap> ReadSlotMap(const Value& root, const std::string& path) {
     max = std::max(max, m.expert[i]);
   }
   m.num_experts = static_cast<int>(max + 1);
+  // Every logical expert has a slot, so there are no more experts than slots; this also bounds
+  // the [layers][experts] counts built from the map by the map's own size.
+  if (m.num_experts > m.slots) {
+    return InvalidArgument(Field(path, field) + "expert " + std::to_string(max) + " in a map of " +
+                           std::to_string(m.slots) + " slots: more experts than slots");
+  }
   return m;
 }
 

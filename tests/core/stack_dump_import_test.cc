@@ -91,6 +91,15 @@ TEST(SglangRecorderDump, PerTokenModeGivesTokenLevelRoutingOfTheMoeLayers) {
   EXPECT_EQ(Ids(t, 1, 0, 1), (std::vector<int>{3, 6}));  // pass 1: a = t + layer + 1
 }
 
+TEST(SglangRecorderDump, MapWithMoreExpertsThanSlotsIsRefused) {
+  StatusOr<Trace> t = ImportTraces({Fixture("torch_hostile_map.pt")});
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find(
+                "field \"last_physical_to_logical_map\": expert 60000 in a map of 1 slots"),
+            std::string::npos)
+      << t.status().ToString();
+}
+
 TEST(SglangRecorderDump, RanksFilesFollowOneAnother) {
   const Trace t = Import({"sglang_per_pass.pt", "sglang_per_pass.pt"});
   EXPECT_EQ(t.steps.size(), 4u);
