@@ -33,6 +33,15 @@ StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
 StatusOr<Trace> ImportRoutingJsonl(std::string_view text, const std::string& path,
                                    const ImportOptions& options);
 
+// SGLang's expert distribution recorder dump (a torch.save file, any recorder mode).
+StatusOr<Trace> ImportSglangRecorderDump(std::string bytes, const std::string& path);
+// vLLM's routed experts: saved API responses (JSONL, or one whole JSON document in `whole`)...
+StatusOr<Trace> ImportVllmRoutedExperts(std::string_view text, const nlohmann::json* whole,
+                                        const std::string& path, const ImportOptions& options);
+// ... or one np.save()d [tokens, layers, k] array.
+StatusOr<Trace> ImportVllmRoutedExpertsNpy(std::string_view bytes, const std::string& path,
+                                           const ImportOptions& options);
+
 // Whole-file JSON formats, given the parsed document.
 StatusOr<Trace> ImportSglangLogicalCount(const nlohmann::json& doc, const std::string& path);
 StatusOr<Trace> ImportExpertCounts(const nlohmann::json& doc, const std::string& path);

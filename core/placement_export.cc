@@ -75,8 +75,10 @@ void WriteJson(const nlohmann::json& j, int indent, std::string* out) {
 StatusOr<ExportFormat> ParseExportFormat(const std::string& name) {
   if (name == "sglang") return ExportFormat::kSglang;
   if (name == "vllm") return ExportFormat::kVllm;
+  if (name == "vllm-mapping") return ExportFormat::kVllmMapping;
   if (name == "trtllm") return ExportFormat::kTrtllm;
-  return InvalidArgument("unknown export format \"" + name + "\"; expected sglang, vllm or trtllm");
+  return InvalidArgument("unknown export format \"" + name +
+                         "\"; expected sglang, vllm, vllm-mapping or trtllm");
 }
 
 int FillEmptySlots(Placement* placement) {
@@ -132,16 +134,57 @@ StatusOr<nlohmann::json> ToVllmEplbState(const Placement& placement) {
                         {"layers", placement.layer_ids}};
 }
 
-StatusOr<std::string> ToTrtllmLoadBalancerYaml(const Placement& placement) {
+StatusOr<nlohmann::ordered_json> ToVllmInitialMapping(const Placement& placement) {
   GRACE_RETURN_IF_ERROR(CheckExportable(placement));
+  // Ordered as the pull request writes it, record_type first; layers in MoE layer order.
+  nlohmann::ordered_json assignments = nlohmann::ordered_json::object();
+  for (int li = 0; li < placement.num_layers(); ++li) {
+    assignments[std::to_string(li)] = placement.physical_to_logical[li];
+  }
+  nlohmann::ordered_json j;
+  j["record_type"] = "eplb_initial_mapping";
+  j["version"] = 1;
+  j["num_redundant_experts"] = placement.num_slots() - placement.num_experts;
+  j["num_slots"] = placement.num_slots();
+  j["initial_global_assignments"] = std::move(assignments);
+  return j;
+}
+
+StatusOr<std::string> ToTrtllmLoadBalancerYaml(const Placement& placement,
+                                               const ExportOptions& options) {
+  GRACE_RETURN_IF_ERROR(CheckExportable(placement));
+  std::vector<LayerId> ids = placement.layer_ids;
+  std::vector<std::vector<ExpertId>> rows = placement.physical_to_logical;
+  if (options.mtp_layers < 0 || options.mtp_layers > 16) {
+    return InvalidArgument("trtllm export: MTP layers must be 0..16, got " +
+                           std::to_string(options.mtp_layers));
+  }
+  if (options.mtp_layers > 0) {
+    const int first = std::max(options.num_model_layers, ids.back() + 1);
+    std::vector<ExpertId> row(placement.num_slots());
+    if (options.mtp_copy_layer >= 0) {
+      auto it = std::find(ids.begin(), ids.end(), options.mtp_copy_layer);
+      if (it == ids.end()) {
+        return InvalidArgument("trtllm export: MTP layers copy layer " +
+                               std::to_string(options.mtp_copy_layer) +
+                               ", which the placement does not have");
+      }
+      row = rows[it - ids.begin()];
+    } else {
+      for (SlotId s = 0; s < placement.num_slots(); ++s) row[s] = s % placement.num_experts;
+    }
+    for (int m = 0; m < options.mtp_layers; ++m) {
+      ids.push_back(first + m);
+      rows.push_back(row);
+    }
+  }
   std::string out = "num_slots: " + std::to_string(placement.num_slots()) + "\n";
   out += "initial_global_assignments:\n";
-  for (int li = 0; li < placement.num_layers(); ++li) {
-    out += "  " + std::to_string(placement.layer_ids[li]) + ": [";
-    const auto& row = placement.physical_to_logical[li];
-    for (size_t s = 0; s < row.size(); ++s) {
+  for (size_t li = 0; li < rows.size(); ++li) {
+    out += "  " + std::to_string(ids[li]) + ": [";
+    for (size_t s = 0; s < rows[li].size(); ++s) {
       if (s > 0) out += ", ";
-      out += std::to_string(row[s]);
+      out += std::to_string(rows[li][s]);
     }
     out += "]\n";
   }
@@ -150,15 +193,64 @@ StatusOr<std::string> ToTrtllmLoadBalancerYaml(const Placement& placement) {
 }
 
 StatusOr<std::string> ExportPlacement(const Placement& placement, ExportFormat format,
-                                      int num_model_layers) {
-  if (format == ExportFormat::kTrtllm) return ToTrtllmLoadBalancerYaml(placement);
+                                      const ExportOptions& options) {
+  if (format == ExportFormat::kTrtllm) return ToTrtllmLoadBalancerYaml(placement, options);
+  if (format == ExportFormat::kVllmMapping) {
+    StatusOr<nlohmann::ordered_json> j = ToVllmInitialMapping(placement);
+    if (!j.ok()) return j.status();
+    return j->dump() + "\n";
+  }
   StatusOr<nlohmann::json> j = format == ExportFormat::kSglang
-                                   ? ToSglangExpertLocation(placement, num_model_layers)
+                                   ? ToSglangExpertLocation(placement, options.num_model_layers)
                                    : ToVllmEplbState(placement);
   if (!j.ok()) return j.status();
   std::string out;
   WriteJson(*j, 0, &out);
   out += "\n";
+  return out;
+}
+
+std::string LaunchFlags(const Placement& placement, ExportFormat format, int ep_size,
+                        const std::string& file) {
+  const int slots = placement.num_slots();
+  const int redundant = slots - placement.num_experts;
+  const std::string ep = ep_size > 0 ? std::to_string(ep_size) : "<EP size>";
+  std::string out;
+  auto line = [&](const std::string& s) { out += s + "\n"; };
+  line(std::to_string(slots) + " slots per layer = " + std::to_string(placement.num_experts) +
+       " experts + " + std::to_string(redundant) + " redundant" +
+       (ep_size > 0 ? ", EP size " + ep + " (" + std::to_string(slots / ep_size) + " per GPU)"
+                    : ", EP size unknown (no topology in the placement; give --ep-size)"));
+  if (ep_size > 0 && slots % ep_size != 0) {
+    line("warning: " + std::to_string(slots) + " slots do not divide by EP size " + ep);
+  }
+  const std::string redundancy =
+      "--eplb-config '{\"num_redundant_experts\": " + std::to_string(redundant) + "}'";
+  switch (format) {
+    case ExportFormat::kSglang:
+      line("SGLang: --tp-size " + ep + " --ep-size " + ep + " --ep-num-redundant-experts " +
+           std::to_string(redundant) + " --init-expert-location " + file);
+      line("SGLang: leave --enable-eplb off to serve this placement as planned");
+      break;
+    case ExportFormat::kVllm:
+      line("vLLM: --enable-expert-parallel (EP size = TP x DP = " + ep + ") --enable-eplb " +
+           redundancy);
+      line("vLLM: no upstream option reads the EPLB state file; load it with your own hook");
+      break;
+    case ExportFormat::kVllmMapping:
+      line("vLLM: --enable-expert-parallel (EP size = TP x DP = " + ep + ") --enable-eplb " +
+           redundancy);
+      line(
+          "vLLM: the eplb_initial_mapping record is read only by vLLM with pull request #41141 "
+          "(open, not in a release), through the --eplb-config key that pull request adds");
+      break;
+    case ExportFormat::kTrtllm:
+      line("TensorRT-LLM: trtllm-serve --tp_size " + ep + " --ep_size " + ep +
+           " --extra_llm_api_options with moe_config: {load_balancer: " + file + "}");
+      line("TensorRT-LLM: num_slots " + std::to_string(slots) +
+           " (in the file); with MTP, export with --mtp-layers N");
+      break;
+  }
   return out;
 }
 

@@ -24,9 +24,9 @@
 
 namespace grace {
 
-enum class ExportFormat { kSglang, kVllm, kTrtllm };
+enum class ExportFormat { kSglang, kVllm, kVllmMapping, kTrtllm };
 
-// "sglang", "vllm" or "trtllm"; the error lists the names.
+// "sglang", "vllm", "vllm-mapping" or "trtllm"; the error lists the names.
 StatusOr<ExportFormat> ParseExportFormat(const std::string& name);
 
 // Puts an expert in every empty (-1) slot, since none of the stacks has empty slots: each empty
@@ -53,6 +53,25 @@ StatusOr<nlohmann::json> ToSglangExpertLocation(const Placement& placement,
 // plus "layers": the model layer id of each row.
 StatusOr<nlohmann::json> ToVllmEplbState(const Placement& placement);
 
+// vLLM's proposed initial-mapping record (pull request #41141, open, not in a release), one JSONL
+// line: {"record_type": "eplb_initial_mapping", "version": 1, "num_redundant_experts": S - E,
+// "num_slots": S, "initial_global_assignments": {"<moe layer>": [expert of each slot]}}, keyed
+// like vLLM's EPLB by MoE layer index (0 = the first MoE layer, the placement's rows in order).
+StatusOr<nlohmann::ordered_json> ToVllmInitialMapping(const Placement& placement);
+
+// What the exports take besides the placement.
+struct ExportOptions {
+  // sglang: layers in the model, dense ones included (0: the last layer id + 1); trtllm: where
+  // the MTP layers' ids start (0: the last layer id + 1).
+  int num_model_layers = 0;
+  // trtllm: extra MoE layer ids after the model's (multi-token prediction: TensorRT-LLM builds
+  // one per MTP layer, 61 for DeepSeek-V3, and fails with a KeyError when the file lacks it).
+  int mtp_layers = 0;
+  // trtllm: the MTP rows copy this layer id's row; -1 gives them the balanced round-robin row
+  // (slot p holds expert p % E), since no recorded load covers the MTP layer's own experts.
+  int mtp_copy_layer = -1;
+};
+
 // TensorRT-LLM's MoE load balancer YAML (MoeLoadBalancerConfig in tensorrt_llm/llmapi/
 // llm_args.py, formerly tensorrt_llm/_torch/model_config.py; the shape that
 // examples/wide_ep/ep_load_balancer/generate_eplb_config.py writes):
@@ -60,10 +79,17 @@ StatusOr<nlohmann::json> ToVllmEplbState(const Placement& placement);
 //   initial_global_assignments:
 //     <model layer id>: [expert of slot 0, ..., expert of slot num_slots - 1]
 //   layer_updates_per_iter: 0        (a static placement)
-StatusOr<std::string> ToTrtllmLoadBalancerYaml(const Placement& placement);
+StatusOr<std::string> ToTrtllmLoadBalancerYaml(const Placement& placement,
+                                               const ExportOptions& options = {});
 
-// The file text of `format` (JSON formats pretty-printed), ending with a newline.
+// The file text of `format` (JSON formats pretty-printed, the mapping record on one line),
+// ending with a newline.
 StatusOr<std::string> ExportPlacement(const Placement& placement, ExportFormat format,
-                                      int num_model_layers = 0);
+                                      const ExportOptions& options = {});
+
+// The stack's launch flags that the exported file implies, one per line, for people: EP size
+// (`ep_size`, 0 when unknown), redundant experts, slots, and the option that reads `file`.
+std::string LaunchFlags(const Placement& placement, ExportFormat format, int ep_size,
+                        const std::string& file);
 
 }  // namespace grace

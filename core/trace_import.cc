@@ -7,7 +7,10 @@
 #include "core/import_formats.h"
 #include "core/json_text.h"
 #include "core/native_trace.h"
+#include "core/npy_array.h"
+#include "core/torch_pickle.h"
 #include "core/trace_file.h"
+#include "core/zip_stored.h"
 
 namespace grace {
 namespace {
@@ -48,6 +51,13 @@ struct Detected {
   nlohmann::json doc;
 };
 
+bool IsVllmResponse(const nlohmann::json& j) {
+  if (j.contains("routed_experts") || j.contains("prompt_routed_experts")) return true;
+  auto c = j.find("choices");
+  return c != j.end() && c->is_array() && !c->empty() && c->front().is_object() &&
+         c->front().contains("routed_experts");
+}
+
 StatusOr<Detected> Detect(const std::string& path) {
   GRACE_ASSIGN_OR_RETURN(std::string prefix, ReadFilePrefix(path, sizeof(kNativeTraceMagic)));
   Detected d;
@@ -57,12 +67,20 @@ StatusOr<Detected> Detect(const std::string& path) {
     return d;
   }
   GRACE_ASSIGN_OR_RETURN(d.text, ReadWholeFile(path));
+  if (LooksLikeZip(d.text) || LooksLikeLegacyTorchSave(d.text)) {
+    d.format = "sglang-pt";
+    return d;
+  }
+  if (LooksLikeNpy(d.text)) {
+    d.format = "vllm-routed-experts-npy";
+    return d;
+  }
   const size_t start = d.text.find_first_not_of(" \t\r\n");
   if (start == std::string::npos) return InvalidArgument(path + ": empty file, no trace in it");
   if (d.text[start] != '{') {
     return InvalidArgument(path + ": byte offset " + std::to_string(start) +
-                           ": not a trace grace knows (expected JSON, JSONL or grace's native "
-                           "format)");
+                           ": not a trace grace knows (expected JSON, JSONL, grace's native "
+                           "format, a torch.save .pt or a .npy array)");
   }
   // JSONL formats are recognised by their first record; everything else is one JSON document.
   const size_t line_end = d.text.find('\n', start);
@@ -80,6 +98,10 @@ StatusOr<Detected> Detect(const std::string& path) {
       d.format = "routing-jsonl";
       return d;
     }
+    if (IsVllmResponse(*first)) {
+      d.format = "vllm-routed-experts";
+      return d;
+    }
   }
   const bool one_line = line_end == std::string::npos ||
                         d.text.find_first_not_of(" \t\r\n", line_end) == std::string::npos;
@@ -90,7 +112,9 @@ StatusOr<Detected> Detect(const std::string& path) {
   }
   d.text.clear();
   if (!d.doc.is_object()) return InvalidArgument(path + ": expected a JSON object at the top");
-  if (d.doc.contains("logical_count")) {
+  if (IsVllmResponse(d.doc)) {
+    d.format = "vllm-routed-experts";
+  } else if (d.doc.contains("logical_count")) {
     d.format = "sglang-logical-count";
   } else if (d.doc.contains("expert_popularity")) {
     d.format = "expert-popularity";
@@ -114,6 +138,12 @@ StatusOr<Trace> ImportOne(const std::string& path, const ImportOptions& options)
   if (d.format == "native") return ReadNativeTrace(path);
   if (d.format == "vllm-jsonl") return ImportVllmJsonl(d.text, path, options);
   if (d.format == "routing-jsonl") return ImportRoutingJsonl(d.text, path, options);
+  if (d.format == "sglang-pt") return ImportSglangRecorderDump(std::move(d.text), path);
+  if (d.format == "vllm-routed-experts-npy")
+    return ImportVllmRoutedExpertsNpy(d.text, path, options);
+  if (d.format == "vllm-routed-experts") {
+    return ImportVllmRoutedExperts(d.text, d.doc.is_null() ? nullptr : &d.doc, path, options);
+  }
   if (d.format == "sglang-logical-count") return ImportSglangLogicalCount(d.doc, path);
   if (d.format == "expert-popularity") return ImportExpertPopularity(d.doc, path);
   if (d.format == "expert-usage-by-layer") return ImportExpertUsageByLayer(d.doc, path);

@@ -1,5 +1,6 @@
 #include "core/placement_export.h"
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -143,7 +144,7 @@ TEST(PlacementExportTest, ExportPlacementWritesParseableText) {
   EXPECT_EQ(text->back(), '\n');
   EXPECT_NE(text->find("[0,2,0,1,0,3]"), std::string::npos) << *text;  // a row per line
   EXPECT_EQ(nlohmann::json::parse(*text), *ToVllmEplbState(TwoLayers()));
-  text = ExportPlacement(TwoLayers(), ExportFormat::kSglang, 6);
+  text = ExportPlacement(TwoLayers(), ExportFormat::kSglang, {.num_model_layers = 6});
   ASSERT_TRUE(text.ok()) << text.status().ToString();
   EXPECT_EQ(nlohmann::json::parse(*text), *ToSglangExpertLocation(TwoLayers(), 6));
   text = ExportPlacement(TwoLayers(), ExportFormat::kTrtllm);
@@ -154,11 +155,71 @@ TEST(PlacementExportTest, ExportPlacementWritesParseableText) {
 TEST(PlacementExportTest, FormatNamesParse) {
   EXPECT_EQ(*ParseExportFormat("sglang"), ExportFormat::kSglang);
   EXPECT_EQ(*ParseExportFormat("vllm"), ExportFormat::kVllm);
+  EXPECT_EQ(*ParseExportFormat("vllm-mapping"), ExportFormat::kVllmMapping);
   EXPECT_EQ(*ParseExportFormat("trtllm"), ExportFormat::kTrtllm);
   StatusOr<ExportFormat> bad = ParseExportFormat("onnx");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("\"onnx\"; expected sglang, vllm or trtllm"),
+  EXPECT_NE(bad.status().message().find("\"onnx\"; expected sglang, vllm, vllm-mapping or trtllm"),
             std::string::npos);
+}
+
+TEST(PlacementExportTest, VllmMappingIsOneRecordKeyedByMoeLayer) {
+  StatusOr<std::string> text = ExportPlacement(TwoLayers(), ExportFormat::kVllmMapping);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 1);  // one JSONL line
+  EXPECT_EQ(text->rfind("{\"record_type\":\"eplb_initial_mapping\",\"version\":1,", 0), 0u)
+      << *text;
+  const nlohmann::json j = nlohmann::json::parse(*text);
+  EXPECT_EQ(j["record_type"], "eplb_initial_mapping");
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["num_slots"], 6);
+  EXPECT_EQ(j["num_redundant_experts"], 2);
+  // Model layers 3 and 4 are MoE layers 0 and 1.
+  ASSERT_EQ(j["initial_global_assignments"].size(), 2u);
+  EXPECT_EQ(j["initial_global_assignments"]["0"],
+            nlohmann::json(TwoLayers().physical_to_logical[0]));
+  EXPECT_EQ(j["initial_global_assignments"]["1"],
+            nlohmann::json(TwoLayers().physical_to_logical[1]));
+}
+
+TEST(PlacementExportTest, TrtllmMtpLayersFollowTheModelsLayers) {
+  ExportOptions options;
+  options.mtp_layers = 1;
+  StatusOr<std::string> text = ExportPlacement(TwoLayers(), ExportFormat::kTrtllm, options);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  // The balanced row: slot p holds expert p % 4.
+  EXPECT_NE(text->find("\n  5: [0, 1, 2, 3, 0, 1]\n"), std::string::npos) << *text;
+  options.num_model_layers = 61;  // DeepSeek-V3: the MTP layer is 61
+  options.mtp_layers = 2;
+  options.mtp_copy_layer = 4;
+  text = ExportPlacement(TwoLayers(), ExportFormat::kTrtllm, options);
+  ASSERT_TRUE(text.ok());
+  const std::string row2 = "[0, 2, 0, 1, 0, 3]";  // layer 4's row
+  EXPECT_NE(text->find("\n  61: " + row2 + "\n  62: " + row2 + "\n"), std::string::npos) << *text;
+  options.mtp_copy_layer = 7;
+  text = ExportPlacement(TwoLayers(), ExportFormat::kTrtllm, options);
+  ASSERT_FALSE(text.ok());
+  EXPECT_NE(text.status().message().find("layer 7"), std::string::npos);
+}
+
+TEST(PlacementExportTest, LaunchFlagsNameEpSizeRedundancyAndSlots) {
+  const std::string sglang = LaunchFlags(TwoLayers(), ExportFormat::kSglang, 3, "loc.json");
+  EXPECT_NE(sglang.find("--ep-size 3 --ep-num-redundant-experts 2 --init-expert-location loc.json"),
+            std::string::npos)
+      << sglang;
+  EXPECT_NE(sglang.find("6 slots per layer = 4 experts + 2 redundant, EP size 3 (2 per GPU)"),
+            std::string::npos)
+      << sglang;
+  const std::string vllm = LaunchFlags(TwoLayers(), ExportFormat::kVllmMapping, 3, "m.jsonl");
+  EXPECT_NE(vllm.find(R"(--eplb-config '{"num_redundant_experts": 2}')"), std::string::npos);
+  EXPECT_NE(vllm.find("#41141"), std::string::npos);
+  const std::string trt = LaunchFlags(TwoLayers(), ExportFormat::kTrtllm, 0, "lb.yaml");
+  EXPECT_NE(trt.find("--ep_size <EP size>"), std::string::npos) << trt;
+  EXPECT_NE(trt.find("EP size unknown"), std::string::npos);
+  EXPECT_NE(trt.find("num_slots 6"), std::string::npos);
+  EXPECT_NE(
+      LaunchFlags(TwoLayers(), ExportFormat::kVllm, 4, "x").find("do not divide by EP size 4"),
+      std::string::npos);
 }
 
 TEST(PlacementExportTest, EmptySlotsGetReplicasOfTheLeastReplicatedExperts) {

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -132,7 +133,85 @@ TEST_F(ExportCommandTest, PlanFileExports) {
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["physical_to_logical_map"].get<Rows>(), p.physical_to_logical);
   EXPECT_EQ(j["logical_replica_count"].get<Rows>(), (Rows{{2, 2, 1, 1}, {3, 1, 1, 1}}));
-  EXPECT_TRUE(r.err.empty()) << r.err;
+  // stdout is the file alone; the launch flags the file implies are on stderr.
+  EXPECT_NE(r.err.find("gracectl: launch: 6 slots per layer = 4 experts + 2 redundant, EP size 3 "
+                       "(2 per GPU)\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("gracectl: launch: vLLM: --enable-expert-parallel (EP size = TP x DP = 3) "
+                       "--enable-eplb --eplb-config '{\"num_redundant_experts\": 2}'"),
+            std::string::npos)
+      << r.err;
+
+  const std::string location = Path("loc.json");
+  r = Gracectl("export --placement " + plan + " --format sglang -o " + location);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_NE(r.err.find("SGLang: --tp-size 3 --ep-size 3 --ep-num-redundant-experts 2 "
+                       "--init-expert-location " +
+                       location + "\n"),
+            std::string::npos)
+      << r.err;
+
+  // --ep-size must agree with the plan's topology.
+  r = Gracectl("export --placement " + plan + " --format sglang --ep-size 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("was planned for 3 ranks"), std::string::npos) << r.err;
+}
+
+TEST_F(ExportCommandTest, VllmInitialMappingRecord) {
+  const std::string state = MakeStore();
+  CommandRun r = Gracectl("export --state-dir " + state + " --epoch 1 --format vllm-mapping");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["record_type"], "eplb_initial_mapping");
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["num_slots"], 6);
+  EXPECT_EQ(j["num_redundant_experts"], 2);
+  EXPECT_EQ(j["initial_global_assignments"]["0"].get<std::vector<int>>(),
+            (std::vector<int>{0, 1, 2, 3, 0, 1}));
+  EXPECT_EQ(j["initial_global_assignments"]["1"].get<std::vector<int>>(),
+            (std::vector<int>{0, 2, 0, 1, 0, 3}));
+  EXPECT_NE(r.err.find("#41141"), std::string::npos) << r.err;
+}
+
+TEST_F(ExportCommandTest, TrtllmMtpLayers) {
+  const std::string state = MakeStore();
+  CommandRun r =
+      Gracectl("export --state-dir " + state + " --epoch 1 --format trtllm --mtp-layers 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "num_slots: 6\n"
+            "initial_global_assignments:\n"
+            "  1: [0, 1, 2, 3, 0, 1]\n"
+            "  2: [0, 2, 0, 1, 0, 3]\n"
+            "  3: [0, 1, 2, 3, 0, 1]\n"
+            "layer_updates_per_iter: 0\n");
+  r = Gracectl("export --state-dir " + state +
+               " --epoch 1 --format trtllm --model-layers 61 --mtp-layers 1 --mtp-copy-layer 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\n  61: [0, 2, 0, 1, 0, 3]\nlayer_updates"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("TensorRT-LLM: trtllm-serve --tp_size 3 --ep_size 3"), std::string::npos)
+      << r.err;
+  r = Gracectl("export --state-dir " + state + " --format sglang --mtp-layers 1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("apply to --format trtllm only"), std::string::npos) << r.err;
+}
+
+// SGLang's own recorder dump (a torch.save .pt file) plans and exports back to SGLang.
+TEST_F(ExportCommandTest, SglangRecorderPtDumpPlansAndExports) {
+  const std::string plan = Path("plan.json");
+  CommandRun r =
+      Gracectl("plan --trace " + std::string(GRACE_FIXTURES_DIR) +
+               "/sglang_stat.pt --nodes 1 --gpus-per-node 2 --slots-per-gpu 5 -o " + plan);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  r = Gracectl("export --placement " + plan + " --format sglang");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Rows rows = nlohmann::json::parse(r.out)["physical_to_logical_map"].get<Rows>();
+  ASSERT_EQ(rows.size(), 4u);  // model layers 0..3, layer 0 dense
+  for (const auto& row : rows) EXPECT_EQ(row.size(), 10u);
+  EXPECT_NE(r.err.find("--ep-num-redundant-experts 2"), std::string::npos) << r.err;
 }
 
 TEST_F(ExportCommandTest, BadInputExitsTwoNamingIt) {
