@@ -233,6 +233,10 @@ StatusOr<Trace> ImportPerToken(const Value& records, const SlotMap& m, const std
     Pass p;
     p.tokens = t->shape[1];
     p.width = t->shape[2];
+    if (p.width < 1 || p.width > 1024) {
+      return InvalidArgument(Field(path, field) + "shape " + Shape(*t) +
+                             ": expected 1..1024 ids per token");
+    }
     GRACE_ASSIGN_OR_RETURN(p.ids, t->ToInt64());
     for (int64_t l = 0; l < m.layers; ++l) {
       for (int64_t tok = 0; tok < p.tokens; ++tok) {

@@ -22,37 +22,9 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/torch_tensor.h"
 
 namespace grace {
-
-enum class TorchDtype : uint8_t {
-  kBool,
-  kUint8,
-  kInt8,
-  kInt16,
-  kInt32,
-  kInt64,
-  kFloat16,
-  kBFloat16,
-  kFloat32,
-  kFloat64
-};
-const char* TorchDtypeName(TorchDtype dtype);
-int TorchDtypeBytes(TorchDtype dtype);
-
-struct TorchTensor {
-  TorchDtype dtype = TorchDtype::kFloat32;
-  std::vector<int64_t> shape;
-  std::vector<int64_t> strides;  // in elements
-  int64_t storage_offset = 0;    // in elements
-  std::string_view storage;      // the storage's little-endian bytes
-
-  int64_t numel() const;
-  // The elements in row-major order (integer and bool dtypes; floats are an error).
-  StatusOr<std::vector<int64_t>> ToInt64() const;
-  // The elements in row-major order as doubles (every dtype).
-  StatusOr<std::vector<double>> ToDouble() const;
-};
 
 class TorchSaveFile {
  public:

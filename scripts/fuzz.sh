@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${GRACE_FUZZ_SECONDS:-20}
 jobs=${GRACE_JOBS:-$(nproc)}
-targets=(native_trace_fuzz wire_frame_fuzz)
+targets=(native_trace_fuzz wire_frame_fuzz stack_dump_fuzz)
 
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DGRACE_CUDA=OFF -DGRACE_FUZZ=ON >/dev/null
@@ -29,6 +29,16 @@ fi
 # Wire frames: one of each message, and load reports with co-activation and traffic sections.
 mkdir -p build-fuzz/corpus/wire_frame_fuzz
 build-fuzz/tests/fuzz/wire_frame_seeds build-fuzz/corpus/wire_frame_fuzz
+
+# Stack dumps: the committed fixtures, each behind its mode byte (0: .pt, 1: its pickle, 2: .npy).
+corpus=build-fuzz/corpus/stack_dump_fuzz
+mkdir -p "$corpus"
+for f in tests/fixtures/*.pt; do
+  { printf '\x00'; cat "$f"; } >"$corpus/pt_$(basename "$f")"
+  { printf '\x01'; python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); n = [m for m in z.namelist() if m.endswith("/data.pkl")][0]; sys.stdout.buffer.write(z.read(n))' "$f"; } \
+    >"$corpus/pkl_$(basename "$f")" || true
+done
+{ printf '\x02'; cat tests/fixtures/vllm_routed_experts.npy; } >"$corpus/npy_routed_experts"
 
 for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t"

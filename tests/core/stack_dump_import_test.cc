@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/trace_file.h"
 #include "core/trace_import.h"
 #include "tests/testing/run_command.h"
 
@@ -61,6 +62,15 @@ TEST(SglangRecorderDump, StatModeDropsTheUnusedBufferRowsAndSaysSo) {
   for (const auto& n : approx.notes)
     utilization |= n.find("average utilization 0.875") != std::string::npos;
   EXPECT_TRUE(utilization);
+}
+
+TEST(SglangRecorderDump, GpuLocatedStoragesReadTheSame) {
+  const Trace cpu = Import({"sglang_stat.pt"});
+  const Trace gpu = Import({"sglang_stat_cuda.pt"});
+  ASSERT_EQ(gpu.steps.size(), cpu.steps.size());
+  for (size_t s = 0; s < cpu.steps.size(); ++s) {
+    EXPECT_EQ(gpu.steps[s].counts.counts, cpu.steps[s].counts.counts);
+  }
 }
 
 TEST(SglangRecorderDump, PerPassModeMapsSlotsToExpertsAndDropsIdlePasses) {
@@ -140,6 +150,19 @@ std::string ErrorOf(const std::string& path) {
   StatusOr<Trace> t = ImportTraces({path});
   EXPECT_FALSE(t.ok()) << path << " imported";
   return t.ok() ? "" : t.status().message();
+}
+
+TEST(VllmRoutedExperts, OnePrettyPrintedResponse) {
+  StatusOr<std::string> lines = ReadWholeFile(Fixture("vllm_responses.jsonl"));
+  ASSERT_TRUE(lines.ok());
+  const nlohmann::json first = nlohmann::json::parse(lines->substr(0, lines->find('\n')));
+  const std::string path = ::testing::TempDir() + "/response.json";
+  std::ofstream(path) << first.dump(2) << "\n";
+  StatusOr<Trace> t = ImportTraces({path});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->info.format, "vllm-routed-experts");
+  ASSERT_EQ(t->steps.size(), 1u);
+  EXPECT_EQ(t->steps[0].tokens.num_tokens, 6);
 }
 
 TEST(VllmRoutedExperts, BadResponsesAreNamedWithLineAndField) {

@@ -23,7 +23,8 @@ TEST(TorchPickle, ReadsPlainDataAndTensorsAsPyTorchWroteThem) {
   EXPECT_EQ(f->archive_name(), "torch_misc");
   const TorchSaveFile::Value root = f->root();
   ASSERT_TRUE(root.is_dict());
-  EXPECT_EQ(root.Keys(), (std::vector<std::string>{"t", "big", "flags", "nested", "neg"}));
+  EXPECT_EQ(root.Keys(),
+            (std::vector<std::string>{"t", "big", "flags", "nested", "neg", "half", "bf16"}));
 
   // arange(6).reshape(2, 3).t(): a transposed view, strides (1, 3) over the same storage.
   const TorchTensor& t = root.Find("t")->AsTensor();
@@ -51,6 +52,14 @@ TEST(TorchPickle, ReadsPlainDataAndTensorsAsPyTorchWroteThem) {
   EXPECT_EQ(nested.at(1).at(1).AsString(), "x");
   EXPECT_TRUE(nested.at(2).Find("k")->is_none());
   EXPECT_EQ(root.Find("neg")->AsInt(), -70000);
+
+  // Half precision, a subnormal included, and bfloat16.
+  StatusOr<std::vector<double>> half = root.Find("half")->AsTensor().ToDouble();
+  ASSERT_TRUE(half.ok());
+  EXPECT_EQ(*half, (std::vector<double>{1.5, -2.0, 1.0 / 32768}));
+  StatusOr<std::vector<double>> bf16 = root.Find("bf16")->AsTensor().ToDouble();
+  ASSERT_TRUE(bf16.ok());
+  EXPECT_EQ(*bf16, (std::vector<double>{1.5, -2.0}));
 }
 
 TEST(TorchPickle, OlderPyTorchArchiveFolderIsRead) {

@@ -199,6 +199,29 @@ TEST_F(ExportCommandTest, TrtllmMtpLayers) {
   EXPECT_NE(r.err.find("apply to --format trtllm only"), std::string::npos) << r.err;
 }
 
+// vLLM's routed experts, as saved API responses, plan and export as the proposed mapping record.
+TEST_F(ExportCommandTest, VllmRoutedExpertsPlanAndExportAsMappingRecord) {
+  const std::string plan = Path("plan.json");
+  CommandRun r = Gracectl("plan --trace " + std::string(GRACE_FIXTURES_DIR) +
+                          "/vllm_responses.jsonl --nodes 1 --gpus-per-node 2 --slots-per-gpu 5 "
+                          "-o " +
+                          plan);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  r = Gracectl("export --placement " + plan + " --format vllm-mapping");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["num_slots"], 10);
+  EXPECT_EQ(j["num_redundant_experts"], 2);
+  // The responses' layers 1 and 2 (layer 0 routed nothing) are MoE layers 0 and 1.
+  ASSERT_EQ(j["initial_global_assignments"].size(), 2u);
+  for (const auto& [layer, row] : j["initial_global_assignments"].items()) {
+    std::vector<int> replicas(8, 0);
+    for (int e : row.get<std::vector<int>>()) ++replicas.at(e);
+    for (int e = 0; e < 8; ++e) EXPECT_GE(replicas[e], 1) << "layer " << layer << " expert " << e;
+  }
+  EXPECT_NE(r.err.find("EP size 2 (5 per GPU)"), std::string::npos) << r.err;
+}
+
 // SGLang's own recorder dump (a torch.save .pt file) plans and exports back to SGLang.
 TEST_F(ExportCommandTest, SglangRecorderPtDumpPlansAndExports) {
   const std::string plan = Path("plan.json");
