@@ -14,6 +14,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libsystemd-dev systemd  # systemd: systemd-analyze, for tests/install
   prometheus             # prometheus, promtool: tests/ops (scrape, alert rules)
+  dpkg-dev lintian       # dpkg-shlibdeps for cpack -G DEB; lintian: tests/install
   nodejs chromium         # the web UI's packages (nodejs brings npm) and its browser tests
 )
 
