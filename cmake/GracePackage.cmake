@@ -1,7 +1,7 @@
 # `cpack -G DEB` in the build directory: grace_<version>_<arch>.deb, what `cmake --install`
 # installs (cmake/GraceInstall.cmake) under the prefix /usr:
 #
-#   /usr/bin                         graced, grace-agent, gracectl (stripped)
+#   /usr/bin                         graced, grace-agent, gracectl (stripped as Debian does)
 #   /usr/lib/systemd/system          graced.service, grace-agent.service (not enabled)
 #   /etc/grace                       graced.toml, agent.toml (conffiles)
 #   /usr/share/grace                 scenarios, web UI, Grafana dashboard, Prometheus rules
@@ -32,7 +32,8 @@ set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_INSTALL_PREFIX /usr)  # what the install script sees as its prefix under DESTDIR
 # /etc/grace and /var/lib/grace are absolute install destinations: they need DESTDIR staging.
 set(CPACK_SET_DESTDIR ON)
-set(CPACK_STRIP_FILES ON)
+# Stripped by debian/pre_build.cmake: cpack's own strip keeps .comment and .note sections.
+set(CPACK_STRIP_FILES OFF)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/conffiles.in ${CMAKE_BINARY_DIR}/grace-package/conffiles @ONLY)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_BINARY_DIR}/grace-package/conffiles)
@@ -43,5 +44,7 @@ set(CPACK_PROJECT_CONFIG_FILE ${CMAKE_BINARY_DIR}/grace-package/project_config.c
 file(WRITE ${CMAKE_BINARY_DIR}/grace-package/project_config.cmake
   "set(GRACE_PACKAGE_STATEDIR \"${GRACE_INSTALL_STATEDIR}\")\n"
   "set(GRACE_PACKAGE_DEBIAN_DIR \"${CMAKE_CURRENT_LIST_DIR}/debian\")\n"
-  "set(GRACE_PACKAGE_DOCDIR \"${CPACK_PACKAGING_INSTALL_PREFIX}/share/doc/grace\")\n")
+  "set(GRACE_PACKAGE_DOCDIR \"${CPACK_PACKAGING_INSTALL_PREFIX}/share/doc/grace\")\n"
+  "set(GRACE_PACKAGE_BINDIR \"${CPACK_PACKAGING_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")\n"
+  "set(GRACE_PACKAGE_STRIP \"${CMAKE_STRIP}\")\n")
 include(CPack)

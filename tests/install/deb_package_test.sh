@@ -78,7 +78,6 @@ cmp -s "$scratch/staged-web" "$scratch/packaged-web" ||
 # --- lintian ----------------------------------------------------------------------------------
 # The tags that remain, and why (anything else fails the test):
 #   no-manual-page (W)                 the three binaries have --help, no man pages yet
-#   binary-has-unneeded-section (I)    cpack strips with plain `strip`, which keeps .comment
 #   hardening-no-bindnow (I), hardening-no-fortify-functions (I): the project's build flags
 #                                      have no -Wl,-z,now and no -D_FORTIFY_SOURCE
 #   package-contains-documentation-outside-usr-share-doc (I): the UI's index.html and the
@@ -88,7 +87,6 @@ cmp -s "$scratch/staged-web" "$scratch/packaged-web" ||
 #   package-contains-empty-directory (I): web/vendor when npm ci has not fetched the charts
 allowed_tags=(
   no-manual-page
-  binary-has-unneeded-section
   hardening-no-bindnow
   hardening-no-fortify-functions
   package-contains-documentation-outside-usr-share-doc
