@@ -5,6 +5,8 @@
 #                                      for /usr and /usr/local alike)
 #   <prefix>/share/grace/scenarios     the shipped online scenarios (config/scenarios)
 #   <prefix>/share/grace/web           the web UI, when the grace_web target has staged it
+#   <prefix>/share/grace/grafana       the Grafana dashboard; .../prometheus the alert rules
+#   <prefix>/share/doc/grace           the docs (docs/*.md)
 #   GRACE_INSTALL_SYSCONFDIR           graced.toml, agent.toml (an existing file is kept)
 #   GRACE_INSTALL_STATEDIR             graced's state (grace.db) and the agent's outputs
 #
@@ -25,15 +27,34 @@ if(NOT _grace_under_var_lib)
     "StateDirectory= needs a directory under /var/lib")
 endif()
 set(GRACE_STATE_DIRECTORY "${CMAKE_MATCH_1}")
-set(GRACE_INSTALL_FULL_WEBDIR "${CMAKE_INSTALL_FULL_DATADIR}/grace/web")
 
 install(TARGETS graced grace-agent gracectl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 set(_grace_staged "${CMAKE_BINARY_DIR}/grace-install")
-foreach(unit graced.service grace-agent.service)
-  configure_file(config/systemd/${unit}.in ${_grace_staged}/${unit} @ONLY)
-  install(FILES ${_grace_staged}/${unit} DESTINATION ${GRACE_INSTALL_SYSTEMDUNITDIR})
-endforeach()
+# The units and graced.toml name installed paths: they are written at install time, for the
+# prefix of that install (`cmake --install --prefix P`, or cpack's /usr), not the configured one.
+set(_grace_units_in "${CMAKE_SOURCE_DIR}/config/systemd")
+# Staged per prefix, so that concurrent installs for two prefixes (install_test, deb_package_test)
+# never copy each other's files.
+install(CODE "
+  string(MD5 at \"\${CMAKE_INSTALL_PREFIX}\")
+  set(GRACE_STAGED_AT \"${_grace_staged}/at-\${at}\")
+  set(CMAKE_INSTALL_FULL_BINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
+  set(GRACE_INSTALL_SYSCONFDIR \"${GRACE_INSTALL_SYSCONFDIR}\")
+  set(GRACE_INSTALL_STATEDIR \"${GRACE_INSTALL_STATEDIR}\")
+  set(GRACE_STATE_DIRECTORY \"${GRACE_STATE_DIRECTORY}\")
+  set(GRACE_INSTALL_FULL_DOCDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_DOCDIR}\")
+  foreach(unit graced.service grace-agent.service)
+    configure_file(\"${_grace_units_in}/\${unit}.in\" \"\${GRACE_STAGED_AT}/\${unit}\" @ONLY)
+  endforeach()
+  file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/${GRACE_INSTALL_SYSTEMDUNITDIR}\" TYPE FILE
+    FILES \"\${GRACE_STAGED_AT}/graced.service\" \"\${GRACE_STAGED_AT}/grace-agent.service\")
+  file(READ \"${_grace_staged}/graced.toml.in\" toml)
+  string(REPLACE \"@GRACE_INSTALL_FULL_WEBDIR@\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_DATADIR}/grace/web\"
+    toml \"\${toml}\")
+  file(WRITE \"\${GRACE_STAGED_AT}/graced.toml\" \"\${toml}\")
+  configure_file(\"${_grace_staged}/agent.toml\" \"\${GRACE_STAGED_AT}/agent.toml\" COPYONLY)
+")
 
 # graced.toml is the example with its state_dir and web_root lines set to the installed paths.
 set(_grace_example "${CMAKE_SOURCE_DIR}/config/graced.example.toml")
@@ -47,8 +68,8 @@ function(_grace_set_toml_string key value)
   set(_grace_toml "${text}" PARENT_SCOPE)
 endfunction()
 _grace_set_toml_string(state_dir "${GRACE_INSTALL_STATEDIR}")
-_grace_set_toml_string(web_root "${GRACE_INSTALL_FULL_WEBDIR}")
-file(WRITE ${_grace_staged}/graced.toml "${_grace_toml}")
+_grace_set_toml_string(web_root "@GRACE_INSTALL_FULL_WEBDIR@")  # set at install time, above
+file(WRITE ${_grace_staged}/graced.toml.in "${_grace_toml}")
 configure_file(config/agent.example.toml ${_grace_staged}/agent.toml COPYONLY)
 
 # An operator's edited config survives a re-install: each is installed only where none is.
@@ -58,7 +79,7 @@ foreach(config graced.toml agent.toml)
       message(STATUS \"Keeping: \$ENV{DESTDIR}${GRACE_INSTALL_SYSCONFDIR}/${config}\")
     else()
       file(INSTALL DESTINATION \"${GRACE_INSTALL_SYSCONFDIR}\" TYPE FILE
-        FILES \"${_grace_staged}/${config}\")
+        FILES \"\${GRACE_STAGED_AT}/${config}\")
     endif()")
 endforeach()
 
@@ -66,6 +87,12 @@ endforeach()
 install(DIRECTORY DESTINATION ${GRACE_INSTALL_STATEDIR})
 
 install(DIRECTORY config/scenarios/ DESTINATION ${CMAKE_INSTALL_DATADIR}/grace/scenarios)
+# The docs, which the units' Documentation= names.
+install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR} FILES_MATCHING PATTERN *.md)
+# The Grafana dashboard and the Prometheus rules (docs/operations.md, "Metrics").
+install(FILES config/grafana/grace-dashboard.json DESTINATION ${CMAKE_INSTALL_DATADIR}/grace/grafana)
+install(FILES config/prometheus/grace-alerts.yml config/prometheus/grace-alerts.test.yml
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/grace/prometheus)
 # Staged by the grace_web target (web/CMakeLists.txt); absent until it has run.
 install(DIRECTORY "${CMAKE_BINARY_DIR}/web-ui/" DESTINATION ${CMAKE_INSTALL_DATADIR}/grace/web
   OPTIONAL PATTERN .staged EXCLUDE)

@@ -253,6 +253,9 @@ struct ControlLoop::Impl {
     std::optional<Decision> decision;
     std::vector<float> forecast_load;
     std::vector<float> predicted;  // the one-interval-ahead forecast made last interval
+    // This interval's |forecast - load| and |last value - load| summed over experts, and its
+    // load: the metrics' counters (0 before the forecaster had seen anything).
+    double forecast_abs_error = 0, last_value_abs_error = 0, load = 0;
   };
 
   void Tick() {
@@ -273,6 +276,7 @@ struct ControlLoop::Impl {
     std::lock_guard<std::mutex> lock(mu);
     metrics.control_round_ms = ms;
     metrics.control_round_max_ms = std::max(metrics.control_round_max_ms, ms);
+    metrics.control_round_seconds.Observe(ms / 1000);
     ApplyInterval(in, std::move(out));
   }
 
@@ -310,6 +314,14 @@ struct ControlLoop::Impl {
     if (controller->intervals() > 0) {
       const Eigen::ArrayXd& next = controller->forecaster().NextForecast();
       out.predicted.assign(next.data(), next.data() + next.size());
+      const Eigen::ArrayXd& last = controller->forecaster().LastObserved();
+      const Eigen::Map<const Eigen::ArrayXd> observed(
+          in.per_step.data(), static_cast<Eigen::Index>(in.per_step.size()));
+      if (next.size() == observed.size() && last.size() == observed.size()) {
+        out.forecast_abs_error = (next - observed).abs().sum();
+        out.last_value_abs_error = (last - observed).abs().sum();
+        out.load = observed.sum();
+      }
     }
     // EPLB is the load-only baseline: with it the controller sees no co-activation, so none of
     // the decider's candidates group by it either.
@@ -361,6 +373,9 @@ struct ControlLoop::Impl {
     metrics.layer_cross_node_sends = std::move(out.cross_node);
     metrics.forecast_mape = out.forecast_wmape;
     metrics.last_value_mape = out.last_value_wmape;
+    metrics.forecast_abs_error_total += out.forecast_abs_error;
+    metrics.last_value_abs_error_total += out.last_value_abs_error;
+    metrics.forecast_load_total += out.load;
     for (const Realisation& r : realisations) {
       if (r.intervals_left > 0) continue;
       for (int64_t id : r.decision_ids) {
@@ -516,6 +531,7 @@ struct ControlLoop::Impl {
       case EpochCoordinator::Phase::kDone:
         spdlog::info("graced: every agent switched to epoch {} ({} ms from PREPARE)", epoch,
                      coordinator.prepare_to_switch_ms());
+        metrics.prepare_to_switch_seconds.Observe(coordinator.prepare_to_switch_ms() / 1000.0);
         coordinator.Reset();
         pending.reset();
         break;
@@ -690,6 +706,11 @@ DaemonMetrics ControlLoop::Metrics() {
   m.layer_ids = impl_->config.model.layer_ids;
   m.measured_total = impl_->measured.Total(false);
   m.measured_window = impl_->measured.Window(false);
+  m.migration_in_progress = impl_->coordinator.phase() != EpochCoordinator::Phase::kIdle;
+  if (m.migration_in_progress) {
+    m.migration_running_s =
+        std::max<int64_t>(0, impl_->now_ms() - impl_->coordinator.begin_ms()) / 1000.0;
+  }
   for (const AgentStatus& a : list) (a.state == "up" ? m.agents_up : m.agents_lost) += 1;
   return m;
 }

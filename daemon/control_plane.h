@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/histogram.h"
 #include "core/ids.h"
 #include "core/status.h"
 #include "daemon/history_store.h"
@@ -79,6 +80,17 @@ struct DaemonMetrics {
   std::vector<MeasuredLayerTraffic> measured_window;
   double control_round_ms = 0;      // the last interval: aggregate, forecast, decide
   double control_round_max_ms = 0;  // the slowest so far
+  Histogram control_round_seconds{Histogram::OneTwoFiveBounds(0.001, 10)};
+  // Migrations: PREPARE to the last SWITCHED of each one that completed; the one in progress.
+  Histogram prepare_to_switch_seconds{Histogram::OneTwoFiveBounds(0.1, 500)};
+  bool migration_in_progress = false;
+  double migration_running_s = 0;  // since its PREPARE; 0 when none
+  // Sums over intervals and experts (tokens per step) of the one-interval-ahead forecast's
+  // absolute error, the last-value forecast's, and the observed load: a windowed WMAPE is the
+  // ratio of two of their increases.
+  double forecast_abs_error_total = 0;
+  double last_value_abs_error_total = 0;
+  double forecast_load_total = 0;
 };
 
 // One control interval, as the UI's trend charts plot it.

@@ -44,6 +44,7 @@ int Fail(const grace::Status& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"graced: grace's control-plane daemon"};
+  app.set_version_flag("--version", "graced " GRACE_VERSION);
   std::string config_path, http, agents, state_dir;
   app.add_option("--config", config_path, "graced.toml (defaults apply without it)");
   app.add_option("--http", http, "REST/UI address HOST:PORT (default 127.0.0.1:8750)");

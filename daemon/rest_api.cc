@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <optional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -102,12 +103,27 @@ json MeasuredJson(const MeasuredLayerTraffic& t) {
           {"rank_load", t.rank_load}};
 }
 
+// The latency histogram's route labels: every path of the OpenAPI document, and the document.
+std::vector<std::string> RouteTemplates() {
+  std::vector<std::string> routes = {"/api/v1/openapi.json"};
+  const json doc = json::parse(OpenApiDocument());
+  for (const auto& [path, item] : doc["paths"].items()) {
+    routes.push_back(path);
+  }
+  return routes;
+}
+
+// When the request being served on this thread arrived (httplib serves one at a time per
+// thread: the pre-routing handler sets it, the logger reads it).
+thread_local std::chrono::steady_clock::time_point request_started;
+
 }  // namespace
 
 RestApi::RestApi(ControlPlane& control, RestApiOptions options)
     : control_(control),
       options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(std::make_unique<httplib::Server>()),
+      http_metrics_(RouteTemplates()) {}
 
 RestApi::~RestApi() {
   Stop();
@@ -145,6 +161,17 @@ void RestApi::Routes() {
     res.set_header("X-Content-Type-Options", "nosniff");
     res.set_header("Referrer-Policy", "no-referrer");
   });
+  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    request_started = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    // A request refused before routing (malformed) has no start time: not counted.
+    if (request_started == std::chrono::steady_clock::time_point()) return;
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - request_started;
+    request_started = {};
+    http_metrics_.Observe(req.method, req.path, res.status, took.count());
+  });
   if (!options_.web_root.empty()) s.set_mount_point("/", options_.web_root);
 
   // Mutating routes go through this: 401 unless the bearer token matches.
@@ -164,7 +191,10 @@ void RestApi::Routes() {
     SendJson(res, 200, {{"status", "ok"}});
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PrometheusText(control_.Metrics()), "text/plain; version=0.0.4");
+    std::ostringstream text;
+    text << PrometheusText(control_.Metrics());
+    http_metrics_.WritePrometheus(text);
+    res.set_content(text.str(), "text/plain; version=0.0.4");
   });
   s.Get("/api/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(OpenApiDocument(), "application/json");

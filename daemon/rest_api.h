@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "daemon/control_plane.h"
+#include "daemon/http_metrics.h"
 
 namespace httplib {
 class Server;
@@ -50,6 +51,7 @@ class RestApi {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int bound_port_ = 0;
+  HttpRequestMetrics http_metrics_;  // every route of the OpenAPI document
 };
 
 // The OpenAPI 3 document describing every route above.

@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libsystemd-dev systemd  # systemd: systemd-analyze, for tests/install
+  prometheus             # prometheus, promtool: tests/ops (scrape, alert rules)
+  dpkg-dev lintian       # dpkg-shlibdeps for cpack -G DEB; lintian: tests/install
   nodejs chromium         # the web UI's packages (nodejs brings npm) and its browser tests
 )
 

@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"gracectl: plan, simulate and operate grace's MoE expert placement"};
+  app.set_version_flag("--version", "gracectl " GRACE_VERSION);
   app.require_subcommand(1);
   CLI::App* bench = app.add_subcommand("bench", "measure grace's figures (see bench/)");
   bench->require_subcommand(1);

@@ -3,6 +3,8 @@
 // the refusal is counted; a good report's pairs are taken, and its traffic summed per layer.
 #include "daemon/control_loop.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 namespace grace {
@@ -127,6 +129,37 @@ TEST_F(ControlLoopTest, GoodReportsAddPairsAndTrafficPerLayer) {
   EXPECT_EQ(loop_->Metrics().traffic_refused_total, 1u);
   EXPECT_EQ(loop_->Metrics().load_reports_total, 3u);
   EXPECT_EQ(loop_->Traffic().total[0].tokens, 8u);
+}
+
+// Each control round lands in the duration histogram; from the second interval on, the
+// forecast's and the last value's absolute errors and the load are summed into counters.
+TEST_F(ControlLoopTest, RoundsAndForecastErrorsAreCounted) {
+  loop_->OnMessage("node1", ReceivedReport(Report()));
+  now_ += 1500;
+  loop_->Tick();
+  DaemonMetrics m = loop_->Metrics();
+  EXPECT_EQ(m.control_round_seconds.count(), 1u);
+  EXPECT_EQ(m.forecast_load_total, 0);  // nothing was forecast for the first interval
+  EXPECT_FALSE(m.migration_in_progress);
+
+  LoadReport next = Report();
+  next.counts = {1, 1, 4, 2, 0, 4, 2, 2};
+  loop_->OnMessage("node1", ReceivedReport(next));
+  now_ += 1500;
+  loop_->Tick();
+  m = loop_->Metrics();
+  EXPECT_EQ(m.control_round_seconds.count(), 2u);
+  EXPECT_DOUBLE_EQ(m.forecast_load_total, 16);
+  // |{1,1,4,2,0,4,2,2} - {3,1,0,4,2,2,2,2}|
+  EXPECT_DOUBLE_EQ(m.last_value_abs_error_total, 2 + 0 + 4 + 2 + 2 + 2 + 0 + 0);
+  double forecast_error = 0;
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::vector<ForecastSample> h = loop_->ForecastHistory(layer, 1);
+    ASSERT_EQ(h.size(), 1u);
+    ASSERT_EQ(h[0].forecast.size(), 4u);
+    for (size_t e = 0; e < 4; ++e) forecast_error += std::abs(h[0].forecast[e] - h[0].actual[e]);
+  }
+  EXPECT_NEAR(m.forecast_abs_error_total, forecast_error, 1e-5);
 }
 
 // PUT /policy with interval_s 3600, then 1: the next interval comes within the new second, not

@@ -123,6 +123,16 @@ TEST(GracedIntegrationTest, DriftLeadsToMigrationsThatSurviveSigkill) {
   bool linked = false;
   for (const json& d : (*decisions)["items"]) linked = linked || !d["epoch"].is_null();
   EXPECT_TRUE(linked) << "no decision names the epoch it produced";
+  // Once graced has every SWITCHED, the migration's PREPARE-to-switch time is in its histogram.
+  const std::string switched_count = "grace_migration_prepare_to_switch_seconds_count ";
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto m = client.Get("/metrics");
+        return m && m->body.find(switched_count) != std::string::npos &&
+               m->body.find(switched_count + "0\n") == std::string::npos;
+      },
+      10))
+      << "no completed migration in grace_migration_prepare_to_switch_seconds";
   auto metrics = client.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("grace_agents{state=\"up\"} 2"), std::string::npos);

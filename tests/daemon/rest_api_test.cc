@@ -233,6 +233,32 @@ TEST_F(RestApiTest, TrafficGivesMeasuredTotalsAndTheLatestWindow) {
   EXPECT_EQ(body["layers"][1]["layer"], 8);
 }
 
+// Every request is timed under its route template. One kept-alive connection: the server
+// records a request before it reads the next one from it.
+TEST_F(RestApiTest, MetricsTimeRequestsByRouteTemplate) {
+  client_->set_keep_alive(true);
+  ASSERT_TRUE(client_->Get("/healthz"));
+  auto missing = client_->Get("/api/v1/placements/12345");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  ASSERT_TRUE(client_->Post("/api/v1/pause", "", "application/json"));  // 401: no token
+  client_->set_keep_alive(false);  // the last request closes the connection
+  auto res = client_->Get("/metrics");
+  ASSERT_TRUE(res);
+  for (const char* count :
+       {"grace_http_request_duration_seconds_count{route=\"/healthz\",method=\"GET\",code=\"2xx\"} "
+        "1",
+        "grace_http_request_duration_seconds_count{route=\"/api/v1/placements/{epoch}\","
+        "method=\"GET\",code=\"4xx\"} 1",
+        "grace_http_request_duration_seconds_count{route=\"/api/v1/pause\",method=\"POST\","
+        "code=\"4xx\"} 1",
+        "grace_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",code=\"2xx\","
+        "le=\"+Inf\"} 1"}) {
+    EXPECT_NE(res->body.find(count), std::string::npos) << count << "\n" << res->body;
+  }
+  EXPECT_EQ(res->body.find("12345"), std::string::npos);
+}
+
 TEST_F(RestApiTest, MetricsAndOpenApi) {
   auto res = client_->Get("/metrics");
   ASSERT_TRUE(res);
