@@ -1,5 +1,6 @@
 #include "kernels/cuda_grouped_ffn.h"
 
+#include <algorithm>
 #include <string>
 
 #include "kernels/bf16.h"
@@ -66,6 +67,8 @@ Status CudaGroupedFfn::Init() {
   }
   GRACE_RETURN_IF_ERROR(weight_staging_.Resize(3 * SlotElements()));
   GRACE_RETURN_IF_ERROR(table_host_.Resize(kTableArrays * static_cast<size_t>(local_slots_)));
+  // Entries past the groups in use are uploaded but never read; zero them all the same.
+  std::fill(table_host_.data(), table_host_.data() + table_host_.capacity(), nullptr);
   GRACE_RETURN_IF_ERROR(table_device_.Resize(kTableArrays * static_cast<size_t>(local_slots_)));
   trans_a_.assign(local_slots_, CUBLAS_OP_T);
   trans_b_.assign(local_slots_, CUBLAS_OP_N);
@@ -86,8 +89,8 @@ Status CudaGroupedFfn::LoadSlot(int layer_index, int local_slot, const float* w1
   GRACE_RETURN_IF_ERROR(UseDevice());
   const size_t n = SlotElements(),
                at = n * (static_cast<size_t>(layer_index) * local_slots_ + local_slot);
-  // The staging buffer may still feed an earlier slot's copies.
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"));
+  // The staging buffer is free: every LoadSlot ends by waiting for its copies. The copies are
+  // queued behind any GEMMs still reading this slot, so those see the old weights.
   uint16_t* staging = weight_staging_.data();
   FloatsToBf16(w1, n, staging);
   FloatsToBf16(w3, n, staging + n);
