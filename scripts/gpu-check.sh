@@ -52,7 +52,8 @@ if [[ "$gpu" -eq 0 ]]; then
 fi
 
 figures="$build/gpu-figures.json"
-"$build/tools/gracectl" bench datapath --backend cuda --json | tee "$figures"
+# A hung device call must end the check, not stall it.
+timeout 300 "$build/tools/gracectl" bench datapath --backend cuda --json | tee "$figures"
 phase "figures written to $figures"
 if command -v python3 >/dev/null 2>&1; then
   python3 - "$figures" <<'PY'
