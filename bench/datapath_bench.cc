@@ -228,10 +228,12 @@ StatusOr<nlohmann::json> RunDatapathBench(const DatapathBenchOptions& o) {
 #if defined(GRACE_HAVE_CUDA)
   std::string why;
   const bool gpu = CudaDeviceAvailable(&why);
-  out["cuda"] = {{"compiled", true},
-                 {"ran", false},
-                 {"note", gpu ? "a GPU is present: run cuda_kernels_test for the GPU figures"
-                              : "CUDA kernels compiled but not run: " + why}};
+  out["cuda"] = {
+      {"compiled", true},
+      {"ran", false},
+      {"note",
+       gpu ? "a GPU is present: gracectl bench datapath --backend cuda gives the GPU figures"
+           : "CUDA kernels compiled but not run: " + why}};
 #else
   out["cuda"] = {{"compiled", false}, {"ran", false}, {"note", "built without CUDA"}};
 #endif

@@ -1,11 +1,15 @@
 // CUDA plumbing for the host side of grace's GPU path: the one place CUDA runtime and cuBLAS
-// errors become Status values, device detection, and a growable device array.
+// errors become Status values, device detection, a growable device array and a growable pinned
+// (page-locked) host array for staging copies.
 //
 //   std::string why;
 //   if (!CudaDeviceAvailable(&why)) GTEST_SKIP() << why;
 //   DeviceArray<float> x;  GRACE_RETURN_IF_ERROR(x.Upload(host.data(), host.size(), stream));
+//   PinnedArray<uint16_t> staging;  GRACE_RETURN_IF_ERROR(staging.Resize(n));
 //
-// Built only with CUDA (grace_kernels_cuda). DeviceArray is owned by one thread.
+// Built only with CUDA (grace_kernels_cuda). DeviceArray and PinnedArray are owned by one thread;
+// growing either frees the old memory, so the owner grows them only when no copy or kernel still
+// uses it.
 #pragma once
 
 #include <cstddef>
@@ -39,6 +43,7 @@ class DeviceArray {
   T* data() { return data_; }
   const T* data() const { return data_; }
   size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
 
   // Makes room for n elements; reallocates only when the capacity grows.
   Status Resize(size_t n) {
@@ -68,6 +73,38 @@ class DeviceArray {
  private:
   T* data_ = nullptr;
   size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// Page-locked host memory: copies from and to it run asynchronously at full bus speed.
+template <typename T>
+class PinnedArray {
+ public:
+  PinnedArray() = default;
+  PinnedArray(const PinnedArray&) = delete;
+  PinnedArray& operator=(const PinnedArray&) = delete;
+  ~PinnedArray() {
+    if (data_ != nullptr) cudaFreeHost(data_);
+  }
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t capacity() const { return capacity_; }
+
+  // Makes room for n elements; reallocates (contents lost) only when the capacity grows.
+  Status Resize(size_t n) {
+    if (n <= capacity_) return Status::Ok();
+    if (data_ != nullptr) cudaFreeHost(data_);
+    data_ = nullptr;
+    capacity_ = 0;
+    GRACE_RETURN_IF_ERROR(CudaStatus(
+        cudaMallocHost(reinterpret_cast<void**>(&data_), n * sizeof(T)), "cudaMallocHost"));
+    capacity_ = n;
+    return Status::Ok();
+  }
+
+ private:
+  T* data_ = nullptr;
   size_t capacity_ = 0;
 };
 

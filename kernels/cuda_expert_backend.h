@@ -1,6 +1,10 @@
-// The CUDA expert backend: slot weights live on one device; Run copies the grouped rows in,
-// runs per slot two cuBLAS SGEMMs, the Swiglu kernel and a third SGEMM on the backend's own
-// stream, and copies the outputs back. The twin of the CPU backend (kernels/expert_backend.h).
+// The CUDA expert backend: the twin of the CPU backend (kernels/expert_backend.h) on one device.
+// Slot weights are resident in bfloat16 (converted once, at LoadSlot); Run converts the float32
+// rows to bf16 into pinned host memory, copies them in, runs the grouped FFN of all local slots
+// (kernels/cuda_grouped_ffn.h: one grouped GEMM per projection, float32 accumulation), copies
+// the bf16 outputs back and widens them to float32. The one stream synchronisation per Run is
+// where the agent's CPU path needs the result. Results match the CPU backend to bf16 accuracy,
+// not bit for bit.
 //
 // Thread contract as for every ExpertBackend: one data-path thread.
 #pragma once
@@ -11,7 +15,8 @@
 
 namespace grace {
 
-// Fails (naming the cause) when no CUDA device can be used.
+// Fails (naming the cause) when no CUDA device can be used, or when hidden or ffn is not a
+// multiple of 8.
 StatusOr<std::unique_ptr<ExpertBackend>> MakeCudaExpertBackend(const ModelShape& shape,
                                                                int num_layers, int local_slots,
                                                                int device);

@@ -1,21 +1,61 @@
-// gracectl bench datapath [--json]: the data path's figures (bench/datapath_bench.h).
+// gracectl bench datapath [--backend cpu|cuda] [--json]: the data path's figures
+// (bench/datapath_bench.h; with --backend cuda the GPU figures of bench/datapath_cuda_bench.h).
 #include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "bench/datapath_bench.h"
+#include "bench/datapath_cuda_bench.h"
 #include "tools/commands.h"
 
 namespace grace::tools {
+namespace {
+
+void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
+  auto result = RunCudaDatapathBench(options);
+  if (!result.ok()) {
+    std::cerr << "gracectl bench datapath --backend cuda: " << result.status().message() << "\n";
+    throw CommandExit{1};
+  }
+  const nlohmann::json& j = *result;
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("device: %s (sm %s)\n", j["device"]["name"].get<std::string>().c_str(),
+              j["device"]["compute_capability"].get<std::string>().c_str());
+  for (const auto& [name, f] : j["ffn"].items()) {
+    std::printf(
+        "%-17s grouped bf16 FFN %.1f TFLOP/s (%.3f ms), one GEMM %.1f TFLOP/s: ratio %.2f; "
+        "Run from host %.2f ms\n",
+        name.c_str(), f["grouped_tflops"].get<double>(), f["grouped_ms"].get<double>(),
+        f["gemm_tflops"].get<double>(), f["ffn_vs_gemm"].get<double>(), f["run_ms"].get<double>());
+  }
+  std::printf("lowest ratio %.2f (target >= 0.6)\n", j["ffn_vs_gemm_min"].get<double>());
+}
+
+}  // namespace
 
 void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
   struct Flags {
     bool json = false;
+    std::string backend = "cpu";
     DatapathBenchOptions options;
+    CudaDatapathBenchOptions cuda;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = bench.add_subcommand(
       "datapath", "expert FFN vs GEMM, replica selection rate, TCP all-to-all-v, lossless replay");
   cmd->add_flag("--json", flags->json, "print one JSON object");
+  cmd->add_option("--backend", flags->backend,
+                  "cpu: the CPU figures and the replay; cuda: the bf16 grouped expert FFN on GPU 0 "
+                  "at the OLMoE and DeepSeek-V3 shapes against one cuBLAS GEMM (fails without a "
+                  "GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--repeats", flags->cuda.repeats, "timed repeats per CUDA figure (median)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   cmd->add_option("--experts", flags->options.experts, "experts (FFN and routing figures)")
       ->capture_default_str();
   cmd->add_option("--top-k", flags->options.top_k, "top-k")->capture_default_str();
@@ -28,6 +68,10 @@ void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
   cmd->add_option("--agent", flags->options.agent_binary,
                   "grace-agent binary (default: $GRACE_AGENT_BINARY or the build tree's)");
   cmd->callback([flags] {
+    if (flags->backend == "cuda") {
+      RunCuda(flags->cuda, flags->json);
+      return;
+    }
     auto result = RunDatapathBench(flags->options);
     if (!result.ok()) {
       std::cerr << "gracectl bench datapath: " << result.status().ToString() << "\n";

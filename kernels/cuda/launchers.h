@@ -41,6 +41,10 @@ void UnpermuteCombine(const float* in, int64_t in_stride, const int32_t* offsets
 // gate_up[i] = silu(gate_up[i]) * up[i] over n elements: the SwiGLU activation of the expert FFN.
 void Swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream);
 
+// Swiglu on bfloat16 elements (raw bits, kernels/bf16.h): computed in float32, rounded to nearest
+// even once. Returns the launch's error (cudaGetLastError), cudaSuccess for n == 0.
+cudaError_t SwigluBf16(uint16_t* gate, const uint16_t* up, int64_t n, cudaStream_t stream);
+
 // kernels/load_stats.h Count() on the device: load [E], coactivation [E x E] (accumulated).
 void CountLoads(const int32_t* expert_ids, const int64_t* token_ids, int tokens, int top_k,
                 int experts, int sample_every, unsigned long long* load,

@@ -1,5 +1,8 @@
 // The CUDA kernels and backend against their CPU twins; skipped (with the reason) without a GPU.
+#include <algorithm>
 #include <cmath>
+#include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -49,12 +52,46 @@ TEST(CudaKernelsTest, GateTopKMatchesCpu) {
   for (size_t i = 0; i < wt.size(); ++i) EXPECT_NEAR(wt[i], dwt[i], 1e-5);
 }
 
+// bf16 tolerance: the CUDA backend rounds rows, weights and both activations to bf16 (8-bit
+// mantissa, relative step 2^-8) and accumulates in float32. A wrong transpose, slot or row
+// offset gives errors of the order of the values themselves.
+void ExpectBf16Close(const std::vector<float>& want, const std::vector<float>& got,
+                     const std::string& what) {
+  ASSERT_EQ(want.size(), got.size());
+  double err2 = 0, ref2 = 0, max_ref = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err2 += (want[i] - got[i]) * double(want[i] - got[i]);
+    ref2 += want[i] * double(want[i]);
+    max_ref = std::max(max_ref, double(std::fabs(want[i])));
+  }
+  EXPECT_LE(std::sqrt(err2), 2e-2 * std::sqrt(ref2) + 1e-6) << what;
+  int bad = 0;
+  for (size_t i = 0; i < want.size() && bad < 5; ++i) {
+    if (std::fabs(want[i] - got[i]) > 3e-2 * max_ref + 1e-6) {
+      ADD_FAILURE() << what << ": element " << i << " want " << want[i] << " got " << got[i];
+      ++bad;
+    }
+  }
+}
+
+TEST(CudaKernelsTest, ExpertBackendRefusesShapesCublasBf16CannotTake) {
+  // Checked before any device call, so this runs without a GPU too.
+  ModelShape s{.num_experts = 4, .top_k = 2, .hidden = 60, .ffn = 32, .num_layers = 1};
+  auto gpu = MakeCudaExpertBackend(s, 1, 4, 0);
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_EQ(gpu.status().code(), StatusCode::kInvalidArgument) << gpu.status().ToString();
+  s.hidden = 64;
+  s.ffn = 36;
+  EXPECT_EQ(MakeCudaExpertBackend(s, 1, 4, 0).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(CudaKernelsTest, ExpertBackendMatchesCpu) {
   GRACE_REQUIRE_GPU();
   ModelShape s{.num_experts = 4, .top_k = 2, .hidden = 64, .ffn = 32, .num_layers = 1};
   ExpertWeights w = GenerateExpertWeights(s, 11);
   auto gpu = MakeCudaExpertBackend(s, 1, 4, 0);
   ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  EXPECT_STREQ((*gpu)->name(), "cuda");
   auto cpu = MakeCpuExpertBackend(s, 1, 4);
   for (int e = 0; e < 4; ++e) {
     ASSERT_TRUE((*gpu)->LoadSlot(0, e, w.W1(0, e), w.W3(0, e), w.W2(0, e)).ok());
@@ -64,8 +101,66 @@ TEST(CudaKernelsTest, ExpertBackendMatchesCpu) {
   std::vector<float> in(50 * 64), a(in.size()), b(in.size());
   for (size_t i = 0; i < in.size(); ++i) in[i] = std::sin(0.11f * i);
   ASSERT_TRUE(cpu->Run(0, in.data(), offsets.data(), a.data()).ok());
-  ASSERT_TRUE((*gpu)->Run(0, in.data(), offsets.data(), b.data()).ok());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4) << i;
+  const Status run = (*gpu)->Run(0, in.data(), offsets.data(), b.data());
+  ASSERT_TRUE(run.ok()) << run.ToString();
+  ExpectBf16Close(a, b, "fixed shape");
+  // Bad offsets are refused, not read out of bounds.
+  std::vector<int32_t> decreasing = {0, 10, 5, 37, 50};
+  EXPECT_EQ((*gpu)->Run(0, in.data(), decreasing.data(), b.data()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gpu)->LoadSlot(1, 0, w.W1(0, 0), w.W3(0, 0), w.W2(0, 0)).code(),
+            StatusCode::kInvalidArgument);
+}
+
+// Random shapes and uneven rows per slot (zero-row slots, one slot holding most rows), several
+// layers and Runs on one backend so its buffers grow and shrink between calls.
+TEST(CudaKernelsTest, GroupedBf16FfnMatchesCpuOverRandomShapes) {
+  GRACE_REQUIRE_GPU();
+  std::mt19937 rng(2026);
+  const int hiddens[] = {64, 128, 264}, ffns[] = {32, 96, 136};
+  for (int trial = 0; trial < 6; ++trial) {
+    const int slots = 1 + static_cast<int>(rng() % 9), layers = 1 + trial % 2;
+    ModelShape s{.num_experts = slots,
+                 .top_k = 1,
+                 .hidden = hiddens[rng() % 3],
+                 .ffn = ffns[rng() % 3],
+                 .num_layers = layers};
+    ExpertWeights w = GenerateExpertWeights(s, 100 + trial);
+    auto gpu = MakeCudaExpertBackend(s, layers, slots, 0);
+    ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+    auto cpu = MakeCpuExpertBackend(s, layers, slots);
+    for (int l = 0; l < layers; ++l) {
+      for (int e = 0; e < slots; ++e) {
+        // Slots hold the experts in reverse, so a slot/expert mix-up shows.
+        const int expert = slots - 1 - e;
+        ASSERT_TRUE((*gpu)->LoadSlot(l, e, w.W1(l, expert), w.W3(l, expert), w.W2(l, expert)).ok());
+        ASSERT_TRUE(cpu->LoadSlot(l, e, w.W1(l, expert), w.W3(l, expert), w.W2(l, expert)).ok());
+      }
+    }
+    for (int run = 0; run < 3; ++run) {
+      std::vector<int32_t> offsets(slots + 1, 0);
+      for (int e = 0; e < slots; ++e) {
+        const int pick = static_cast<int>(rng() % 4);
+        const int n = pick == 0   ? 0
+                      : pick == 1 ? 1 + static_cast<int>(rng() % 3)
+                                  : static_cast<int>(rng() % 300);
+        offsets[e + 1] = offsets[e] + n;
+      }
+      const int rows = offsets[slots];
+      std::vector<float> in(static_cast<size_t>(rows) * s.hidden);
+      std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+      for (float& v : in) v = u(rng);
+      std::vector<float> a(in.size(), 0.0f), b(in.size(), 0.0f);
+      const int layer = run % layers;
+      ASSERT_TRUE(cpu->Run(layer, in.data(), offsets.data(), a.data()).ok());
+      const Status st = (*gpu)->Run(layer, in.data(), offsets.data(), b.data());
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      ExpectBf16Close(a, b,
+                      "trial " + std::to_string(trial) + " run " + std::to_string(run) +
+                          " hidden " + std::to_string(s.hidden) + " ffn " + std::to_string(s.ffn) +
+                          " slots " + std::to_string(slots) + " rows " + std::to_string(rows));
+    }
+  }
 }
 
 TEST(CudaKernelsTest, RoutePermuteCombineAndCountsMatchCpu) {

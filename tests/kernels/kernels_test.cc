@@ -1,11 +1,14 @@
 // CPU kernels: gate, replica selection, dispatch layout and the expert backend against
 // straightforward references.
+#include <bit>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "kernels/bf16.h"
 #include "kernels/dispatch_layout.h"
 #include "kernels/expert_backend.h"
 #include "kernels/expert_weights.h"
@@ -161,6 +164,30 @@ TEST(CpuExpertBackendTest, MatchesPerRowReference) {
       for (int f = 0; f < 5; ++f) y += w.W2(0, e)[c * 5 + f] * a[f];
       EXPECT_NEAR(out[r * 8 + c], y, 1e-5) << "row " << r << " col " << c;
     }
+  }
+}
+
+TEST(Bf16Test, RoundsToNearestEvenAndKeepsSpecials) {
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(FloatToBf16(-2.0f), 0xc000);
+  EXPECT_EQ(Bf16ToFloat(0x3f80), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+  EXPECT_EQ(FloatToBf16(1.0f + 0x1p-8f), 0x3f80);
+  // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: rounds up to even.
+  EXPECT_EQ(FloatToBf16(1.0f + 3 * 0x1p-8f), 0x3f82);
+  // Just above halfway rounds up.
+  EXPECT_EQ(FloatToBf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::max()), 0x7f80);  // rounds past the largest
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::numeric_limits<float>::quiet_NaN()))));
+  // A NaN whose payload sits only in the low 16 bits must not become infinity.
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::bit_cast<float>(0x7f800001u)))));
+  std::vector<float> in = {0.1f, -3.14159f, 1e-30f, 65504.0f}, back(in.size());
+  std::vector<uint16_t> bits(in.size());
+  FloatsToBf16(in.data(), in.size(), bits.data());
+  Bf16ToFloats(bits.data(), bits.size(), back.data());
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_NEAR(back[i], in[i], std::fabs(in[i]) * 0x1p-8f) << i;
   }
 }
 

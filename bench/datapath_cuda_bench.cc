@@ -1,0 +1,246 @@
+#include "bench/datapath_cuda_bench.h"
+
+#if defined(GRACE_HAVE_CUDA)
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/bf16.h"
+#include "kernels/cuda_device.h"
+#include "kernels/cuda_expert_backend.h"
+#include "kernels/cuda_grouped_ffn.h"
+#endif
+
+namespace grace {
+
+#if defined(GRACE_HAVE_CUDA)
+namespace {
+
+struct FfnShape {
+  const char* name;
+  int slots;
+  int hidden;
+  int ffn;
+  int rows;
+};
+
+// Owns the stream, cuBLAS handle and events of the reference GEMM and the timers.
+class Timer {
+ public:
+  ~Timer() {
+    if (start_ != nullptr) cudaEventDestroy(start_);
+    if (stop_ != nullptr) cudaEventDestroy(stop_);
+  }
+  Status Init() {
+    GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&start_), "cudaEventCreate"));
+    return CudaStatus(cudaEventCreate(&stop_), "cudaEventCreate");
+  }
+  // Median milliseconds of `repeats` calls of `enqueue` on `stream`, after two warm-ups.
+  template <typename F>
+  StatusOr<double> MedianMs(int repeats, cudaStream_t stream, F enqueue) {
+    for (int i = 0; i < 2; ++i) GRACE_RETURN_IF_ERROR(enqueue());
+    GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "warm-up sync"));
+    std::vector<double> ms;
+    for (int i = 0; i < repeats; ++i) {
+      GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(start_, stream), "cudaEventRecord"));
+      GRACE_RETURN_IF_ERROR(enqueue());
+      GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(stop_, stream), "cudaEventRecord"));
+      GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(stop_), "cudaEventSynchronize"));
+      float elapsed = 0;
+      GRACE_RETURN_IF_ERROR(
+          CudaStatus(cudaEventElapsedTime(&elapsed, start_, stop_), "cudaEventElapsedTime"));
+      ms.push_back(elapsed);
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  }
+
+ private:
+  cudaEvent_t start_ = nullptr;
+  cudaEvent_t stop_ = nullptr;
+};
+
+struct ReferenceGemm {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t handle = nullptr;
+  ~ReferenceGemm() {
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+    if (handle != nullptr) cublasDestroy(handle);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+  Status Init() {
+    GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamCreate(&stream), "cudaStreamCreate"));
+    GRACE_RETURN_IF_ERROR(CublasStatus(cublasCreate(&handle), "cublasCreate"));
+    return CublasStatus(cublasSetStream(handle, stream), "cublasSetStream");
+  }
+};
+
+std::vector<uint16_t> RandomBf16(size_t n, float scale, uint64_t seed) {
+  std::vector<uint16_t> out(n);
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (size_t i = 0; i < n; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const float u = static_cast<float>(state >> 40) * 0x1p-24f;  // [0, 1)
+    out[i] = FloatToBf16(scale * (2.0f * u - 1.0f));
+  }
+  return out;
+}
+
+std::vector<float> RandomFloats(size_t n, float scale, uint64_t seed) {
+  const std::vector<uint16_t> bits = RandomBf16(n, scale, seed);
+  std::vector<float> out(n);
+  Bf16ToFloats(bits.data(), n, out.data());
+  return out;
+}
+
+// Rows per slot from uniform random routing.
+std::vector<int32_t> RandomOffsets(int slots, int rows, uint64_t seed) {
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::vector<int32_t> offsets(slots + 1, 0);
+  for (int i = 0; i < rows; ++i) ++offsets[1 + rng() % slots];
+  for (int s = 0; s < slots; ++s) offsets[s + 1] += offsets[s];
+  return offsets;
+}
+
+StatusOr<nlohmann::json> MeasureShape(const FfnShape& f, const CudaDatapathBenchOptions& o) {
+  const ModelShape shape{
+      .num_experts = f.slots, .top_k = 1, .hidden = f.hidden, .ffn = f.ffn, .num_layers = 1};
+  const size_t slot_elements = static_cast<size_t>(f.ffn) * f.hidden;
+  const size_t row_elements = static_cast<size_t>(f.rows) * f.hidden;
+  // Two distinct experts, loaded alternately: the values do not change the timing.
+  std::vector<std::vector<float>> w1, w3, w2;
+  for (int e = 0; e < 2; ++e) {
+    w1.push_back(RandomFloats(slot_elements, 1.0f / std::sqrt(float(f.hidden)), o.seed + 3 * e));
+    w3.push_back(
+        RandomFloats(slot_elements, 1.0f / std::sqrt(float(f.hidden)), o.seed + 3 * e + 1));
+    w2.push_back(RandomFloats(slot_elements, 1.0f / std::sqrt(float(f.ffn)), o.seed + 3 * e + 2));
+  }
+  const std::vector<int32_t> offsets = RandomOffsets(f.slots, f.rows, o.seed);
+  int min_rows = f.rows, max_rows = 0;
+  for (int s = 0; s < f.slots; ++s) {
+    min_rows = std::min(min_rows, offsets[s + 1] - offsets[s]);
+    max_rows = std::max(max_rows, offsets[s + 1] - offsets[s]);
+  }
+  Timer timer;
+  GRACE_RETURN_IF_ERROR(timer.Init());
+  const double flops = 6.0 * f.rows * double(f.hidden) * f.ffn;
+  nlohmann::json out = {{"slots", f.slots},
+                        {"hidden", f.hidden},
+                        {"ffn", f.ffn},
+                        {"rows", f.rows},
+                        {"rows_per_slot_min", min_rows},
+                        {"rows_per_slot_max", max_rows},
+                        {"flops", flops}};
+  const std::vector<uint16_t> x_host = RandomBf16(row_elements, 1.0f, o.seed + 100);
+  {
+    // The grouped FFN on device-resident rows.
+    GRACE_ASSIGN_OR_RETURN(auto ffn, CudaGroupedFfn::Create(shape, 1, f.slots, 0));
+    for (int s = 0; s < f.slots; ++s) {
+      GRACE_RETURN_IF_ERROR(
+          ffn->LoadSlot(0, s, w1[s % 2].data(), w3[s % 2].data(), w2[s % 2].data()));
+    }
+    DeviceArray<uint16_t> x, y;
+    GRACE_RETURN_IF_ERROR(x.Resize(row_elements));
+    GRACE_RETURN_IF_ERROR(y.Resize(row_elements));
+    GRACE_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy(x.data(), x_host.data(), row_elements * sizeof(uint16_t),
+                              cudaMemcpyHostToDevice),
+                   "cudaMemcpy rows"));
+    GRACE_ASSIGN_OR_RETURN(double grouped_ms, timer.MedianMs(o.repeats, ffn->stream(), [&] {
+      return ffn->Enqueue(0, offsets.data(), x.data(), y.data());
+    }));
+    out["grouped_ms"] = grouped_ms;
+    out["grouped_tflops"] = flops / (grouped_ms * 1e-3) * 1e-12;
+  }
+  {
+    // One GEMM of equal FLOPs: [rows x hidden] x [hidden x 3 ffn], bf16 in and out, fp32 compute.
+    ReferenceGemm ref;
+    GRACE_RETURN_IF_ERROR(ref.Init());
+    const int m = 3 * f.ffn;
+    const std::vector<uint16_t> w_host =
+        RandomBf16(static_cast<size_t>(m) * f.hidden, 0.02f, o.seed + 200);
+    DeviceArray<uint16_t> w, x, c;
+    GRACE_RETURN_IF_ERROR(w.Upload(w_host.data(), w_host.size(), ref.stream));
+    GRACE_RETURN_IF_ERROR(x.Upload(x_host.data(), x_host.size(), ref.stream));
+    GRACE_RETURN_IF_ERROR(c.Resize(static_cast<size_t>(f.rows) * m));
+    const float one = 1.0f, zero = 0.0f;
+    GRACE_ASSIGN_OR_RETURN(double gemm_ms, timer.MedianMs(o.repeats, ref.stream, [&] {
+      return CublasStatus(
+          cublasGemmEx(ref.handle, CUBLAS_OP_T, CUBLAS_OP_N, m, f.rows, f.hidden, &one, w.data(),
+                       CUDA_R_16BF, f.hidden, x.data(), CUDA_R_16BF, f.hidden, &zero, c.data(),
+                       CUDA_R_16BF, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx reference");
+    }));
+    out["gemm_ms"] = gemm_ms;
+    out["gemm_tflops"] = flops / (gemm_ms * 1e-3) * 1e-12;
+    out["ffn_vs_gemm"] = gemm_ms / out["grouped_ms"].get<double>();
+  }
+  {
+    // The backend the agent calls: float32 host rows in and out.
+    GRACE_ASSIGN_OR_RETURN(auto backend, MakeCudaExpertBackend(shape, 1, f.slots, 0));
+    for (int s = 0; s < f.slots; ++s) {
+      GRACE_RETURN_IF_ERROR(
+          backend->LoadSlot(0, s, w1[s % 2].data(), w3[s % 2].data(), w2[s % 2].data()));
+    }
+    std::vector<float> in(row_elements), result(row_elements);
+    Bf16ToFloats(x_host.data(), row_elements, in.data());
+    GRACE_RETURN_IF_ERROR(backend->Run(0, in.data(), offsets.data(), result.data()));  // warm-up
+    std::vector<double> ms;
+    for (int i = 0; i < std::max(1, o.repeats / 3); ++i) {
+      const auto t = std::chrono::steady_clock::now();
+      GRACE_RETURN_IF_ERROR(backend->Run(0, in.data(), offsets.data(), result.data()));
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    bool finite = true;
+    for (float v : result) finite = finite && std::isfinite(v);
+    out["run_ms"] = ms[ms.size() / 2];
+    out["run_output_finite"] = finite;
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<nlohmann::json> RunCudaDatapathBench(const CudaDatapathBenchOptions& o) {
+  std::string why;
+  if (!CudaDeviceAvailable(&why)) return Unavailable("no GPU: " + why);
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(0), "cudaSetDevice"));
+  cudaDeviceProp prop{};
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties"));
+  int driver = 0, runtime = 0;
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaDriverGetVersion(&driver), "cudaDriverGetVersion"));
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaRuntimeGetVersion(&runtime), "cudaRuntimeGetVersion"));
+  nlohmann::json out;
+  out["device"] = {
+      {"name", prop.name},
+      {"compute_capability", std::to_string(prop.major) + "." + std::to_string(prop.minor)},
+      {"memory_bytes", prop.totalGlobalMem},
+      {"driver_version", driver},
+      {"runtime_version", runtime}};
+  const FfnShape shapes[] = {{"olmoe", 64, 2048, 1024, 8192 * 8},
+                             {"deepseek_v3_rank", 9, 7168, 2048, 8192}};
+  double worst = 1e30;
+  for (const FfnShape& f : shapes) {
+    GRACE_ASSIGN_OR_RETURN(nlohmann::json figures, MeasureShape(f, o));
+    worst = std::min(worst, figures["ffn_vs_gemm"].get<double>());
+    out["ffn"][f.name] = figures;
+  }
+  out["ffn_vs_gemm_min"] = worst;
+  out["targets"] = {{"ffn_vs_gemm", 0.6}};
+  return out;
+}
+
+#else
+
+StatusOr<nlohmann::json> RunCudaDatapathBench(const CudaDatapathBenchOptions&) {
+  return Unavailable("no GPU: grace was built without CUDA (nvcc not found at configure time)");
+}
+
+#endif
+
+}  // namespace grace

@@ -1,0 +1,29 @@
+// The GPU data path's figures (issue 19, "Figures to reach"), measured on CUDA device 0:
+//   per shape (OLMoE: 64 slots, hidden 2048, ffn 1024, 8,192 tokens x top-8 = 65,536 rows;
+//   DeepSeek-V3 rank: 9 slots, hidden 7168, ffn 2048, 8,192 routed rows):
+//     grouped_tflops   the bf16 grouped expert FFN (kernels/cuda_grouped_ffn.h) on
+//                      device-resident rows, median of `repeats` timed with CUDA events
+//     gemm_tflops      one cublasGemmEx of equal FLOPs (bf16 in and out, fp32 compute)
+//     ffn_vs_gemm      grouped_tflops / gemm_tflops (target >= 0.6)
+//     run_ms           the CUDA ExpertBackend's Run from float32 host rows to float32 host
+//                      rows (bf16 conversion on the CPU, pinned copies, one sync)
+// Run by `gracectl bench datapath --backend cuda [--json]`. Without a GPU (or in a build without
+// CUDA) it returns Unavailable naming why; it never crashes. Timings are reported, never asserted.
+#pragma once
+
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace grace {
+
+struct CudaDatapathBenchOptions {
+  int repeats = 10;
+  uint64_t seed = 5;
+};
+
+StatusOr<nlohmann::json> RunCudaDatapathBench(const CudaDatapathBenchOptions& options);
+
+}  // namespace grace
