@@ -7,7 +7,11 @@
 //     4 x 8 x 9.
 //  3. Qwen again: grace planned from the co-activation pairs alone (graced's input), judged on
 //     the real tokens.
-// Usage: plan_bench [traces dir] (default: GRACE_TRACES_DIR or <source>/../shared/traces/real).
+//  4. one-layer: grace plans Qwen layer 0 on 2 x 4 x 8 once (for profilers: callgrind counts
+//     of one layer's token-aware plan).
+// Usage: plan_bench [traces dir] [section...] (default dir: GRACE_TRACES_DIR or
+// <source>/../shared/traces/real; sections: qwen, pairs, deepseek, one-layer; default all but
+// one-layer).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -150,10 +154,29 @@ void DeepSeek(const std::string& dir) {
   }
 }
 
+void OneLayer(const std::string& dir) {
+  const std::string q = dir + "/qwen1.5-moe-a2.7b-gsm8k/";
+  const std::vector<LayerStats> layers = Load({q + "moe_layer0.jsonl"});
+  const Topology topo{2, 4, 8};
+  const CostParams params;
+  const auto start = std::chrono::steady_clock::now();
+  StatusOr<LayerPlan> plan = GracePolicy().PlanLayer(layers[0], topo, params);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (!plan.ok()) std::exit(2);
+  const LayerCost c = EvaluateLayerOnTokens(*layers[0].tokens, plan->routing, topo, params);
+  std::printf("Qwen L%d, %s: remote/tok %.4f, max/mean %.4f, layer_ms %.4f, plan %.0f ms\n",
+              layers[0].layer_id, topo.ToString().c_str(), c.remote_sends_per_token, c.imbalance,
+              c.layer_ms, ms);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string dir;
+  std::vector<std::string> sections;
+  for (int i = 2; i < argc; ++i) sections.push_back(argv[i]);
+  if (sections.empty()) sections = {"qwen", "pairs", "deepseek"};
   if (argc > 1) {
     dir = argv[1];
   } else if (const char* env = std::getenv("GRACE_TRACES_DIR"); env != nullptr && *env) {
@@ -161,8 +184,19 @@ int main(int argc, char** argv) {
   } else {
     dir = std::string(GRACE_SOURCE_DIR) + "/../shared/traces/real";
   }
-  Qwen(dir);
-  QwenFromPairs(dir);
-  DeepSeek(dir);
+  for (const std::string& section : sections) {
+    if (section == "qwen") {
+      Qwen(dir);
+    } else if (section == "pairs") {
+      QwenFromPairs(dir);
+    } else if (section == "deepseek") {
+      DeepSeek(dir);
+    } else if (section == "one-layer") {
+      OneLayer(dir);
+    } else {
+      std::fprintf(stderr, "plan_bench: unknown section %s\n", section.c_str());
+      return 2;
+    }
+  }
   return 0;
 }

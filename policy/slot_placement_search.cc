@@ -4,6 +4,13 @@
 
 namespace grace {
 
+namespace {
+
+// Counter tables above this many entries are not worth their memory: apply candidates instead.
+constexpr size_t kMaxCounterEntries = size_t{1} << 24;
+
+}  // namespace
+
 SlotPlacementSearch::SlotPlacementSearch(const LayerTokens& tokens, int num_experts,
                                          const Topology& topology, const CostParams& params,
                                          const PlacementObjective& objective)
@@ -15,6 +22,8 @@ SlotPlacementSearch::SlotPlacementSearch(const LayerTokens& tokens, int num_expe
   const int n = tokens.num_tokens();
   home_.resize(n);
   for (int t = 0; t < n; ++t) home_[t] = tokens.HomeRank(t, topology.ranks());
+  node_of_.resize(topology.ranks());
+  for (RankId g = 0; g < topology.ranks(); ++g) node_of_[g] = topology.NodeOfRank(g);
   pair_begin_.assign(num_experts + 1, 0);
   for (ExpertId e : tokens.expert_ids) {
     if (e >= 0 && e < num_experts) ++pair_begin_[e + 1];
@@ -30,6 +39,34 @@ SlotPlacementSearch::SlotPlacementSearch(const LayerTokens& tokens, int num_expe
   for (int e = 0; e < num_experts; ++e) {
     for (int i = pair_begin_[e]; i < pair_begin_[e + 1]; ++i) pair_expert_[pairs_[i]] = e;
   }
+  // Distinct tokens per expert and experts per token, for SendCounters.
+  token_begin_.assign(num_experts + 1, 0);
+  expert_begin_.assign(n + 1, 0);
+  for (int t = 0; t < n; ++t) {
+    const ExpertId* ids = tokens.expert_ids.data() + static_cast<size_t>(t) * top_k_;
+    for (int k = 0; k < top_k_; ++k) {
+      const ExpertId e = ids[k];
+      if (e < 0 || e >= num_experts) continue;
+      if (std::find(ids, ids + k, e) != ids + k) {
+        fast_ = false;  // counters assume each expert once per token
+        continue;
+      }
+      experts_of_.push_back(e);
+      ++token_begin_[e + 1];
+    }
+    expert_begin_[t + 1] = static_cast<int>(experts_of_.size());
+  }
+  for (int e = 0; e < num_experts; ++e) token_begin_[e + 1] += token_begin_[e];
+  tokens_.resize(token_begin_.back());
+  std::vector<int> token_fill(token_begin_.begin(), token_begin_.end() - 1);
+  for (int t = 0; t < n; ++t) {
+    for (int i = expert_begin_[t]; i < expert_begin_[t + 1]; ++i) {
+      tokens_[token_fill[experts_of_[i]]++] = t;
+    }
+  }
+  const size_t entries = static_cast<size_t>(num_experts) * topology.ranks() * topology.ranks();
+  if (entries > kMaxCounterEntries) fast_ = false;
+  if (fast_) counters_.emplace(topology, num_experts, home_, expert_begin_, experts_of_);
 }
 
 void SlotPlacementSearch::Reset(std::span<const ExpertId> row) {
@@ -43,7 +80,10 @@ void SlotPlacementSearch::Reset(std::span<const ExpertId> row) {
   row_.assign(row.size(), kEmptySlot);
   copies_.assign(experts_, {});
   holds_.assign(static_cast<size_t>(ranks) * experts_, 0);
+  track_ = false;
   for (SlotId s = 0; s < static_cast<SlotId>(row.size()); ++s) SetSlot(s, row[s]);
+  track_ = true;
+  if (counters_) counters_->Rebuild(gpu_count_, node_count_);
 }
 
 std::vector<ExpertId> SlotPlacementSearch::Row() const {
@@ -51,20 +91,23 @@ std::vector<ExpertId> SlotPlacementSearch::Row() const {
 }
 
 RankId SlotPlacementSearch::Choose(int pair) const {
-  const std::vector<RankId>& copies = copies_[pair_expert_[pair]];
+  return ChooseAmong(copies_[pair_expert_[pair]], pair);
+}
+
+RankId SlotPlacementSearch::ChooseAmong(std::span<const RankId> copies, int pair) const {
   if (copies.size() <= 1) return copies.empty() ? -1 : copies[0];
   const int token = pair / top_k_;
   const RankId home = home_[token];
-  const NodeId home_node = topology_.NodeOfRank(home);
+  const NodeId home_node = node_of_[home];
   int local = 0;
   for (RankId g : copies) {
     if (g == home) return g;
-    local += topology_.NodeOfRank(g) == home_node;
+    local += node_of_[g] == home_node;
   }
   if (local == 0) return copies[token % copies.size()];
   int pick = token % local;
   for (RankId g : copies) {
-    if (topology_.NodeOfRank(g) == home_node && pick-- == 0) return g;
+    if (node_of_[g] == home_node && pick-- == 0) return g;
   }
   return -1;  // not reached
 }
@@ -89,6 +132,10 @@ void SlotPlacementSearch::Use(int pair, RankId g, int sign) {
   } else {
     if (--gpu == 0) ToggleGpu(token, g, -1);
     if (--node == 0) ToggleNode(token, n, -1);
+  }
+  if (track_ && counters_) {
+    counters_->GpuChanged(token, g, gpu - sign, gpu);
+    counters_->NodeChanged(token, n, node - sign, node);
   }
 }
 
@@ -138,6 +185,205 @@ void SlotPlacementSearch::SwapSlots(SlotId a, SlotId b) {
   if (eb != kEmptySlot) Reroute(eb);
 }
 
+bool SlotPlacementSearch::HomeRoutes(std::span<const RankId> copies,
+                                     std::vector<RankId>* route) const {
+  const int ranks = topology_.ranks();
+  if (copies.size() == 1) {
+    route->assign(ranks, copies[0]);
+    return true;
+  }
+  if (static_cast<int>(copies.size()) != topology_.nodes) return false;
+  std::vector<RankId>& node_copy = const_cast<std::vector<RankId>&>(node_copy_);
+  node_copy.assign(topology_.nodes, -1);
+  for (RankId g : copies) {
+    RankId& at = node_copy[topology_.NodeOfRank(g)];
+    if (at >= 0) return false;
+    at = g;
+  }
+  // One copy per node: a holder uses its own, every other GPU its node's (Choose's tiers).
+  route->resize(ranks);
+  for (RankId h = 0; h < ranks; ++h) (*route)[h] = node_copy[topology_.NodeOfRank(h)];
+  return true;
+}
+
+bool SlotPlacementSearch::ScoreCopies(std::span<const ExpertId> changed,
+                                      std::span<const std::vector<RankId>> after, double* score) {
+  for (size_t i = 0; i < changed.size(); ++i) {
+    if (!HomeRoutes(copies_[changed[i]], &route_from_[i]) || !HomeRoutes(after[i], &route_to_[i])) {
+      return false;
+    }
+  }
+  scratch_ = traffic_;
+  for (size_t i = 0; i < changed.size(); ++i) {
+    counters_->AddReroute(changed[i], route_from_[i], route_to_[i], &scratch_);
+  }
+  if (changed.size() == 2) {
+    counters_->AddPairCorrection(changed[0], route_from_[0], route_to_[0], changed[1],
+                                 route_from_[1], route_to_[1], TokensOf(changed[0]), gpu_count_,
+                                 node_count_, &scratch_);
+  }
+  *score = objective_.Score(scratch_, topology_, params_);
+  return true;
+}
+
+namespace {
+
+// `copies` (ascending) without `out` and with `in` (-1: none), ascending.
+void ReplaceCopy(const std::vector<RankId>& copies, RankId out, RankId in,
+                 std::vector<RankId>* after) {
+  after->clear();
+  for (RankId g : copies) {
+    if (g != out) after->push_back(g);
+  }
+  if (in >= 0) after->insert(std::lower_bound(after->begin(), after->end(), in), in);
+}
+
+}  // namespace
+
+double SlotPlacementSearch::ScoreByTokens(std::span<const ExpertId> changed,
+                                          std::span<const std::vector<RankId>> after) {
+  scratch_ = traffic_;
+  if (stamp_[0].empty()) {
+    stamp_[0].assign(home_.size(), -1);
+    stamp_[1].assign(home_.size(), -1);
+    other_pair_.assign(home_.size(), -1);
+  }
+  ++generation_;
+  const int two = changed.size() == 2;
+  // The other expert's pair in each token, if it has one (stamped with this generation).
+  if (two) {
+    for (int i = pair_begin_[changed[1]]; i < pair_begin_[changed[1] + 1]; ++i) {
+      const int p = pairs_[i];
+      stamp_[1][p / top_k_] = generation_;
+      other_pair_[p / top_k_] = p;
+    }
+  }
+  for (size_t x = 0; x < changed.size(); ++x) {
+    const ExpertId e = changed[x];
+    for (int i = pair_begin_[e]; i < pair_begin_[e + 1]; ++i) {
+      const int p = pairs_[i];
+      const int t = p / top_k_;
+      RankId out[2] = {used_[p], -1}, in[2] = {ChooseAmong(after[x], p), -1};
+      if (x == 0 && two && stamp_[1][t] == generation_) {
+        stamp_[0][t] = generation_;  // both experts' pairs of t are done here
+        const int q = other_pair_[t];
+        out[1] = used_[q];
+        in[1] = ChooseAmong(after[1], q);
+      } else if (x == 1 && stamp_[0][t] == generation_) {
+        continue;
+      }
+      if (out[0] == in[0] && out[1] == in[1]) continue;
+      AddTokenChange(t, out, in);
+    }
+  }
+  return objective_.Score(scratch_, topology_, params_);
+}
+
+void SlotPlacementSearch::AddTokenChange(int t, const RankId out[2], const RankId in[2]) {
+  const RankId h = home_[t];
+  const uint16_t* gpu = gpu_count_.data() + static_cast<size_t>(t) * topology_.ranks();
+  const uint16_t* node = node_count_.data() + static_cast<size_t>(t) * topology_.nodes;
+  if (out[1] == in[1]) {  // one pair moves: out[0] -> in[0], they differ
+    const RankId a = out[0], b = in[0];
+    if (a >= 0) {
+      scratch_.rank_load[a] -= 1;
+      if (gpu[a] == 1) AddGpuSend(topology_, h, a, -1, &scratch_);
+    }
+    if (b >= 0) {
+      scratch_.rank_load[b] += 1;
+      if (gpu[b] == 0) AddGpuSend(topology_, h, b, 1, &scratch_);
+    }
+    const NodeId na = a < 0 ? -1 : node_of_[a], nb = b < 0 ? -1 : node_of_[b];
+    if (na == nb) return;
+    if (na >= 0 && node[na] == 1) AddNodeSend(topology_, h, na, -1, &scratch_);
+    if (nb >= 0 && node[nb] == 0) AddNodeSend(topology_, h, nb, 1, &scratch_);
+    return;
+  }
+  const RankId at[4] = {out[0], in[0], out[1], in[1]};
+  NodeId nodes[4];
+  for (int k = 0; k < 4; ++k) nodes[k] = at[k] < 0 ? -1 : node_of_[at[k]];
+  for (int k = 0; k < 4; ++k) {
+    if (at[k] < 0 || std::find(at, at + k, at[k]) != at + k) continue;
+    const int c = gpu[at[k]];
+    const int after = c - (at[k] == at[0]) + (at[k] == at[1]) - (at[k] == at[2]) + (at[k] == at[3]);
+    scratch_.rank_load[at[k]] += after - c;
+    const int change = (after > 0) - (c > 0);
+    if (change != 0) AddGpuSend(topology_, h, at[k], change, &scratch_);
+  }
+  for (int k = 0; k < 4; ++k) {
+    if (nodes[k] < 0 || std::find(nodes, nodes + k, nodes[k]) != nodes + k) continue;
+    const int c = node[nodes[k]];
+    const int after = c - (nodes[k] == nodes[0]) + (nodes[k] == nodes[1]) - (nodes[k] == nodes[2]) +
+                      (nodes[k] == nodes[3]);
+    const int change = (after > 0) - (c > 0);
+    if (change != 0) AddNodeSend(topology_, h, nodes[k], change, &scratch_);
+  }
+}
+
+double SlotPlacementSearch::ScoreApplied(SlotId a, SlotId b) {
+  // Applied and taken back: the counts come back exactly, so the counters need not follow.
+  track_ = false;
+  SwapSlots(a, b);
+  const double score = Objective();
+  SwapSlots(a, b);
+  track_ = true;
+  return score;
+}
+
+double SlotPlacementSearch::ScoreSwap(SlotId a, SlotId b) {
+  const ExpertId ea = row_[a], eb = row_[b];
+  if (!fast_) return ScoreApplied(a, b);
+  const RankId ga = topology_.RankOfSlot(a), gb = topology_.RankOfSlot(b);
+  if (!Single(ea) || !Single(eb)) {
+    ExpertId changed[2];
+    int n = 0;
+    if (ea != kEmptySlot) ReplaceCopy(copies_[ea], ga, gb, &after_[n]), changed[n++] = ea;
+    if (eb != kEmptySlot) ReplaceCopy(copies_[eb], gb, ga, &after_[n]), changed[n++] = eb;
+    double score = 0;
+    if (ScoreCopies({changed, static_cast<size_t>(n)}, {after_, static_cast<size_t>(n)}, &score)) {
+      return score;
+    }
+    return ScoreByTokens({changed, static_cast<size_t>(n)}, {after_, static_cast<size_t>(n)});
+  }
+  scratch_ = traffic_;
+  double moved = 0;  // pairs from ga to gb
+  if (ea != kEmptySlot && eb != kEmptySlot) {
+    counters_->AddSwap(ea, ga, eb, gb, TokensOf(ea), gpu_count_, node_count_, &scratch_);
+    moved = static_cast<double>(TokensOf(ea).size()) - TokensOf(eb).size();
+  } else if (ea != kEmptySlot) {
+    counters_->AddMove(ea, ga, gb, &scratch_);
+    moved = static_cast<double>(TokensOf(ea).size());
+  } else {
+    counters_->AddMove(eb, gb, ga, &scratch_);
+    moved = -static_cast<double>(TokensOf(eb).size());
+  }
+  scratch_.rank_load[ga] -= moved;
+  scratch_.rank_load[gb] += moved;
+  return objective_.Score(scratch_, topology_, params_);
+}
+
+double SlotPlacementSearch::ScoreRetarget(SlotId a, ExpertId x) {
+  const ExpertId ea = row_[a];
+  const RankId ga = topology_.RankOfSlot(a);
+  if (fast_) {
+    ExpertId changed[2];
+    int n = 0;
+    if (ea != kEmptySlot) ReplaceCopy(copies_[ea], ga, -1, &after_[n]), changed[n++] = ea;
+    ReplaceCopy(copies_[x], -1, ga, &after_[n]), changed[n++] = x;
+    double score = 0;
+    if (ScoreCopies({changed, static_cast<size_t>(n)}, {after_, static_cast<size_t>(n)}, &score)) {
+      return score;
+    }
+    return ScoreByTokens({changed, static_cast<size_t>(n)}, {after_, static_cast<size_t>(n)});
+  }
+  track_ = false;
+  SetSlot(a, x);
+  const double score = Objective();
+  SetSlot(a, ea);
+  track_ = true;
+  return score;
+}
+
 double SlotPlacementSearch::Search(int max_passes) {
   const int slots = static_cast<int>(row_.size());
   const int per_gpu = topology_.slots_per_gpu;
@@ -171,9 +417,7 @@ double SlotPlacementSearch::Search(int max_passes) {
           if ((ea != kEmptySlot && Holds(gb, ea)) || (eb != kEmptySlot && Holds(ga, eb))) {
             continue;
           }
-          SwapSlots(a, b);
-          const double score = Objective();
-          SwapSlots(a, b);
+          const double score = ScoreSwap(a, b);
           if (score < best) best = score, best_b = b, best_target = kEmptySlot;
         }
       }
@@ -181,9 +425,7 @@ double SlotPlacementSearch::Search(int max_passes) {
       if (ea == kEmptySlot || copies_[ea].size() >= 2) {
         for (ExpertId x = 0; x < experts_; ++x) {
           if (x == ea || Holds(ga, x)) continue;
-          SetSlot(a, x);
-          const double score = Objective();
-          SetSlot(a, ea);
+          const double score = ScoreRetarget(a, x);
           if (score < best) best = score, best_b = -1, best_target = x;
         }
       }
