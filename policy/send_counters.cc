@@ -15,6 +15,21 @@ SendCounters::SendCounters(const Topology& topology, int num_experts, std::span<
       token_begin_(token_begin),
       token_experts_(token_experts),
       tokens_from_(static_cast<size_t>(num_experts) * ranks_, 0) {
+  node_of_.resize(ranks_);
+  for (RankId g = 0; g < ranks_; ++g) node_of_[g] = topology.NodeOfRank(g);
+  // AddGpuSend's route: inside the home node straight from home, across nodes through the
+  // remote node's GPU with home's local index.
+  const int per_node = topology.gpus_per_node;
+  relay_.resize(static_cast<size_t>(ranks_) * ranks_);
+  for (RankId h = 0; h < ranks_; ++h) {
+    for (RankId g = 0; g < ranks_; ++g) {
+      const NodeId n = node_of_[g];
+      relay_[static_cast<size_t>(h) * ranks_ + g] = g == h ? -1
+                                                    : n == node_of_[h]
+                                                        ? h
+                                                        : n * per_node + h % per_node;
+    }
+  }
   for (int t = 0; t + 1 < static_cast<int>(token_begin.size()); ++t) {
     for (int i = token_begin[t]; i < token_begin[t + 1]; ++i) {
       ++tokens_from_[static_cast<size_t>(token_experts[i]) * ranks_ + home[t]];
@@ -63,16 +78,16 @@ void SendCounters::AddMove(ExpertId y, RankId a, RankId b, LayerTraffic* traffic
   const int32_t* lose = gpu_one_.data() + Index(y, a, ranks_, 0);
   const int32_t* gain = gpu_zero_.data() + Index(y, b, ranks_, 0);
   for (RankId h = 0; h < ranks_; ++h) {
-    if (lose[h] != 0) AddGpuSend(topology_, h, a, -lose[h], traffic);
-    if (gain[h] != 0) AddGpuSend(topology_, h, b, gain[h], traffic);
+    if (lose[h] != 0) AddGpuSendFast(h, a, -lose[h], traffic);
+    if (gain[h] != 0) AddGpuSendFast(h, b, gain[h], traffic);
   }
-  const NodeId na = topology_.NodeOfRank(a), nb = topology_.NodeOfRank(b);
+  const NodeId na = node_of_[a], nb = node_of_[b];
   if (na == nb) return;
   const int32_t* lose_node = node_one_.data() + Index(y, na, nodes_, 0);
   const int32_t* gain_node = node_zero_.data() + Index(y, nb, nodes_, 0);
   for (RankId h = 0; h < ranks_; ++h) {
-    if (lose_node[h] != 0) AddNodeSend(topology_, h, na, -lose_node[h], traffic);
-    if (gain_node[h] != 0) AddNodeSend(topology_, h, nb, gain_node[h], traffic);
+    if (lose_node[h] != 0) AddNodeSendFast(h, na, -lose_node[h], traffic);
+    if (gain_node[h] != 0) AddNodeSendFast(h, nb, gain_node[h], traffic);
   }
 }
 
@@ -102,17 +117,17 @@ void SendCounters::AddSwap(ExpertId y, RankId a, ExpertId u, RankId b,
   ListShared(y, tokens_of_y);
   // On a token holding both, AddMove(y) took h -> a away where y was alone on a and AddMove(u)
   // h -> b where u was alone on b; with both moving the counts stay, so those sends come back.
-  const NodeId na = topology_.NodeOfRank(a), nb = topology_.NodeOfRank(b);
+  const NodeId na = node_of_[a], nb = node_of_[b];
   for (int i = shared_begin_[u]; i < shared_begin_[u + 1]; ++i) {
     const int t = shared_[i];
     const RankId h = home_[t];
     const uint16_t* gpu = gpu_count.data() + static_cast<size_t>(t) * ranks_;
-    if (gpu[a] == 1) AddGpuSend(topology_, h, a, 1, traffic);
-    if (gpu[b] == 1) AddGpuSend(topology_, h, b, 1, traffic);
+    if (gpu[a] == 1) AddGpuSendFast(h, a, 1, traffic);
+    if (gpu[b] == 1) AddGpuSendFast(h, b, 1, traffic);
     if (na == nb) continue;
     const uint16_t* node = node_count.data() + static_cast<size_t>(t) * nodes_;
-    if (node[na] == 1) AddNodeSend(topology_, h, na, 1, traffic);
-    if (node[nb] == 1) AddNodeSend(topology_, h, nb, 1, traffic);
+    if (node[na] == 1) AddNodeSendFast(h, na, 1, traffic);
+    if (node[nb] == 1) AddNodeSendFast(h, nb, 1, traffic);
   }
 }
 
@@ -124,16 +139,16 @@ void SendCounters::AddReroute(ExpertId y, std::span<const RankId> from, std::spa
     if (a == b || tokens[h] == 0) continue;
     const int32_t lose = gpu_one_[Index(y, a, ranks_, h)];
     const int32_t gain = gpu_zero_[Index(y, b, ranks_, h)];
-    if (lose != 0) AddGpuSend(topology_, h, a, -lose, traffic);
-    if (gain != 0) AddGpuSend(topology_, h, b, gain, traffic);
+    if (lose != 0) AddGpuSendFast(h, a, -lose, traffic);
+    if (gain != 0) AddGpuSendFast(h, b, gain, traffic);
     traffic->rank_load[a] -= tokens[h];
     traffic->rank_load[b] += tokens[h];
-    const NodeId na = topology_.NodeOfRank(a), nb = topology_.NodeOfRank(b);
+    const NodeId na = node_of_[a], nb = node_of_[b];
     if (na == nb) continue;
     const int32_t lose_node = node_one_[Index(y, na, nodes_, h)];
     const int32_t gain_node = node_zero_[Index(y, nb, nodes_, h)];
-    if (lose_node != 0) AddNodeSend(topology_, h, na, -lose_node, traffic);
-    if (gain_node != 0) AddNodeSend(topology_, h, nb, gain_node, traffic);
+    if (lose_node != 0) AddNodeSendFast(h, na, -lose_node, traffic);
+    if (gain_node != 0) AddNodeSendFast(h, nb, gain_node, traffic);
   }
 }
 
@@ -168,17 +183,16 @@ void SendCounters::AddPairCorrection(ExpertId y, std::span<const RankId> y_from,
     for (int k = 0; k < 4; ++k) {
       if (std::find(at, at + k, at[k]) != at + k) continue;
       const int c = Correction(at[k], gpu[at[k]], at[0], at[1], at[2], at[3]);
-      if (c != 0) AddGpuSend(topology_, h, at[k], c, traffic);
+      if (c != 0) AddGpuSendFast(h, at[k], c, traffic);
     }
     const uint16_t* node = node_count.data() + static_cast<size_t>(t) * nodes_;
-    NodeId n[4] = {topology_.NodeOfRank(at[0]), topology_.NodeOfRank(at[1]),
-                   topology_.NodeOfRank(at[2]), topology_.NodeOfRank(at[3])};
+    NodeId n[4] = {node_of_[at[0]], node_of_[at[1]], node_of_[at[2]], node_of_[at[3]]};
     if (n[0] == n[1]) n[0] = n[1] = -1;  // a move inside a node changes no node count
     if (n[2] == n[3]) n[2] = n[3] = -1;
     for (int k = 0; k < 4; ++k) {
       if (n[k] < 0 || std::find(n, n + k, n[k]) != n + k) continue;
       const int c = Correction(n[k], node[n[k]], n[0], n[1], n[2], n[3]);
-      if (c != 0) AddNodeSend(topology_, h, n[k], c, traffic);
+      if (c != 0) AddNodeSendFast(h, n[k], c, traffic);
     }
   }
 }

@@ -44,6 +44,24 @@ class SendCounters {
     Change(node_zero_, node_one_, nodes_, t, n, before, after);
   }
 
+  // AddGpuSend and AddNodeSend (cost_model.h) from tables: the same sums, no divisions.
+  void AddGpuSendFast(RankId h, RankId g, double tokens, LayerTraffic* traffic) const {
+    const RankId from = relay_[static_cast<size_t>(h) * ranks_ + g];
+    if (from < 0) return;  // g is the home GPU
+    traffic->remote_sends += tokens;
+    if (from == g) return;
+    traffic->intra_send[from] += tokens;
+    traffic->intra_recv[g] += tokens;
+  }
+  void AddNodeSendFast(RankId h, NodeId n, double tokens, LayerTraffic* traffic) const {
+    const NodeId home_node = node_of_[h];
+    if (n == home_node) return;
+    traffic->cross_node_sends += tokens;
+    traffic->inter_out[home_node] += tokens;
+    traffic->inter_in[n] += tokens;
+  }
+  NodeId NodeOf(RankId g) const { return node_of_[g]; }
+
   // Adds to `traffic` the send changes of moving expert y, whose tokens are all routed to GPU
   // `a`, to GPU `b` (b != a). Rank loads are the caller's.
   void AddMove(ExpertId y, RankId a, RankId b, LayerTraffic* traffic) const;
@@ -81,6 +99,8 @@ class SendCounters {
   std::span<const ExpertId> token_experts_;
   // [expert][gpu or node][home rank]: tokens of the expert with count 0 / count 1 there.
   std::vector<int32_t> gpu_zero_, gpu_one_, node_zero_, node_one_;
+  std::vector<RankId> relay_;         // [home][gpu]: the GPU a send lands on first, -1 for home
+  std::vector<NodeId> node_of_;       // [rank]
   std::vector<int32_t> tokens_from_;  // [expert][home rank]: its tokens homed there
   // The tokens shared_of_ shares with each expert (CSR by expert).
   ExpertId shared_of_ = -1;

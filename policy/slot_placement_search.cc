@@ -287,16 +287,16 @@ void SlotPlacementSearch::AddTokenChange(int t, const RankId out[2], const RankI
     const RankId a = out[0], b = in[0];
     if (a >= 0) {
       scratch_.rank_load[a] -= 1;
-      if (gpu[a] == 1) AddGpuSend(topology_, h, a, -1, &scratch_);
+      if (gpu[a] == 1) counters_->AddGpuSendFast(h, a, -1, &scratch_);
     }
     if (b >= 0) {
       scratch_.rank_load[b] += 1;
-      if (gpu[b] == 0) AddGpuSend(topology_, h, b, 1, &scratch_);
+      if (gpu[b] == 0) counters_->AddGpuSendFast(h, b, 1, &scratch_);
     }
     const NodeId na = a < 0 ? -1 : node_of_[a], nb = b < 0 ? -1 : node_of_[b];
     if (na == nb) return;
-    if (na >= 0 && node[na] == 1) AddNodeSend(topology_, h, na, -1, &scratch_);
-    if (nb >= 0 && node[nb] == 0) AddNodeSend(topology_, h, nb, 1, &scratch_);
+    if (na >= 0 && node[na] == 1) counters_->AddNodeSendFast(h, na, -1, &scratch_);
+    if (nb >= 0 && node[nb] == 0) counters_->AddNodeSendFast(h, nb, 1, &scratch_);
     return;
   }
   const RankId at[4] = {out[0], in[0], out[1], in[1]};
@@ -308,7 +308,7 @@ void SlotPlacementSearch::AddTokenChange(int t, const RankId out[2], const RankI
     const int after = c - (at[k] == at[0]) + (at[k] == at[1]) - (at[k] == at[2]) + (at[k] == at[3]);
     scratch_.rank_load[at[k]] += after - c;
     const int change = (after > 0) - (c > 0);
-    if (change != 0) AddGpuSend(topology_, h, at[k], change, &scratch_);
+    if (change != 0) counters_->AddGpuSendFast(h, at[k], change, &scratch_);
   }
   for (int k = 0; k < 4; ++k) {
     if (nodes[k] < 0 || std::find(nodes, nodes + k, nodes[k]) != nodes + k) continue;
@@ -316,7 +316,7 @@ void SlotPlacementSearch::AddTokenChange(int t, const RankId out[2], const RankI
     const int after = c - (nodes[k] == nodes[0]) + (nodes[k] == nodes[1]) - (nodes[k] == nodes[2]) +
                       (nodes[k] == nodes[3]);
     const int change = (after > 0) - (c > 0);
-    if (change != 0) AddNodeSend(topology_, h, nodes[k], change, &scratch_);
+    if (change != 0) counters_->AddNodeSendFast(h, nodes[k], change, &scratch_);
   }
 }
 
