@@ -114,6 +114,13 @@ void SendCounters::AddSwap(ExpertId y, RankId a, ExpertId u, RankId b,
                            std::span<const uint16_t> node_count, LayerTraffic* traffic) {
   AddMove(y, a, b, traffic);
   AddMove(u, b, a, traffic);
+  AddSwapCorrection(y, a, u, b, tokens_of_y, gpu_count, node_count, traffic);
+}
+
+void SendCounters::AddSwapCorrection(ExpertId y, RankId a, ExpertId u, RankId b,
+                                     std::span<const int> tokens_of_y,
+                                     std::span<const uint16_t> gpu_count,
+                                     std::span<const uint16_t> node_count, LayerTraffic* traffic) {
   ListShared(y, tokens_of_y);
   // On a token holding both, AddMove(y) took h -> a away where y was alone on a and AddMove(u)
   // h -> b where u was alone on b; with both moving the counts stay, so those sends come back.

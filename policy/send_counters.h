@@ -73,6 +73,11 @@ class SendCounters {
   void AddSwap(ExpertId y, RankId a, ExpertId u, RankId b, std::span<const int> tokens_of_y,
                std::span<const uint16_t> gpu_count, std::span<const uint16_t> node_count,
                LayerTraffic* traffic);
+  // AddSwap less its two AddMove calls (for callers that keep AddMove(y) for every target).
+  void AddSwapCorrection(ExpertId y, RankId a, ExpertId u, RankId b,
+                         std::span<const int> tokens_of_y, std::span<const uint16_t> gpu_count,
+                         std::span<const uint16_t> node_count, LayerTraffic* traffic);
+
   // The general form, for experts with several copies: y's pairs from home h go from GPU
   // from[h] to to[h] (the same where they stay), every token of y from h to one GPU before and
   // after. Rank loads included.

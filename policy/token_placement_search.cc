@@ -9,15 +9,21 @@ namespace {
 // Counter tables above this many entries are not worth their memory: apply candidates instead.
 constexpr size_t kMaxCounterEntries = size_t{1} << 24;
 
-void CopyTraffic(const LayerTraffic& from, LayerTraffic* to) {
-  to->tokens = from.tokens;
-  to->remote_sends = from.remote_sends;
-  to->cross_node_sends = from.cross_node_sends;
-  to->rank_load.assign(from.rank_load.begin(), from.rank_load.end());
-  to->intra_send.assign(from.intra_send.begin(), from.intra_send.end());
-  to->intra_recv.assign(from.intra_recv.begin(), from.intra_recv.end());
-  to->inter_out.assign(from.inter_out.begin(), from.inter_out.end());
-  to->inter_in.assign(from.inter_in.begin(), from.inter_in.end());
+// *to = a + b, field by field.
+void SumTraffic(const LayerTraffic& a, const LayerTraffic& b, LayerTraffic* to) {
+  auto sum = [](const std::vector<double>& x, const std::vector<double>& y,
+                std::vector<double>* out) {
+    out->resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) (*out)[i] = x[i] + y[i];
+  };
+  to->tokens = a.tokens;
+  to->remote_sends = a.remote_sends + b.remote_sends;
+  to->cross_node_sends = a.cross_node_sends + b.cross_node_sends;
+  sum(a.rank_load, b.rank_load, &to->rank_load);
+  sum(a.intra_send, b.intra_send, &to->intra_send);
+  sum(a.intra_recv, b.intra_recv, &to->intra_recv);
+  sum(a.inter_out, b.inter_out, &to->inter_out);
+  sum(a.inter_in, b.inter_in, &to->inter_in);
 }
 
 }  // namespace
@@ -81,6 +87,7 @@ void TokenPlacementSearch::Reset(std::span<const RankId> rank_of_expert) {
     traffic_.rank_load[g] += token_begin_[e + 1] - token_begin_[e];
   }
   if (counters_) counters_->Rebuild(gpu_count_, node_count_);
+  delta_of_ = -1;
 }
 
 void TokenPlacementSearch::ToggleGpu(int token, RankId g, double sign) {
@@ -124,6 +131,7 @@ void TokenPlacementSearch::Move(ExpertId e, RankId to) {
   --size_[from];
   ++size_[to];
   rank_of_[e] = to;
+  delta_of_ = -1;
 }
 
 double TokenPlacementSearch::ScoreMove(ExpertId v, RankId b) {
@@ -134,12 +142,27 @@ double TokenPlacementSearch::ScoreMove(ExpertId v, RankId b) {
     Move(v, a);
     return score;
   }
-  CopyTraffic(traffic_, &scratch_);
-  counters_->AddMove(v, a, b, &scratch_);
-  const double load = static_cast<double>(TokensOf(v).size());
-  scratch_.rank_load[a] -= load;
-  scratch_.rank_load[b] += load;
+  SumTraffic(traffic_, MoveDelta(v, b), &scratch_);
   return objective_.Score(scratch_, topology_, params_);
+}
+
+const LayerTraffic& TokenPlacementSearch::MoveDelta(ExpertId v, RankId b) {
+  const int ranks = topology_.ranks();
+  if (delta_of_ != v) {
+    // Every target's change at once: a swap of v with any expert on b starts from it.
+    delta_of_ = v;
+    move_delta_.resize(ranks);
+    const RankId a = rank_of_[v];
+    const double load = static_cast<double>(TokensOf(v).size());
+    for (RankId g = 0; g < ranks; ++g) {
+      move_delta_[g] = EmptyTraffic(topology_);
+      if (g == a) continue;
+      counters_->AddMove(v, a, g, &move_delta_[g]);
+      move_delta_[g].rank_load[a] -= load;
+      move_delta_[g].rank_load[g] += load;
+    }
+  }
+  return move_delta_[b];
 }
 
 double TokenPlacementSearch::ScoreSwap(ExpertId v, ExpertId u) {
@@ -152,11 +175,12 @@ double TokenPlacementSearch::ScoreSwap(ExpertId v, ExpertId u) {
     Move(v, a);
     return score;
   }
-  CopyTraffic(traffic_, &scratch_);
-  counters_->AddSwap(v, a, u, b, TokensOf(v), gpu_count_, node_count_, &scratch_);
-  const double moved = static_cast<double>(TokensOf(v).size()) - TokensOf(u).size();
-  scratch_.rank_load[a] -= moved;
-  scratch_.rank_load[b] += moved;
+  SumTraffic(traffic_, MoveDelta(v, b), &scratch_);
+  counters_->AddMove(u, b, a, &scratch_);
+  counters_->AddSwapCorrection(v, a, u, b, TokensOf(v), gpu_count_, node_count_, &scratch_);
+  const double load = static_cast<double>(TokensOf(u).size());
+  scratch_.rank_load[b] -= load;
+  scratch_.rank_load[a] += load;
   return objective_.Score(scratch_, topology_, params_);
 }
 

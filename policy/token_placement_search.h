@@ -53,6 +53,8 @@ class TokenPlacementSearch {
 
  private:
   void Move(ExpertId e, RankId to);
+  // The traffic change of moving v to GPU b (all of v's targets kept until the next change).
+  const LayerTraffic& MoveDelta(ExpertId v, RankId b);
   std::span<const int> TokensOf(ExpertId e) const {
     return {tokens_.data() + token_begin_[e],
             static_cast<size_t>(token_begin_[e + 1] - token_begin_[e])};
@@ -71,6 +73,8 @@ class TokenPlacementSearch {
   bool fast_ = true;                       // SendCounters scores candidates
   std::optional<SendCounters> counters_;   // over home_ and the lists above
   LayerTraffic scratch_;
+  ExpertId delta_of_ = -1;  // move_delta_ is for this expert in the current placement (-1: none)
+  std::vector<LayerTraffic> move_delta_;
   std::vector<uint16_t> gpu_count_;   // [token][rank]
   std::vector<uint16_t> node_count_;  // [token][node]
   std::vector<RankId> rank_of_;
