@@ -67,6 +67,36 @@ TEST(TokenPlacementSearchScoring, MovesAndSwapsScoreAsIfApplied) {
   }
 }
 
+// Tokens naming one expert twice leave the counters out (they assume each expert once per
+// token); the searches then apply candidates, and the scores still match.
+TEST(TokenPlacementSearchScoring, TokensNamingAnExpertTwiceScoreAsIfApplied) {
+  LayerStats stats = SyntheticLayer(16, 2, 9);
+  LayerTokens& tokens = *stats.tokens;
+  for (int t = 0; t < tokens.num_tokens(); t += 7)
+    tokens.expert_ids[2 * t + 1] = tokens.expert_ids[2 * t];
+  const Topology topo{2, 2, 6};
+  const CostParams params;
+  const PlacementObjective objective = SomeObjective();
+  TokenPlacementSearch search(tokens, 16, topo, params, objective);
+  TokenPlacementSearch fresh(tokens, 16, topo, params, objective);
+  std::vector<RankId> rank_of(16);
+  for (ExpertId e = 0; e < 16; ++e) rank_of[e] = e % topo.ranks();
+  search.Reset(rank_of);
+  for (ExpertId v = 0; v < 16; ++v) {
+    std::vector<RankId> moved = rank_of;
+    moved[v] = (rank_of[v] + 1) % topo.ranks();
+    fresh.Reset(moved);
+    EXPECT_EQ(search.ScoreMove(v, moved[v]), fresh.Objective()) << v;
+    const ExpertId u = (v + 3) % 16;
+    std::vector<RankId> swapped = rank_of;
+    std::swap(swapped[u], swapped[v]);
+    fresh.Reset(swapped);
+    EXPECT_EQ(search.ScoreSwap(v, u), fresh.Objective()) << v << " " << u;
+  }
+  // Scoring left the placement as it was.
+  EXPECT_EQ(search.rank_of_expert(), rank_of);
+}
+
 // Rows with replicas of every kind the slot search meets: one copy per node (routed by home
 // alone), two copies on one node and none on another (routed token by token), and free slots.
 std::vector<ExpertId> RandomRow(const Topology& topo, int experts, std::mt19937& rng) {
