@@ -59,10 +59,11 @@ struct Scored {
   double score = 0;
 };
 
-// Fills spare slots one at a time with the replica that lowers the objective most. Every
-// (GPU, hot expert) pair is scored by the joint search's incremental, approximately routed
-// objective (`approx`, reset to the row here); the `replica_shortlist` best of them are scored
-// exactly (locality routing on every token) and the best of those is placed while it lowers the
+// Fills spare slots one at a time with the replica that lowers the objective most. Where
+// scoring every (GPU, hot expert) pair exactly (locality routing on every token) would cost
+// more than `replica_exact_pairs` (token, expert) pairs a round, every pair is scored by the
+// joint search's incremental, approximately routed objective (`approx`, reset to the row here)
+// and only the `replica_shortlist` best of them exactly; the best is placed while it lowers the
 // exact objective.
 Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, const Topology& topo,
                          const CostParams& params, const PlacementObjective& objective,
@@ -103,14 +104,18 @@ Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, con
           continue;
         }
         const int order = static_cast<int>(candidates.size());
-        candidates.push_back({approx->ScoreRetarget(free_slot, e), free_slot, e, order});
+        candidates.push_back({0.0, free_slot, e, order});
       }
     }
-    const size_t shortlist =
-        std::min<size_t>(candidates.size(), std::max(1, options.replica_shortlist));
-    // Ties keep the scan order (GPU, then hotness), as the exact scan did.
-    std::stable_sort(candidates.begin(), candidates.end(),
-                     [](const Candidate& x, const Candidate& y) { return x.approx < y.approx; });
+    size_t shortlist = candidates.size();
+    const double pairs = static_cast<double>(stats.tokens->expert_ids.size());
+    if (static_cast<double>(candidates.size()) * pairs > options.replica_exact_pairs) {
+      for (Candidate& c : candidates) c.approx = approx->ScoreRetarget(c.slot, c.expert);
+      shortlist = std::min<size_t>(candidates.size(), std::max(1, options.replica_shortlist));
+      // Ties keep the scan order (GPU, then hotness), as the exact scan did.
+      std::stable_sort(candidates.begin(), candidates.end(),
+                       [](const Candidate& x, const Candidate& y) { return x.approx < y.approx; });
+    }
     // Equal exact scores go to the earliest in the scan, as when every pair was scored.
     std::sort(candidates.begin(), candidates.begin() + shortlist,
               [](const Candidate& x, const Candidate& y) { return x.order < y.order; });
