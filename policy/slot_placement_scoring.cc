@@ -6,15 +6,14 @@
 
 namespace grace {
 
-bool SlotPlacementSearch::HomeRoutes(std::span<const RankId> copies,
-                                     std::vector<RankId>* route) const {
+bool SlotPlacementSearch::HomeRoutes(std::span<const RankId> copies, std::vector<RankId>* route) {
   const int ranks = topology_.ranks();
   if (copies.size() == 1) {
     route->assign(ranks, copies[0]);
     return true;
   }
   if (static_cast<int>(copies.size()) != topology_.nodes) return false;
-  std::vector<RankId>& node_copy = const_cast<std::vector<RankId>&>(node_copy_);
+  std::vector<RankId>& node_copy = node_copy_;
   node_copy.assign(topology_.nodes, -1);
   for (RankId g : copies) {
     RankId& at = node_copy[topology_.NodeOfRank(g)];

@@ -13,9 +13,13 @@
 // expert has at most one copy per node (the usual case) this is exactly the locality rule.
 // Callers re-score the result with the exact cost model. For every token it keeps how many of
 // its experts' chosen copies sit on each GPU and node, so a change touches only the tokens of
-// the experts it changes. A swap or move of experts with one copy each is scored without being
-// applied, from SendCounters (exactly what applying it gives); changes that involve an expert
-// with several copies are applied and taken back. Not thread-safe; one per planning call.
+// the experts it changes. Candidates are scored without being applied (policy/
+// slot_placement_scoring.cc), exactly as applying them would score: swaps and moves of experts
+// with one copy each from SendCounters in O(ranks); changes of an expert with several copies
+// from SendCounters too where each home's pairs go to one GPU before and after (one copy on
+// every node), else token by token over the changed experts' pairs. (Tokens naming one expert
+// twice, or counter tables over 16M entries: applied and taken back.) Not thread-safe; one per
+// planning call.
 #pragma once
 
 #include <optional>
@@ -70,16 +74,10 @@ class SlotPlacementSearch {
   void ToggleGpu(int token, RankId g, double sign);
   void ToggleNode(int token, NodeId n, double sign);
   bool Holds(RankId g, ExpertId e) const { return holds_[static_cast<size_t>(g) * experts_ + e]; }
-
-  const Topology& topology_;
-  const CostParams& params_;
-  PlacementObjective objective_;
-  int experts_ = 0;
-  int top_k_ = 0;
   bool Single(ExpertId e) const { return e == kEmptySlot || copies_[e].size() == 1; }
   // The GPU each home's pairs of an expert with `copies` go to, when that depends on the home
   // alone (one copy, or one copy on every node); false otherwise.
-  bool HomeRoutes(std::span<const RankId> copies, std::vector<RankId>* route) const;
+  bool HomeRoutes(std::span<const RankId> copies, std::vector<RankId>* route);
   // Scores a change of the copies of `changed` (one or two experts) to `after` through
   // SendCounters; false where some routing is not a function of the home (then nothing is set).
   bool ScoreCopies(std::span<const ExpertId> changed, std::span<const std::vector<RankId>> after,
@@ -96,6 +94,11 @@ class SlotPlacementSearch {
             static_cast<size_t>(token_begin_[e + 1] - token_begin_[e])};
   }
 
+  const Topology& topology_;
+  const CostParams& params_;
+  PlacementObjective objective_;
+  int experts_ = 0;
+  int top_k_ = 0;
   std::vector<RankId> home_;                 // [token]
   std::vector<NodeId> node_of_;              // [rank]
   std::vector<int> pair_begin_, pairs_;      // (token, expert) pairs of each expert (CSR)
@@ -114,6 +117,7 @@ class SlotPlacementSearch {
   bool track_ = true;                        // count changes reach counters_ (off on trials)
   std::optional<SendCounters> counters_;     // over home_ and the lists above
   LayerTraffic scratch_;
+  // Scratch of the scoring: routes by home, copies after a change.
   std::vector<RankId> route_from_[2], route_to_[2];
   std::vector<RankId> node_copy_;
   std::vector<RankId> after_[2];
