@@ -158,8 +158,26 @@ class TokenAccumulator {
 
   // Adds one expert of the current token, used with probability `use`.
   void AddExpert(const LayerRouting& routing, RankId home, ExpertId e, double use, double weight) {
-    std::span<const SlotId> slots = routing.Replicas(e);
-    std::span<const double> p = routing.Probabilities(home, e);
+    AddExpert(routing.Replicas(e), routing.Probabilities(home, e), use, weight);
+  }
+  // An expert with one replica, on GPU g of node n, used for sure (use and probability 1): what
+  // the general form below computes then, without its lists.
+  void AddCertain(RankId g, NodeId n, double weight) {
+    if (!gpu_listed_[g]) {
+      gpu_listed_[g] = 1;
+      gpus_.push_back(g);
+    }
+    gpu_miss_[g] = 0.0;
+    traffic_->rank_load[g] += weight;
+    if (!node_listed_[n]) {
+      node_listed_[n] = 1;
+      nodes_.push_back(n);
+    }
+    node_miss_[n] = 0.0;
+  }
+  // The same with the expert's replicas and their probabilities for this token's home given.
+  void AddExpert(std::span<const SlotId> slots, std::span<const double> p, double use,
+                 double weight) {
     for (size_t i = 0; i < slots.size(); ++i) {
       if (p[i] <= 0) continue;
       const RankId g = topo_.RankOfSlot(slots[i]);
@@ -217,11 +235,34 @@ LayerTraffic TrafficOnTokens(const LayerTokens& tokens, const LayerRouting& rout
   TokenAccumulator acc(topology, &traffic);
   const int n = tokens.num_tokens();
   const int ranks = topology.ranks();
+  // An expert with one replica that every view reaches with the same probability (every
+  // routing grace builds: 1) needs no view lookup per token.
+  const int experts = routing.num_experts();
+  std::vector<double> single(experts, 0.0);
+  std::vector<char> is_single(experts, 0);
+  std::vector<RankId> certain(experts, -1);  // its GPU when used with probability 1
+  for (ExpertId e = 0; e < experts; ++e) {
+    if (routing.Replicas(e).size() != 1) continue;
+    const double p = routing.ViewProbabilities(e, 0)[0];
+    bool same = true;
+    for (int v = 1; v < routing.NumViews(e); ++v) same &= routing.ViewProbabilities(e, v)[0] == p;
+    single[e] = p;
+    is_single[e] = same;
+    if (same && p == 1.0) certain[e] = topology.RankOfSlot(routing.Replicas(e)[0]);
+  }
   for (int t = 0; t < n; ++t) {
     const RankId home = tokens.HomeRank(t, ranks);
     const ExpertId* ids = tokens.expert_ids.data() + static_cast<size_t>(t) * tokens.top_k;
     for (int k = 0; k < tokens.top_k; ++k) {
-      if (ids[k] != kEmptySlot) acc.AddExpert(routing, home, ids[k], 1.0, 1.0);
+      const ExpertId e = ids[k];
+      if (e == kEmptySlot) continue;
+      if (e >= 0 && e < experts && certain[e] >= 0) {
+        acc.AddCertain(certain[e], topology.NodeOfRank(certain[e]), 1.0);
+      } else if (e >= 0 && e < experts && is_single[e]) {
+        acc.AddExpert(routing.Replicas(e), {&single[e], 1}, 1.0, 1.0);
+      } else {
+        acc.AddExpert(routing, home, e, 1.0, 1.0);
+      }
     }
     acc.Finish(home, 1.0);
   }

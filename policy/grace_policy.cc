@@ -59,10 +59,15 @@ struct Scored {
   double score = 0;
 };
 
-// Fills spare slots one at a time with the replica that lowers the objective most.
+// Fills spare slots one at a time with the replica that lowers the objective most. Where
+// scoring every (GPU, hot expert) pair exactly (locality routing on every token) would cost
+// more than `replica_exact_pairs` (token, expert) pairs a round, every pair is scored by the
+// joint search's incremental, approximately routed objective (`approx`, reset to the row here)
+// and only the `replica_shortlist` best of them exactly; the best is placed while it lowers the
+// exact objective.
 Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, const Topology& topo,
                          const CostParams& params, const PlacementObjective& objective,
-                         const GraceOptions& options) {
+                         const GraceOptions& options, SlotPlacementSearch* approx) {
   const int experts = stats.num_experts();
   auto score_of = [&](const std::vector<ExpertId>& r) {
     LayerRouting routing = LocalityRouting(r, stats.load, topo, options.routing_iterations);
@@ -74,10 +79,16 @@ Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, con
                    [&](ExpertId a, ExpertId b) { return stats.load[a] > stats.load[b]; });
   hot.resize(std::min<size_t>(hot.size(), std::max(1, options.replica_candidates)));
   Scored best{row, score_of(row)};
+  approx->Reset(best.row);
+  struct Candidate {
+    double approx;
+    SlotId slot;
+    ExpertId expert;
+    int order;  // in the scan: GPU, then hotness
+  };
+  std::vector<Candidate> candidates;
   while (true) {
-    SlotId best_slot = -1;
-    ExpertId best_expert = -1;
-    double best_score = best.score;
+    candidates.clear();
     for (RankId g = 0; g < topo.ranks(); ++g) {
       SlotId free_slot = -1;
       for (SlotId s = g * topo.slots_per_gpu; s < (g + 1) * topo.slots_per_gpu; ++s) {
@@ -92,15 +103,36 @@ Scored AddReplicasGreedy(std::vector<ExpertId> row, const LayerStats& stats, con
         if (std::find(begin, begin + topo.slots_per_gpu, e) != begin + topo.slots_per_gpu) {
           continue;
         }
-        best.row[free_slot] = e;
-        const double score = score_of(best.row);
-        best.row[free_slot] = kEmptySlot;
-        if (score < best_score) best_score = score, best_slot = free_slot, best_expert = e;
+        const int order = static_cast<int>(candidates.size());
+        candidates.push_back({0.0, free_slot, e, order});
       }
+    }
+    size_t shortlist = candidates.size();
+    const double pairs = static_cast<double>(stats.tokens->expert_ids.size());
+    if (static_cast<double>(candidates.size()) * pairs > options.replica_exact_pairs) {
+      for (Candidate& c : candidates) c.approx = approx->ScoreRetarget(c.slot, c.expert);
+      shortlist = std::min<size_t>(candidates.size(), std::max(1, options.replica_shortlist));
+      // Ties keep the scan order (GPU, then hotness), as the exact scan did.
+      std::stable_sort(candidates.begin(), candidates.end(),
+                       [](const Candidate& x, const Candidate& y) { return x.approx < y.approx; });
+    }
+    // Equal exact scores go to the earliest in the scan, as when every pair was scored.
+    std::sort(candidates.begin(), candidates.begin() + shortlist,
+              [](const Candidate& x, const Candidate& y) { return x.order < y.order; });
+    SlotId best_slot = -1;
+    ExpertId best_expert = -1;
+    double best_score = best.score;
+    for (size_t i = 0; i < shortlist; ++i) {
+      const Candidate& c = candidates[i];
+      best.row[c.slot] = c.expert;
+      const double score = score_of(best.row);
+      best.row[c.slot] = kEmptySlot;
+      if (score < best_score) best_score = score, best_slot = c.slot, best_expert = c.expert;
     }
     if (best_slot < 0) break;
     best.row[best_slot] = best_expert;
     best.score = best_score;
+    approx->Place(best_slot, best_expert);
   }
   return best;
 }
@@ -259,8 +291,8 @@ StatusOr<LayerPlan> GracePolicy::PlanWithTokens(const LayerStats& stats, const T
       }
       GRACE_ASSIGN_OR_RETURN(std::vector<ExpertId> row,
                              RowFromRanks(search.rank_of_expert(), topo));
-      candidates.push_back(
-          AddReplicasGreedy(std::move(row), stats, topo, params, objective, options_));
+      candidates.push_back(AddReplicasGreedy(std::move(row), stats, topo, params, objective,
+                                             options_, &slot_search));
     }
   }
   std::stable_sort(candidates.begin(), candidates.end(),

@@ -4,6 +4,13 @@
 
 namespace grace {
 
+namespace {
+
+// Counter tables above this many entries are not worth their memory: apply candidates instead.
+constexpr size_t kMaxCounterEntries = size_t{1} << 24;
+
+}  // namespace
+
 SlotPlacementSearch::SlotPlacementSearch(const LayerTokens& tokens, int num_experts,
                                          const Topology& topology, const CostParams& params,
                                          const PlacementObjective& objective)
@@ -15,6 +22,8 @@ SlotPlacementSearch::SlotPlacementSearch(const LayerTokens& tokens, int num_expe
   const int n = tokens.num_tokens();
   home_.resize(n);
   for (int t = 0; t < n; ++t) home_[t] = tokens.HomeRank(t, topology.ranks());
+  node_of_.resize(topology.ranks());
+  for (RankId g = 0; g < topology.ranks(); ++g) node_of_[g] = topology.NodeOfRank(g);
   pair_begin_.assign(num_experts + 1, 0);
   for (ExpertId e : tokens.expert_ids) {
     if (e >= 0 && e < num_experts) ++pair_begin_[e + 1];
@@ -30,6 +39,34 @@ SlotPlacementSearch::SlotPlacementSearch(const LayerTokens& tokens, int num_expe
   for (int e = 0; e < num_experts; ++e) {
     for (int i = pair_begin_[e]; i < pair_begin_[e + 1]; ++i) pair_expert_[pairs_[i]] = e;
   }
+  // Distinct tokens per expert and experts per token, for SendCounters.
+  token_begin_.assign(num_experts + 1, 0);
+  expert_begin_.assign(n + 1, 0);
+  for (int t = 0; t < n; ++t) {
+    const ExpertId* ids = tokens.expert_ids.data() + static_cast<size_t>(t) * top_k_;
+    for (int k = 0; k < top_k_; ++k) {
+      const ExpertId e = ids[k];
+      if (e < 0 || e >= num_experts) continue;
+      if (std::find(ids, ids + k, e) != ids + k) {
+        fast_ = false;  // counters assume each expert once per token
+        continue;
+      }
+      experts_of_.push_back(e);
+      ++token_begin_[e + 1];
+    }
+    expert_begin_[t + 1] = static_cast<int>(experts_of_.size());
+  }
+  for (int e = 0; e < num_experts; ++e) token_begin_[e + 1] += token_begin_[e];
+  tokens_.resize(token_begin_.back());
+  std::vector<int> token_fill(token_begin_.begin(), token_begin_.end() - 1);
+  for (int t = 0; t < n; ++t) {
+    for (int i = expert_begin_[t]; i < expert_begin_[t + 1]; ++i) {
+      tokens_[token_fill[experts_of_[i]]++] = t;
+    }
+  }
+  const size_t entries = static_cast<size_t>(num_experts) * topology.ranks() * topology.ranks();
+  if (entries > kMaxCounterEntries) fast_ = false;
+  if (fast_) counters_.emplace(topology, num_experts, home_, expert_begin_, experts_of_);
 }
 
 void SlotPlacementSearch::Reset(std::span<const ExpertId> row) {
@@ -43,7 +80,10 @@ void SlotPlacementSearch::Reset(std::span<const ExpertId> row) {
   row_.assign(row.size(), kEmptySlot);
   copies_.assign(experts_, {});
   holds_.assign(static_cast<size_t>(ranks) * experts_, 0);
+  track_ = false;
   for (SlotId s = 0; s < static_cast<SlotId>(row.size()); ++s) SetSlot(s, row[s]);
+  track_ = true;
+  if (counters_) counters_->Rebuild(gpu_count_, node_count_);
 }
 
 std::vector<ExpertId> SlotPlacementSearch::Row() const {
@@ -51,20 +91,23 @@ std::vector<ExpertId> SlotPlacementSearch::Row() const {
 }
 
 RankId SlotPlacementSearch::Choose(int pair) const {
-  const std::vector<RankId>& copies = copies_[pair_expert_[pair]];
+  return ChooseAmong(copies_[pair_expert_[pair]], pair);
+}
+
+RankId SlotPlacementSearch::ChooseAmong(std::span<const RankId> copies, int pair) const {
   if (copies.size() <= 1) return copies.empty() ? -1 : copies[0];
   const int token = pair / top_k_;
   const RankId home = home_[token];
-  const NodeId home_node = topology_.NodeOfRank(home);
+  const NodeId home_node = node_of_[home];
   int local = 0;
   for (RankId g : copies) {
     if (g == home) return g;
-    local += topology_.NodeOfRank(g) == home_node;
+    local += node_of_[g] == home_node;
   }
   if (local == 0) return copies[token % copies.size()];
   int pick = token % local;
   for (RankId g : copies) {
-    if (topology_.NodeOfRank(g) == home_node && pick-- == 0) return g;
+    if (node_of_[g] == home_node && pick-- == 0) return g;
   }
   return -1;  // not reached
 }
@@ -89,6 +132,10 @@ void SlotPlacementSearch::Use(int pair, RankId g, int sign) {
   } else {
     if (--gpu == 0) ToggleGpu(token, g, -1);
     if (--node == 0) ToggleNode(token, n, -1);
+  }
+  if (track_ && counters_) {
+    counters_->GpuChanged(token, g, gpu - sign, gpu);
+    counters_->NodeChanged(token, n, node - sign, node);
   }
 }
 
@@ -171,9 +218,7 @@ double SlotPlacementSearch::Search(int max_passes) {
           if ((ea != kEmptySlot && Holds(gb, ea)) || (eb != kEmptySlot && Holds(ga, eb))) {
             continue;
           }
-          SwapSlots(a, b);
-          const double score = Objective();
-          SwapSlots(a, b);
+          const double score = ScoreSwap(a, b);
           if (score < best) best = score, best_b = b, best_target = kEmptySlot;
         }
       }
@@ -181,9 +226,7 @@ double SlotPlacementSearch::Search(int max_passes) {
       if (ea == kEmptySlot || copies_[ea].size() >= 2) {
         for (ExpertId x = 0; x < experts_; ++x) {
           if (x == ea || Holds(ga, x)) continue;
-          SetSlot(a, x);
-          const double score = Objective();
-          SetSlot(a, ea);
+          const double score = ScoreRetarget(a, x);
           if (score < best) best = score, best_b = -1, best_target = x;
         }
       }

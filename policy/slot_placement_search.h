@@ -13,9 +13,16 @@
 // expert has at most one copy per node (the usual case) this is exactly the locality rule.
 // Callers re-score the result with the exact cost model. For every token it keeps how many of
 // its experts' chosen copies sit on each GPU and node, so a change touches only the tokens of
-// the experts it changes. Not thread-safe; one per planning call.
+// the experts it changes. Candidates are scored without being applied (policy/
+// slot_placement_scoring.cc), exactly as applying them would score: swaps and moves of experts
+// with one copy each from SendCounters in O(ranks); changes of an expert with several copies
+// from SendCounters too where each home's pairs go to one GPU before and after (one copy on
+// every node), else token by token over the changed experts' pairs. (Tokens naming one expert
+// twice, or counter tables over 16M entries: applied and taken back.) Not thread-safe; one per
+// planning call.
 #pragma once
 
+#include <optional>
 #include <random>
 #include <span>
 #include <vector>
@@ -24,6 +31,7 @@
 #include "policy/cost_model.h"
 #include "policy/layer_stats.h"
 #include "policy/placement_objective.h"
+#include "policy/send_counters.h"
 
 namespace grace {
 
@@ -47,6 +55,14 @@ class SlotPlacementSearch {
   std::vector<ExpertId> Row() const;
   const LayerTraffic& traffic() const { return traffic_; }
 
+  // The objective after swapping the contents of slots a and b (on different GPUs; either may
+  // be free, each expert at most once per GPU after it) or after slot a takes expert x,
+  // computed without changing anything.
+  double ScoreSwap(SlotId a, SlotId b);
+  double ScoreRetarget(SlotId a, ExpertId x);
+  // Slot a takes expert x (kEmptySlot frees it); x at most once per GPU after it.
+  void Place(SlotId a, ExpertId x) { SetSlot(a, x); }
+
  private:
   // Slot contents change through these; each re-routes the tokens of the experts involved.
   void SetCopy(SlotId s, ExpertId e);  // bookkeeping only, no re-routing
@@ -58,6 +74,25 @@ class SlotPlacementSearch {
   void ToggleGpu(int token, RankId g, double sign);
   void ToggleNode(int token, NodeId n, double sign);
   bool Holds(RankId g, ExpertId e) const { return holds_[static_cast<size_t>(g) * experts_ + e]; }
+  bool Single(ExpertId e) const { return e == kEmptySlot || copies_[e].size() == 1; }
+  // The GPU each home's pairs of an expert with `copies` go to, when that depends on the home
+  // alone (one copy, or one copy on every node); false otherwise.
+  bool HomeRoutes(std::span<const RankId> copies, std::vector<RankId>* route);
+  // Scores a change of the copies of `changed` (one or two experts) to `after` through
+  // SendCounters; false where some routing is not a function of the home (then nothing is set).
+  bool ScoreCopies(std::span<const ExpertId> changed, std::span<const std::vector<RankId>> after,
+                   double* score);
+  // The same for any copies, token by token: O(pairs of the changed experts), nothing written.
+  double ScoreByTokens(std::span<const ExpertId> changed,
+                       std::span<const std::vector<RankId>> after);
+  // Token t's pairs of the changed experts go from out[i] to in[i] (-1: none): into scratch_.
+  void AddTokenChange(int t, const RankId out[2], const RankId in[2]);
+  double ScoreApplied(SlotId a, SlotId b);  // applies the swap and takes it back
+  RankId ChooseAmong(std::span<const RankId> copies, int pair) const;
+  std::span<const int> TokensOf(ExpertId e) const {
+    return {tokens_.data() + token_begin_[e],
+            static_cast<size_t>(token_begin_[e + 1] - token_begin_[e])};
+  }
 
   const Topology& topology_;
   const CostParams& params_;
@@ -65,6 +100,7 @@ class SlotPlacementSearch {
   int experts_ = 0;
   int top_k_ = 0;
   std::vector<RankId> home_;                 // [token]
+  std::vector<NodeId> node_of_;              // [rank]
   std::vector<int> pair_begin_, pairs_;      // (token, expert) pairs of each expert (CSR)
   std::vector<ExpertId> pair_expert_;        // [pair = token * top_k + k]
   std::vector<RankId> used_;                 // [pair]: the GPU it is routed to, -1 if none
@@ -74,6 +110,19 @@ class SlotPlacementSearch {
   std::vector<std::vector<RankId>> copies_;  // [expert]: GPUs holding it
   std::vector<char> holds_;                  // [rank][expert]
   std::vector<char> kicked_;                 // [rank]: touched by the last Kick
+  std::vector<int> token_begin_, tokens_;    // distinct tokens of each expert (CSR)
+  std::vector<int> expert_begin_;            // distinct experts of each token (CSR) ...
+  std::vector<ExpertId> experts_of_;         // ... into this
+  bool fast_ = true;                         // SendCounters scores one-copy changes
+  bool track_ = true;                        // count changes reach counters_ (off on trials)
+  std::optional<SendCounters> counters_;     // over home_ and the lists above
+  LayerTraffic scratch_;
+  // Scratch of the scoring: routes by home, copies after a change.
+  std::vector<RankId> route_from_[2], route_to_[2];
+  std::vector<RankId> node_copy_;
+  std::vector<RankId> after_[2];
+  std::vector<int> stamp_[2], other_pair_;  // [token], see ScoreByTokens
+  int generation_ = 0;
   LayerTraffic traffic_;
 };
 

@@ -4,10 +4,16 @@
 // For every token it keeps how many of its experts sit on each GPU and each node, so moving an
 // expert updates the deduplicated traffic (cost_model.h) by touching only the tokens that chose
 // it. Search() then applies moves and swaps between GPUs while they lower the objective, with
-// every GPU's expert count kept in [min_size, max_size]. Used by GracePolicy between spectral
-// grouping and replication. Not thread-safe; one per planning call.
+// every GPU's expert count kept in [min_size, max_size]. A candidate is scored without being
+// applied: SendCounters gives a move's traffic change in O(ranks) and a swap's in O(ranks +
+// tokens the two experts share), exactly what applying it would give (whole-token counts), so
+// the search takes the same steps as one that applies and reverts every candidate, about 50x
+// sooner on Qwen1.5-MoE. (Tokens naming one expert twice, or counter tables over 16M entries,
+// fall back to applying.) Used by GracePolicy between the starting groupings and replication.
+// Not thread-safe; one per planning call.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -15,6 +21,7 @@
 #include "policy/cost_model.h"
 #include "policy/layer_stats.h"
 #include "policy/placement_objective.h"
+#include "policy/send_counters.h"
 
 namespace grace {
 
@@ -39,8 +46,19 @@ class TokenPlacementSearch {
   const std::vector<RankId>& rank_of_expert() const { return rank_of_; }
   const LayerTraffic& traffic() const { return traffic_; }
 
+  // The objective after moving v to GPU b, or after swapping the GPUs of v and u (on different
+  // GPUs), computed without changing anything.
+  double ScoreMove(ExpertId v, RankId b);
+  double ScoreSwap(ExpertId v, ExpertId u);
+
  private:
   void Move(ExpertId e, RankId to);
+  // The traffic change of moving v to GPU b (all of v's targets kept until the next change).
+  const LayerTraffic& MoveDelta(ExpertId v, RankId b);
+  std::span<const int> TokensOf(ExpertId e) const {
+    return {tokens_.data() + token_begin_[e],
+            static_cast<size_t>(token_begin_[e + 1] - token_begin_[e])};
+  }
   void ToggleGpu(int token, RankId g, double sign);
   void ToggleNode(int token, NodeId n, double sign);
 
@@ -50,8 +68,15 @@ class TokenPlacementSearch {
   int num_experts_ = 0;
   std::vector<RankId> home_;
   std::vector<int> token_begin_, tokens_;  // tokens of each expert (CSR)
-  std::vector<uint16_t> gpu_count_;        // [token][rank]
-  std::vector<uint16_t> node_count_;       // [token][node]
+  std::vector<int> expert_begin_;          // distinct experts of each token (CSR) ...
+  std::vector<ExpertId> experts_of_;       // ... into this
+  bool fast_ = true;                       // SendCounters scores candidates
+  std::optional<SendCounters> counters_;   // over home_ and the lists above
+  LayerTraffic scratch_;
+  ExpertId delta_of_ = -1;  // move_delta_ is for this expert in the current placement (-1: none)
+  std::vector<LayerTraffic> move_delta_;
+  std::vector<uint16_t> gpu_count_;   // [token][rank]
+  std::vector<uint16_t> node_count_;  // [token][node]
   std::vector<RankId> rank_of_;
   std::vector<int> size_;  // experts per rank
   LayerTraffic traffic_;
