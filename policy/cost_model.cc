@@ -276,10 +276,8 @@ namespace {
 // chance of sending to GPU g is 1 - (product over g's replicas of 1 - use x probability), and to
 // node n likewise over n's experts; every home of a node sees an expert through the same view,
 // except the experts on its own GPU. So each node's homes share one default per GPU and node,
-// and each home corrects only the GPUs and nodes that hold replicas
-// of its own experts. The sends to other nodes are first summed as seen from elsewhere, once, and
-// each node corrects only the nodes holding its experts' replicas: O(ranks x slots per GPU + nodes
-// x replicas) in all, not O(nodes x ranks) or O(ranks x experts x replicas).
+// summed in O(ranks) per node, and each home corrects only the GPUs and nodes that hold replicas
+// of its own experts: O(nodes x ranks) in all, not O(ranks x experts x replicas).
 class ExpectedTraffic {
  public:
   ExpectedTraffic(std::span<const double> load, double tokens, const LayerRouting& routing,
@@ -290,7 +288,6 @@ class ExpectedTraffic {
         per_rank_(tokens / topology.ranks()),
         use_(load.size(), 0.0),
         view_(load.size(), 0),
-        node_view_(load.size(), 0),
         slot_expert_(topology.total_slots(), kEmptySlot),
         slot_replica_(topology.total_slots(), 0),
         node_experts_begin_(topology.nodes + 1, 0),
@@ -338,7 +335,6 @@ class ExpectedTraffic {
 
   void Run() {
     AddRankLoads();
-    AddSendsSeenFromElsewhere();
     for (NodeId n = 0; n < t_.nodes; ++n) AddNode(n);
   }
 
@@ -379,15 +375,15 @@ class ExpectedTraffic {
     return 1.0 - use_[x.expert] * std::min(1.0, sum);
   }
   // NodeMiss(n) for a home of `home_node` that sees `own` (its GPU's experts) through view_ and
-  // the rest as its node does (node_view_): node_default_[n] with the factors of `own` swapped,
-  // O(own) instead of O(n's experts). A factor of 0 cannot be divided out: then from scratch.
-  double NodeMissForHome(NodeId n, std::span<const ExpertId> own) const {
+  // the rest as its node does: node_default_[n] with the factors of `own` swapped, O(own)
+  // instead of O(n's experts). A factor of 0 cannot be divided out: then from scratch.
+  double NodeMissForHome(NodeId n, NodeId home_node, std::span<const ExpertId> own) const {
     double miss = node_default_[n];
     for (ExpertId e : own) {
       const int entry = node_entry_[static_cast<size_t>(n) * use_.size() + e];
       if (entry < 0 || use_[e] <= 0) continue;
       const NodeExpert& x = node_experts_[entry];
-      const double before = NodeFactor(x, node_view_[e]);
+      const double before = NodeFactor(x, routing_.NodeView(home_node, e));
       if (before < kSmallestFactor) return NodeMiss(n);
       miss *= NodeFactor(x, view_[e]) / before;
     }
@@ -415,10 +411,8 @@ class ExpectedTraffic {
   void AddNode(NodeId home_node) {
     const int per_node = t_.gpus_per_node;
     // The node's defaults differ from elsewhere only where its own experts have replicas.
-    for (const NodeExpert& x : NodeExperts(home_node)) {
-      node_view_[x.expert] = routing_.NodeView(home_node, x.expert);
-      view_[x.expert] = node_view_[x.expert];
-    }
+    for (const NodeExpert& x : NodeExperts(home_node))
+      view_[x.expert] = routing_.NodeView(home_node, x.expert);
     std::vector<RankId> gpus;
     std::vector<NodeId> nodes;
     for (const NodeExpert& x : NodeExperts(home_node)) Touched(x.expert, &gpus, &nodes);
@@ -426,16 +420,21 @@ class ExpectedTraffic {
     for (RankId g : gpus) gpu_default_[g] = GpuMiss(g);
     for (NodeId n : nodes) node_default_[n] = NodeMiss(n);
 
-    // The node's homes sending to the other nodes with the defaults: AddSendsSeenFromElsewhere
-    // counted them as seen from elsewhere, so only the GPUs and nodes whose default differs (those
-    // holding replicas of this node's experts) are corrected here: O(replicas), not O(nodes).
-    traffic_->inter_out[home_node] +=
-        per_node * (all_node_sends_ - Send(node_elsewhere_[home_node]));
-    for (NodeId n : nodes) {  // every GPU of `gpus` is on one of them
+    // Every home of the node sending to the other nodes' GPUs with the defaults: home j reaches
+    // node n's GPUs through n's j-th GPU (AddGpuSend), so each GPU receives from all homes but
+    // one, and n's j-th GPU forwards all of n's sends but its own.
+    for (NodeId n = 0; n < t_.nodes; ++n) {
       if (n == home_node) continue;
-      AddNodeSends(n, gpu_default_, 1.0);
-      AddNodeSends(n, gpu_elsewhere_, -1.0);
-      const double tokens = Send(node_default_[n]) - Send(node_elsewhere_[n]);
+      const RankId first = n * per_node;
+      double node_sends = 0;
+      for (RankId g = first; g < first + per_node; ++g) node_sends += Send(gpu_default_[g]);
+      traffic_->remote_sends += per_node * node_sends;
+      for (RankId g = first; g < first + per_node; ++g) {
+        const double tokens = Send(gpu_default_[g]);
+        traffic_->intra_recv[g] += (per_node - 1) * tokens;
+        traffic_->intra_send[g] += node_sends - tokens;
+      }
+      const double tokens = Send(node_default_[n]);
       traffic_->cross_node_sends += per_node * tokens;
       traffic_->inter_out[home_node] += per_node * tokens;
       traffic_->inter_in[n] += per_node * tokens;
@@ -467,9 +466,10 @@ class ExpectedTraffic {
       }
       for (NodeId n : own_nodes) {
         if (n == home_node) continue;
-        AddNodeSend(t_, h, n, per_rank_ * (node_default_[n] - NodeMissForHome(n, own)), traffic_);
+        AddNodeSend(t_, h, n, per_rank_ * (node_default_[n] - NodeMissForHome(n, home_node, own)),
+                    traffic_);
       }
-      for (ExpertId e : own) view_[e] = node_view_[e];
+      for (ExpertId e : own) view_[e] = routing_.NodeView(home_node, e);
     }
     for (RankId g : gpus) gpu_default_[g] = gpu_elsewhere_[g];
     for (NodeId n : nodes) node_default_[n] = node_elsewhere_[n];
@@ -477,37 +477,6 @@ class ExpectedTraffic {
   }
 
   double Send(double miss) const { return per_rank_ * (1.0 - miss); }
-
-  // The sends of one node's homes to node n's GPUs, each GPU g missed with miss[g], times
-  // `times`: home j reaches n's GPUs through n's j-th GPU (AddGpuSend), so each GPU receives from
-  // all homes but one, and n's j-th GPU forwards all of n's sends but its own.
-  void AddNodeSends(NodeId n, const std::vector<double>& miss, double times) {
-    const int per_node = t_.gpus_per_node;
-    const RankId first = n * per_node;
-    double node_sends = 0;
-    for (RankId g = first; g < first + per_node; ++g) node_sends += Send(miss[g]);
-    traffic_->remote_sends += times * per_node * node_sends;
-    for (RankId g = first; g < first + per_node; ++g) {
-      const double tokens = Send(miss[g]);
-      traffic_->intra_recv[g] += times * (per_node - 1) * tokens;
-      traffic_->intra_send[g] += times * (node_sends - tokens);
-    }
-  }
-
-  // Every node's homes sending to every other node as if they held none of its experts' replicas
-  // (AddNode corrects where they do): each node is seen so by the nodes - 1 others.
-  void AddSendsSeenFromElsewhere() {
-    const double others = t_.nodes - 1;
-    const int per_node = t_.gpus_per_node;
-    all_node_sends_ = 0;
-    for (NodeId n = 0; n < t_.nodes; ++n) {
-      AddNodeSends(n, gpu_elsewhere_, others);
-      const double tokens = Send(node_elsewhere_[n]);
-      all_node_sends_ += tokens;
-      traffic_->cross_node_sends += others * per_node * tokens;
-      traffic_->inter_in[n] += others * per_node * tokens;
-    }
-  }
 
   // Adds the GPUs and nodes holding replicas of e that the lists lack, marking them (Unmark
   // clears the marks).
@@ -534,9 +503,8 @@ class ExpectedTraffic {
   const Topology& t_;
   LayerTraffic* traffic_;
   double per_rank_;
-  std::vector<double> use_;     // per expert: the chance a token uses it
-  std::vector<int> view_;       // per expert: the view of the homes being summed
-  std::vector<int> node_view_;  // per expert on the node being summed: NodeView(node, expert)
+  std::vector<double> use_;  // per expert: the chance a token uses it
+  std::vector<int> view_;    // per expert: the view of the homes being summed
   std::vector<ExpertId> slot_expert_;
   std::vector<int> slot_replica_;  // index into Replicas(slot_expert_[s])
   std::vector<int> node_experts_begin_;
@@ -545,7 +513,6 @@ class ExpectedTraffic {
   std::vector<double> gpu_elsewhere_, node_elsewhere_;  // miss seen from nodes without copies
   std::vector<double> gpu_default_, node_default_;      // miss seen from the current node
   std::vector<char> gpu_mark_, node_mark_;
-  double all_node_sends_ = 0;  // one home's sends to every node, each seen from elsewhere
 };
 
 }  // namespace
