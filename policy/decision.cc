@@ -342,19 +342,33 @@ Decision ReplacementDecider::Decide(int64_t step, std::span<const LayerState> cu
     CheapCandidates(current[l], f, base_ms, base_cost, &candidates);
     LayerChoice choice{l, base_ms, min_gain, {}, false, {}, {}, {}, {}};
     if (options_.allow_regroup && planner_ != nullptr) {
-      StatusOr<LayerPlan> plan = planner_->PlanLayer(f, topology_, params_);
+      // Over the work limit the re-plan sees the forecast's loads alone; the candidates are still
+      // scored on everything the forecast has.
+      const double work =
+          static_cast<double>(f.num_experts()) * f.num_experts() * topology_.ranks();
+      const bool loads_only = (f.tokens || f.affinity) && options_.max_token_plan_work > 0 &&
+                              work > options_.max_token_plan_work;
+      LayerStats plan_input;
+      if (loads_only) {
+        plan_input.layer_id = f.layer_id;
+        plan_input.top_k = f.top_k;
+        plan_input.load = f.load;
+      }
+      StatusOr<LayerPlan> plan =
+          planner_->PlanLayer(loads_only ? plan_input : f, topology_, params_);
       if (plan.ok()) {
         std::vector<ExpertId> row = AlignRowToCurrent(current[l].row, plan->row, topology_);
         choice.regroup = Score(ActionKind::kRegroupLayer,
-                               planner_->name() + " re-plans the layer on the forecast",
+                               planner_->name() + " re-plans the layer on the forecast" +
+                                   (loads_only ? " loads (co-activation over the work limit)" : ""),
                                std::move(row), current[l].row, f, base_ms);
         choice.has_regroup = true;
         candidates.push_back(choice.regroup);
       }
       // The same re-plan kept near the current placement: most of the gain for fewer copies
       // when many packings balance about as well.
-      StatusOr<LayerPlan> near =
-          planner_->PlanLayerNear(f, topology_, params_, current[l].row, kNearSlack);
+      StatusOr<LayerPlan> near = planner_->PlanLayerNear(loads_only ? plan_input : f, topology_,
+                                                         params_, current[l].row, kNearSlack);
       if (near.ok()) {
         std::vector<ExpertId> row = AlignRowToCurrent(current[l].row, near->row, topology_);
         if (!choice.has_regroup || row != choice.regroup.state.row) {

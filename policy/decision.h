@@ -102,6 +102,12 @@ struct DecisionOptions {
   // at a thousand GPUs, and the verdict would not change. 0: score every layer every time.
   double rescore_forecast_shift = 0.02;
   int max_replicas_per_expert = 0;  // the operator's cap on one expert's copies; 0: none
+  // A layer whose token-aware re-plan (tokens or co-activation in its forecast) would cost more
+  // than this, in experts^2 x ranks (the token search's moves and their scoring), is re-planned
+  // from its loads: at DeepSeek-V3's 256 experts on 32 GPUs one token-aware plan takes seconds,
+  // on 1,000 GPUs minutes, so a daemon re-planning 58 layers could not keep its interval.
+  // Qwen1.5-MoE (60 experts) on 8 GPUs is 28,800; OLMoE (64) on 16 is 65,536. 0: no limit.
+  double max_token_plan_work = 1 << 18;
   // Threads that score layers at once (core/parallel.h); 0: the hardware's, at most 8. The
   // decision is the same for any count.
   int threads = 0;

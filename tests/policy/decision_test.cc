@@ -462,3 +462,55 @@ TEST(GracePolicyNear, ReplansRealDriftWithFewerCopies) {
 
 }  // namespace
 }  // namespace grace
+
+namespace grace {
+namespace {
+
+// The planner as the decider calls it, recording whether it was given tokens.
+class RecordingPlanner : public PlacementPolicy {
+ public:
+  std::string name() const override { return "grace"; }
+  StatusOr<LayerPlan> PlanLayer(const LayerStats& stats, const Topology& topology,
+                                const CostParams& params) const override {
+    (stats.tokens ? with_tokens : loads_only) += 1;
+    return grace.PlanLayer(stats, topology, params);
+  }
+  StatusOr<LayerPlan> PlanLayerNear(const LayerStats& stats, const Topology& topology,
+                                    const CostParams& params, std::span<const ExpertId> current,
+                                    double slack) const override {
+    return grace.PlanLayerNear(stats, topology, params, current, slack);
+  }
+  GracePolicy grace;
+  mutable int with_tokens = 0, loads_only = 0;
+};
+
+// A layer whose token-aware re-plan would cost more than max_token_plan_work (experts^2 x ranks)
+// is re-planned from its loads, and the decision says so; under the limit it gets the tokens.
+TEST(ReplacementDecider, ATokenPlanOverTheWorkLimitIsPlannedFromLoads) {
+  const Topology t = SmallTopology();
+  const std::vector<LayerState> states = PlanFor({Stats(SkewedLoad(0))}, t);
+  LayerStats forecast = Stats(SkewedLoad(16));
+  LayerTokens tokens;
+  tokens.top_k = 4;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 512 * 4; ++i) tokens.expert_ids.push_back(static_cast<ExpertId>(rng() % 32));
+  forecast.tokens = tokens;
+  const double work = 32.0 * 32 * t.ranks();
+  for (double limit : {work - 1, work, 0.0}) {
+    RecordingPlanner planner;
+    DecisionOptions options;
+    options.max_token_plan_work = limit;
+    ReplacementDecider decider(t, CostParams{}, options, &planner);
+    const Decision d = decider.Decide(0, states, std::vector<LayerStats>{forecast});
+    const bool over = limit > 0 && work > limit;
+    EXPECT_EQ(planner.loads_only, over ? 1 : 0) << "limit " << limit;
+    EXPECT_EQ(planner.with_tokens, over ? 0 : 1) << "limit " << limit;
+    for (const DecisionRecord& r : d.records) {
+      if (r.kind != ActionKind::kRegroupLayer) continue;
+      EXPECT_EQ(r.reason.find("over the work limit") != std::string::npos, over) << r.reason;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace grace
