@@ -13,6 +13,7 @@ OnlineController::OnlineController(const Topology& topology, const CostParams& p
     : layer_ids_(std::move(layer_ids)),
       num_experts_(num_experts),
       top_k_(top_k),
+      ranks_(topology.ranks()),
       options_(options),
       forecaster_(static_cast<int>(layer_ids_.size()) * num_experts, options.forecast),
       detector_(static_cast<int>(layer_ids_.size()), num_experts, options.detector),
@@ -80,6 +81,12 @@ AffinityMatrix OnlineController::AffinityOf(int layer) const {
   return affinity;
 }
 
+bool OnlineController::AffordsTokenPlanning() const {
+  const double limit = decider_.options().max_token_plan_work;
+  const double work = static_cast<double>(num_experts()) * num_experts() * ranks_;
+  return limit <= 0 || work <= limit;
+}
+
 AffinitySamplingOptions OnlineController::SamplingFor(int layer) const {
   AffinitySamplingOptions sampling;
   sampling.num_tokens = options_.affinity_tokens;
@@ -115,7 +122,7 @@ std::vector<LayerStats> OnlineController::BuildForecast(int horizon,
       }
       f.tokens = std::move(tokens);
     }
-    if (has_coactivation_) {
+    if (has_coactivation_ && AffordsTokenPlanning()) {
       f.affinity = AffinityOf(l);
       // Pairs without tokens (graced's agents): tokens drawn from them let the planner group and
       // the cost model see what grouping saves.
@@ -159,7 +166,7 @@ std::vector<LayerStats> OnlineController::BuildValidation() const {
       LayerTokens tokens = recent_tokens_.back()[l];
       tokens.top_k = top_k_;
       v.tokens = std::move(tokens);
-    } else if (has_coactivation_) {
+    } else if (has_coactivation_ && AffordsTokenPlanning()) {
       // The same co-activation as the forecast, on the validation's loads: a regroup's gain is
       // then checked against the recent loads, not dismissed by a load-only model.
       v.affinity = AffinityOf(l);

@@ -108,10 +108,15 @@ class OnlineController {
   std::vector<LayerStats> BuildValidation() const;
   AffinityMatrix AffinityOf(int layer) const;  // the decayed co-activation of a layer
   AffinitySamplingOptions SamplingFor(int layer) const;
+  // Whether co-activation goes into the forecasts: not where the decider would plan the layers
+  // from loads anyway (DecisionOptions::max_token_plan_work), as drawing their tokens was then
+  // half of graced's CPU at 1,000 GPUs; the candidates are then scored on loads too.
+  bool AffordsTokenPlanning() const;
 
   std::vector<LayerId> layer_ids_;
   int num_experts_;
   int top_k_;
+  int ranks_;
   OnlineControllerOptions options_;
   LoadForecaster forecaster_;
   LoadShiftDetector detector_;
