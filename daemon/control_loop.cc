@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
@@ -426,9 +427,10 @@ struct ControlLoop::Impl {
                            ids,
                            decision.changed_layers,
                            plan->total_bytes};
-    Status s = migration.Begin(epoch + 1, std::move(target), *plan, participants, now);
+    const Epoch next_epoch = migration.coordinator().next_epoch(epoch);
+    Status s = migration.Begin(next_epoch, std::move(target), *plan, participants, now);
     if (!s.ok()) {
-      spdlog::warn("graced: migration to epoch {} not started: {}", epoch + 1, s.message());
+      spdlog::warn("graced: migration to epoch {} not started: {}", next_epoch, s.message());
     }
   }
 
@@ -500,6 +502,7 @@ struct ControlLoop::Impl {
   MeasuredTrafficTotals measured{layers(), topology().ranks(), topology().slots_per_gpu};
   std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
   std::map<std::string, uint64_t> refusals;     // sections refused per agent, for the log
+  std::set<std::string> left;                   // said Goodbye; their close is not a loss
   uint64_t newest_step = 0;
   int steps_per_interval = 1;
   int64_t next_interval_ms = 0;
@@ -621,7 +624,10 @@ DaemonMetrics ControlLoop::Metrics() {
   m.layer_ids = impl_->config.model.layer_ids;
   m.measured_total = impl_->measured.Total(false);
   m.measured_window = impl_->measured.Window(false);
-  for (const AgentStatus& a : list) (a.state == "up" ? m.agents_up : m.agents_lost) += 1;
+  for (const AgentStatus& a : list) {
+    (a.state == "up" ? m.agents_up : a.state == "left" ? m.agents_left : m.agents_lost) += 1;
+  }
+  impl_->migration.FillGauges(impl_->now_ms(), &m);
   return m;
 }
 
@@ -677,6 +683,7 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
                              std::to_string(hello.node) + " of " + t.ToString());
     }
   }
+  impl_->migration.OnAgentJoined(hello.agent_id);
   (void)impl_->store->RecordAgentEvent(
       {impl_->now_ms(), hello.agent_id, hello.epoch == impl_->epoch ? "joined" : "joined_resync",
        "epoch " + std::to_string(hello.epoch) + " -> " + std::to_string(impl_->epoch)});
@@ -689,6 +696,7 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
 
 void ControlLoop::OnAgentLost(const std::string& agent_id, const std::string& reason) {
   std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->left.erase(agent_id) != 0) return;  // it said Goodbye: recorded as left
   impl_->migration.OnAgentLost(agent_id);
   impl_->agent_steps.erase(agent_id);
   (void)impl_->store->RecordAgentEvent({impl_->now_ms(), agent_id, "lost", reason});
@@ -705,6 +713,13 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
     impl_->migration.OnReady(agent_id, r->epoch);
   } else if (const Switched* s = std::get_if<Switched>(&message)) {
     impl_->migration.OnSwitched(agent_id, s->epoch, s->step);
+  } else if (const Goodbye* g = std::get_if<Goodbye>(&message)) {
+    // Leaving on purpose: for the migration it is gone, for the history it left, not lost.
+    impl_->migration.OnAgentLost(agent_id);
+    impl_->agent_steps.erase(agent_id);
+    impl_->left.insert(agent_id);
+    (void)impl_->store->RecordAgentEvent(
+        {impl_->now_ms(), agent_id, "left", "before step " + std::to_string(g->step)});
   } else if (const Abort* a = std::get_if<Abort>(&message)) {
     // An agent that cannot stage its copies (out of memory, a failed transfer) aborts.
     impl_->migration.OnAgentAbort(agent_id, a->epoch, a->reason);

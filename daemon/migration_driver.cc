@@ -53,14 +53,24 @@ std::optional<MigrationTarget> MigrationDriver::Advance(int64_t now_ms,
       return pending_;
     }
     case EpochCoordinator::Phase::kDone:
-      spdlog::info("graced: every agent switched to epoch {} ({} ms from PREPARE)",
-                   coordinator_.epoch(), coordinator_.prepare_to_switch_ms());
+      if (coordinator_.switch_timed_out().empty()) {
+        spdlog::info("graced: every agent switched to epoch {} ({} ms from PREPARE)",
+                     coordinator_.epoch(), coordinator_.prepare_to_switch_ms());
+      } else {
+        // Logged once, here: the epoch stands; the agents named re-sync when they reconnect.
+        spdlog::warn("graced: migration to epoch {} past its deadline in phase committed: {}",
+                     coordinator_.epoch(), coordinator_.switch_timed_out());
+        (void)store_.RecordAgentEvent(
+            {now_ms, "graced", "switch_timed_out", coordinator_.switch_timed_out()});
+        ++metrics->migrations_timed_out_total;
+      }
       coordinator_.Reset();
       pending_.reset();
       break;
     case EpochCoordinator::Phase::kAborted:
-      spdlog::warn("graced: migration to epoch {} aborted: {}", coordinator_.epoch(),
-                   coordinator_.abort_reason());
+      // Logged once, with the phase it was in and, on a timeout, the agents it waited for.
+      spdlog::warn("graced: migration to epoch {} aborted in phase {}: {}", coordinator_.epoch(),
+                   EpochPhaseName(coordinator_.abort_phase()), coordinator_.abort_reason());
       (void)store_.RecordAgentEvent(
           {now_ms, "graced", "migration_aborted", coordinator_.abort_reason()});
       ++metrics->migrations_aborted_total;
@@ -70,6 +80,11 @@ std::optional<MigrationTarget> MigrationDriver::Advance(int64_t now_ms,
     default: break;
   }
   return std::nullopt;
+}
+
+void MigrationDriver::FillGauges(int64_t now_ms, DaemonMetrics* metrics) const {
+  metrics->migration_phase = static_cast<int>(coordinator_.phase());
+  metrics->migration_age_s = static_cast<double>(coordinator_.age_ms(now_ms)) / 1000.0;
 }
 
 }  // namespace grace

@@ -74,6 +74,10 @@ class MigrationDriver {
     coordinator_.OnSwitched(agent, epoch, step);
   }
   void OnAgentLost(const std::string& agent) { coordinator_.OnAgentLost(agent); }
+  void OnAgentJoined(const std::string& agent) { coordinator_.OnAgentJoined(agent); }
+  // The watchdog's gauges: the phase in flight (EpochCoordinator::Phase as a number, 0 idle)
+  // and its age since PREPARE.
+  void FillGauges(int64_t now_ms, DaemonMetrics* metrics) const;
   // An agent's ABORT: it cannot stage its copies.
   void OnAgentAbort(const std::string& agent, Epoch epoch, const std::string& reason);
 
