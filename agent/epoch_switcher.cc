@@ -73,7 +73,11 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
     LogOutcome("superseded", "a new PREPARE arrived");
     DropUncommitted();
   }
-  if (pending_ != nullptr) return;  // committed and not switched yet: the daemon must wait
+  if (pending_ != nullptr) {
+    // Committed and not switched yet (a step or two away): taken up once the workers switch.
+    deferred_ = p;
+    return;
+  }
   StatusOr<Placement> placement = PlacementFromJson(p.placement_json, "PREPARE");
   StatusOr<std::shared_ptr<const RoutingTable>> table =
       placement.ok() ? EpochRoutingTable(p.epoch, c_.topology, *placement, p.expected_load)
@@ -270,6 +274,11 @@ void EpochSwitcher::Advance() {
   }
   LogOutcome("switched", "");
   pending_.reset();
+  if (deferred_.has_value()) {
+    Prepare next = std::move(*deferred_);
+    deferred_.reset();
+    if (next.epoch > serving_epoch()) OnPrepare(next);
+  }
 }
 
 }  // namespace grace

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -102,6 +103,8 @@ class EpochSwitcher {
   std::vector<RankSlotWeights>& sources_;
   SendFn send_;
   std::unique_ptr<Pending> pending_;
+  // A PREPARE that came while a committed migration had not switched yet.
+  std::optional<Prepare> deferred_;
   // Cancelled migrations whose copy threads have not returned yet (one may sit in the mesh
   // rendezvous until its timeout); reaped once they have, so the control loop never waits.
   std::vector<std::unique_ptr<Pending>> retired_;

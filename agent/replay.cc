@@ -252,13 +252,12 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       }
       const RoutingTable& table = *chosen;
       if (table.epoch() != applied_epoch) {
-        // First step of a committed epoch: its staged weights replace this rank's slots.
-        const size_t n = static_cast<size_t>(shape.ffn) * shape.hidden;
+        // First step of a committed epoch: this rank's slots point at their staged buffers
+        // (the CPU backend adopts them in place: the switch copies nothing).
         for (const StagedSlot& st : view->staged) {
           if (st.slot / topo.slots_per_gpu != rank) continue;
-          const float* w = st.weights->data();
           GRACE_RETURN_IF_ERROR(
-              backend->LoadSlot(st.layer_index, st.slot % topo.slots_per_gpu, w, w + n, w + 2 * n));
+              backend->AdoptSlot(st.layer_index, st.slot % topo.slots_per_gpu, st.weights));
         }
         applied_epoch = table.epoch();
         progress.epoch_since.store(static_cast<uint64_t>(s), std::memory_order_relaxed);
