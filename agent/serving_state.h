@@ -3,11 +3,11 @@
 //
 // A worker loads the view once per step and serves `current`, or `next` (the staged epoch:
 // READY sent, committed or still in doubt) when the ranks' in-band agreement for the step says
-// so (agent/epoch_agreement.h): before its first step on `next` it copies the staged weights
-// of its own slots into its backend (LoadSlot, no allocation). Every rank thus switches at the
-// same step and no step mixes epochs. The control thread publishes a clean view (current =
-// next) once every local worker has switched; the old view, and the staged buffers with it,
-// are freed when the last worker drops its reference.
+// so (agent/epoch_agreement.h): before its first step on `next` it points its own changed
+// slots at their staged buffers (ExpertBackend::AdoptSlot: the CPU backend copies nothing).
+// Every rank thus switches at the same step and no step mixes epochs. The control thread publishes
+// a clean view (current = next) once every local worker has switched; the old view, and the staged
+// buffers with it, are freed when the last worker drops its reference.
 //
 // Thread contract: the control thread writes `view` and reads the per-rank progress; worker i
 // writes only ranks[i] (atomics, relaxed or release/acquire as noted) and reads `view`.

@@ -145,11 +145,15 @@ StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& in) {
   out["migration"]["migrations"] = migrations;
   out["migrations"] = migrations.size();
   out["p99_during_over_p99_steady"] = p99 > 0 ? p99_during / p99 : 0;
-  // The slowest switch step over the median steady step (each migration's in "migrations").
+  // The switch step (the slowest rank's time at the step each migration really switched at)
+  // over the median steady step: the median over the migrations, and the worst one. A single
+  // step is as noisy as any on a shared machine (see p99_steady_ms / median_steady_ms), so the
+  // worst is reported beside the median, not instead of it.
   const double worst_switch =
       switch_ms.empty() ? 0 : *std::max_element(switch_ms.begin(), switch_ms.end());
-  out["switch_step_over_median"] = median > 0 ? worst_switch / median : 0;
-  out["switch_step_over_median_of_median"] = median > 0 ? Percentile(switch_ms, 0.5) / median : 0;
+  out["switch_step_over_median"] = median > 0 ? Percentile(switch_ms, 0.5) / median : 0;
+  out["switch_step_over_median_worst"] = median > 0 ? worst_switch / median : 0;
+  out["p99_steady_over_median"] = median > 0 ? p99 / median : 0;
   out["max_step_over_p99"] = p99 > 0 ? max_step / p99 : 0;
   double worst_migrating = 0;
   for (const auto& m : migrations) {

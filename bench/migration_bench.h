@@ -7,7 +7,8 @@
 //              re-placement every M steps, so steady windows and migration windows (PREPARE to
 //              one step past the switch) interleave in one run: p99 step time during
 //              migrations over p99 in the steady windows, the switch step over the median
-//              step, max step over the steady p99, tokens lost or duplicated, checksum
+//              steady step (median over the migrations; the worst beside it), max step over
+//              the steady p99, tokens lost or duplicated, checksum
 //              mismatches, steps whose ranks served different epochs, bytes moved vs
 //              PlanMigration's minimum, PREPARE -> switch times;
 //   baseline:  (optional) the same replay with no migration;
