@@ -66,7 +66,9 @@ struct ControlLoop::Impl {
         params(CostParamsFor(config.model)),
         migration([this](const std::string& id,
                          const WireMessage& m) { return send ? send(id, m) : false; },
-                  *store, config.topology) {}
+                  *store, config.topology,
+                  EpochCoordinatorOptions{.ready_timeout_ms = config.ready_timeout_ms,
+                                          .switch_timeout_ms = config.switch_timeout_ms}) {}
 
   int layers() const { return static_cast<int>(config.model.layer_ids.size()); }
   int experts() const { return config.model.num_experts; }
