@@ -21,7 +21,8 @@ class DaemonClient::Impl {
  public:
   explicit Impl(const AgentConfig& c) : c_(c), socket_(io_) {}
   StatusOr<Welcome> Connect(Epoch epoch);
-  Status Run(ServingState& state, std::vector<RankSlotWeights>& sources);
+  Status Run(ServingState& state, std::vector<RankSlotWeights>& sources,
+             const std::atomic<bool>* stop);
 
  private:
   Status Dial(Epoch epoch, Welcome* welcome);
@@ -40,6 +41,7 @@ class DaemonClient::Impl {
   uint32_t heartbeat_ms_ = 1000, report_ms_ = 1000;
   uint64_t report_from_ = 0;
   std::vector<uint64_t> pair_sums_;  // one layer's pair counts summed over the local ranks
+  std::vector<WireMessage> early_;   // frames that followed the Welcome in its read
 };
 
 LoadReport DaemonClient::Impl::TakeReport(ServingState& state) {
@@ -133,7 +135,8 @@ Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
     if (!Receive(std::chrono::milliseconds(50), &in)) {
       return Unavailable("daemon " + c_.daemon_address + " closed the connection in the handshake");
     }
-    for (WireMessage& m : in) {
+    for (size_t i = 0; i < in.size(); ++i) {
+      WireMessage& m = in[i];
       if (auto* ch = std::get_if<Challenge>(&m); ch != nullptr && !hello_sent) {
         Hello h;
         h.agent_id = c_.agent_id;
@@ -148,6 +151,10 @@ Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
         *welcome = std::move(*w);
         heartbeat_ms_ = std::max<uint32_t>(1, welcome->heartbeat_ms);
         report_ms_ = std::max<uint32_t>(1, welcome->report_ms);
+        // What came in the same read after the Welcome (a PREPARE right behind it) is kept
+        // for Run, not dropped.
+        early_.assign(std::make_move_iterator(in.begin() + static_cast<std::ptrdiff_t>(i) + 1),
+                      std::make_move_iterator(in.end()));
         return Status::Ok();
       } else if (auto* r = std::get_if<Refused>(&m); r != nullptr) {
         connected_ = false;
@@ -178,7 +185,8 @@ StatusOr<Welcome> DaemonClient::Impl::Connect(Epoch epoch) {
                           std::to_string(c_.connect_timeout_ms) + " ms)");
 }
 
-Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>& sources) {
+Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>& sources,
+                               const std::atomic<bool>* stop) {
   EpochSwitcher switcher(c_, state, sources,
                          [this](const WireMessage& m) { return connected_ && SendFrame(m).ok(); });
   auto next_heartbeat = Clock::now(), next_report = Clock::now();
@@ -186,6 +194,14 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
   auto next_dial = Clock::now();
   std::vector<WireMessage> in;
   while (true) {
+    if (stop != nullptr && stop->load() && state.stop_at.load() == kNoSwitchStep) {
+      // One step past the furthest local worker: every local rank can reach it.
+      uint64_t at = 0;
+      for (const RankProgress& r : state.ranks) at = std::max(at, r.next_step.load());
+      state.stop_at.store(at + 1);
+      std::fprintf(stderr, "grace-agent %s: SIGTERM; leaving before step %llu\n",
+                   c_.agent_id.c_str(), static_cast<unsigned long long>(at + 1));
+    }
     bool all_finished = true;
     for (const RankProgress& r : state.ranks) all_finished &= r.finished.load();
     if (all_finished) break;
@@ -194,7 +210,7 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
         continue;
       }
-      switcher.DropUncommitted();
+      switcher.OnDisconnected();
       Welcome w;
       Status s = Dial(switcher.serving_epoch(), &w);
       if (!s.ok()) {
@@ -203,15 +219,17 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
         continue;
       }
       backoff_ms = 20;
-      if (w.epoch != switcher.serving_epoch()) {
+      switcher.OnWelcome(w);
+      if (w.epoch != switcher.serving_epoch() && !switcher.switching_to(w.epoch)) {
         std::fprintf(stderr,
-                     "grace-agent %s: rejoined at epoch %llu but serves epoch %llu; a live "
-                     "re-sync needs a restart\n",
+                     "grace-agent %s: rejoined at epoch %llu but serves epoch %llu and has "
+                     "not staged it; the ranks stay on their common epoch\n",
                      c_.agent_id.c_str(), static_cast<unsigned long long>(w.epoch),
                      static_cast<unsigned long long>(switcher.serving_epoch()));
       }
     }
-    in.clear();
+    in = std::move(early_);
+    early_.clear();
     Receive(std::chrono::milliseconds(5), &in);
     for (const WireMessage& m : in) {
       if (auto* p = std::get_if<Prepare>(&m)) switcher.OnPrepare(*p);
@@ -233,6 +251,10 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
   }
   // The last steps' counts, so that graced has every step the workers ran.
   if (connected_) (void)SendFrame(TakeReport(state));
+  if (connected_ && state.stop_at.load() != kNoSwitchStep) {
+    // Leaving on purpose: graced marks this agent "left", not lost.
+    (void)SendFrame(Goodbye{state.stop_at.load(), "SIGTERM"});
+  }
   switcher.DropUncommitted();
   boost::system::error_code ec;
   socket_.close(ec);
@@ -244,8 +266,9 @@ DaemonClient::~DaemonClient() = default;
 StatusOr<Welcome> DaemonClient::Connect(Epoch epoch) {
   return impl_->Connect(epoch);
 }
-Status DaemonClient::Run(ServingState& state, std::vector<RankSlotWeights>& sources) {
-  return impl_->Run(state, sources);
+Status DaemonClient::Run(ServingState& state, std::vector<RankSlotWeights>& sources,
+                         const std::atomic<bool>* stop) {
+  return impl_->Run(state, sources, stop);
 }
 
 }  // namespace grace

@@ -11,12 +11,14 @@
 //              pairs and dispatch traffic, agent/live_counters.h) and a last one when they
 //              finish, and PREPARE, COMMIT and ABORT handed to an EpochSwitcher
 //              (agent/epoch_switcher.h). A lost connection is redialled with backoff (Hello
-//              carries the serving epoch); an uncommitted migration is dropped.
+//              carries the serving epoch); a migration without READY is dropped, one in doubt
+//              is decided by the new Welcome's epoch (a live re-sync, no restart).
 //
 // Thread contract: Connect() and Run() on the agent's control thread; workers only read the
 // ServingState it publishes.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <span>
 #include <string>
@@ -39,8 +41,10 @@ class DaemonClient {
   StatusOr<Welcome> Connect(Epoch epoch);
 
   // Serves the protocol until every worker of `state` has finished. `sources[i]` are local
-  // rank i's slot weights (updated at each switch).
-  Status Run(ServingState& state, std::vector<RankSlotWeights>& sources);
+  // rank i's slot weights (updated at each switch). Once `*stop` is set (SIGTERM) the workers
+  // end at a common step, the last report and a Goodbye go out, and Run returns.
+  Status Run(ServingState& state, std::vector<RankSlotWeights>& sources,
+             const std::atomic<bool>* stop = nullptr);
 
  private:
   class Impl;

@@ -64,11 +64,20 @@ void EpochSwitcher::LogOutcome(const char* result, const std::string& detail) {
 }
 
 void EpochSwitcher::OnPrepare(const Prepare& p) {
+  if (pending_ != nullptr && !pending_->committed && pending_->ready_sent &&
+      p.epoch > pending_->epoch) {
+    // graced begins epoch e+1 only once e is committed: this agent's COMMIT was lost.
+    CommitLocally(pending_->epoch, "a PREPARE of a later epoch arrived");
+  }
   if (pending_ != nullptr && !pending_->committed) {
     LogOutcome("superseded", "a new PREPARE arrived");
     DropUncommitted();
   }
-  if (pending_ != nullptr) return;  // committed and not switched yet: the daemon must wait
+  if (pending_ != nullptr) {
+    // Committed and not switched yet (a step or two away): taken up once the workers switch.
+    deferred_ = p;
+    return;
+  }
   StatusOr<Placement> placement = PlacementFromJson(p.placement_json, "PREPARE");
   StatusOr<std::shared_ptr<const RoutingTable>> table =
       placement.ok() ? EpochRoutingTable(p.epoch, c_.topology, *placement, p.expected_load)
@@ -89,16 +98,14 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
   const int n = c_.local_ranks;
   pending_->results.resize(n, StatusOr<StagedCopies>(Unavailable("not run")));
   auto transfers = std::make_shared<const std::vector<WireTransfer>>(p.transfers);
-  const size_t port_salt = std::hash<std::string>{}(p.placement_json);
   for (int i = 0; i < n; ++i) {
     TransferOptions o;
     o.mesh.rank = c_.first_rank + i;
     o.mesh.size = c_.topology.ranks();
     o.mesh.rendezvous_host = c_.migration_rendezvous_host;
-    // One of 8 ports, by epoch and placement (the same on every agent): a cancelled attempt's
-    // rank 0 may still sit in its rendezvous, and a retried epoch has another placement.
-    o.mesh.rendezvous_port =
-        static_cast<uint16_t>(c_.migration_rendezvous_port + (p.epoch + port_salt) % 8);
+    // One of 8 ports, by epoch (the same on every agent): a cancelled attempt's rank 0 may
+    // still sit in its rendezvous, and a retry has the next epoch number, so the next port.
+    o.mesh.rendezvous_port = static_cast<uint16_t>(c_.migration_rendezvous_port + p.epoch % 8);
     o.mesh.listen_host = c_.listen_host;
     o.mesh.connect_timeout = std::chrono::milliseconds(c_.connect_timeout_ms);
     o.mesh.io_timeout = std::chrono::milliseconds(c_.connect_timeout_ms);
@@ -127,27 +134,64 @@ void EpochSwitcher::OnCommit(const Commit& m) {
                  c_.agent_id.c_str(), static_cast<unsigned long long>(m.epoch));
     return;
   }
+  Publish(m.switch_step);
+  uint64_t at = 0;
+  for (const RankProgress& r : state_.ranks) {
+    at = std::max(at, r.next_step.load(std::memory_order_acquire));
+  }
+  if (at > m.switch_step) {
+    // Late (or carried in band already): the ranks switch at the first step one of them
+    // knows the commit, all alike (agent/epoch_agreement.h).
+    std::fprintf(stderr, "grace-agent %s: COMMIT for step %llu arrived at step %llu\n",
+                 c_.agent_id.c_str(), static_cast<unsigned long long>(m.switch_step),
+                 static_cast<unsigned long long>(at));
+  }
+}
+
+void EpochSwitcher::Publish(uint64_t switch_step) {
   Pending& p = *pending_;
-  p.committed = true;
-  p.switch_step = m.switch_step;
+  if (switch_step != kNoSwitchStep) {
+    p.committed = true;
+    p.switch_step = switch_step;
+  }
   auto view = std::make_shared<EpochView>();
   view->current = state_.view.load()->current;
   view->next = p.table;
-  view->switch_step = m.switch_step;
+  view->switch_step = switch_step;
   for (auto& r : p.results) {
     for (StagedSlot& s : r->staged) view->staged.push_back(s);
   }
-  uint64_t late = 0;
-  for (const RankProgress& r : state_.ranks) {
-    late = std::max(late, r.next_step.load(std::memory_order_acquire));
-  }
   state_.view.store(std::move(view));
-  if (late > m.switch_step) {
-    // The daemon's margin was too small: this agent cannot switch exactly at the step.
-    std::fprintf(stderr, "grace-agent %s: COMMIT for step %llu arrived at step %llu\n",
-                 c_.agent_id.c_str(), static_cast<unsigned long long>(m.switch_step),
-                 static_cast<unsigned long long>(late));
-    LogOutcome("late-commit", "switch step already passed");
+}
+
+void EpochSwitcher::CommitLocally(Epoch epoch, const char* why) {
+  if (pending_ == nullptr || pending_->epoch != epoch || !pending_->ready_sent ||
+      pending_->committed) {
+    return;
+  }
+  uint64_t at = 0;
+  for (const RankProgress& r : state_.ranks) {
+    at = std::max(at, r.next_step.load(std::memory_order_acquire));
+  }
+  std::fprintf(stderr, "grace-agent %s: epoch %llu is committed (%s); switching from step %llu\n",
+               c_.agent_id.c_str(), static_cast<unsigned long long>(epoch), why,
+               static_cast<unsigned long long>(at));
+  Publish(at);
+}
+
+void EpochSwitcher::OnDisconnected() {
+  // Without READY graced cannot have committed (and aborts when it sees the reconnect); after
+  // READY the outcome is in doubt until the Welcome says it: keep the staged copies.
+  if (pending_ != nullptr && !pending_->ready_sent) DropUncommitted();
+}
+
+void EpochSwitcher::OnWelcome(const Welcome& w) {
+  if (pending_ == nullptr || pending_->committed) return;
+  if (w.epoch == pending_->epoch) {
+    CommitLocally(w.epoch, "the daemon's Welcome says so");
+  } else {
+    // graced aborted it (it aborts an uncommitted migration when a participant reconnects).
+    DropUncommitted();
   }
 }
 
@@ -159,6 +203,11 @@ void EpochSwitcher::OnAbort(const Abort& m) {
 void EpochSwitcher::DropUncommitted() {
   if (pending_ == nullptr || pending_->committed) return;
   pending_->cancel.store(true);
+  if (state_.view.load()->next == pending_->table && pending_->table != nullptr) {
+    auto view = std::make_shared<EpochView>();
+    view->current = state_.view.load()->current;
+    state_.view.store(std::move(view));
+  }
   LogOutcome("aborted", "");
   retired_.push_back(std::move(pending_));  // staged buffers go when its threads are reaped
 }
@@ -191,17 +240,21 @@ void EpochSwitcher::Advance() {
         return;
       }
     }
+    // Staged first, READY second: from READY on, the ranks may switch in band at any step.
+    Publish(kNoSwitchStep);
     if (send_(Ready{p.epoch})) p.ready_sent = true;
   }
-  if (!p.committed) return;
+  if (!p.ready_sent) return;
+  uint64_t since = 0;
   for (const RankProgress& r : state_.ranks) {
-    if (r.next_step.load(std::memory_order_acquire) <= p.switch_step &&
-        !r.finished.load(std::memory_order_acquire)) {
-      return;
-    }
+    if (r.epoch.load(std::memory_order_acquire) != p.epoch) return;
+    since = std::max(since, r.epoch_since.load(std::memory_order_relaxed));
   }
-  // Every local worker has run step switch_step on the new table.
-  if (!send_(Switched{p.epoch, p.switch_step})) return;
+  // Every local worker has run a step of the new epoch: it is committed (no rank switches to
+  // an uncommitted one), by COMMIT or in band.
+  p.committed = true;
+  p.switch_step = since;
+  if (!send_(Switched{p.epoch, since})) return;
   auto view = std::make_shared<EpochView>();
   view->current = p.table;
   view->switch_step = p.switch_step;
@@ -221,6 +274,11 @@ void EpochSwitcher::Advance() {
   }
   LogOutcome("switched", "");
   pending_.reset();
+  if (deferred_.has_value()) {
+    Prepare next = std::move(*deferred_);
+    deferred_.reset();
+    if (next.epoch > serving_epoch()) OnPrepare(next);
+  }
 }
 
 }  // namespace grace

@@ -3,11 +3,16 @@
 //   PREPARE(n+1, placement, transfers) -> build epoch n+1's routing table, copy into staging
 //       over the migration mesh (agent/migration_executor.h, one background thread per local
 //       rank, lowest CPU priority) -> READY once every copy is in;
-//   COMMIT(n+1, s) -> publish {current, next at s, staged} (agent/serving_state.h): every worker
-//       switches exactly at step s -> SWITCHED once every local worker is past s -> publish
-//       {next}; the old view and buffers go with their last reader;
-//   ABORT, a failed copy (no READY: the daemon times out) or a lost connection before COMMIT ->
-//       cancel the copies and drop the staged buffers; epoch n serves on.
+//       -> publish {current, next = n+1 staged, in doubt} -> READY;
+//   COMMIT(n+1, s) -> publish the switch step s; the workers switch at the first step >= s
+//       at which some rank knows the commit, agreed in band (agent/epoch_agreement.h), so a
+//       late or lost COMMIT still switches every rank at the same step -> SWITCHED(n+1, the
+//       step) once every local worker serves n+1 -> publish {next}; the old view and buffers go
+//       with their last reader;
+//   ABORT, a failed copy (ABORT to the daemon) or a lost connection before READY -> cancel the
+//       copies and drop the staged buffers; epoch n serves on. A lost connection after READY
+//       leaves the migration in doubt: the reconnection's Welcome decides it (its epoch is n+1:
+//       committed, switch now; n: aborted, drop); a PREPARE of a later epoch means committed.
 // Each outcome is appended to <output dir>/<agent id>.migrations.jsonl (bytes staged and sent,
 // time since PREPARE), which `gracectl bench migration` sums.
 //
@@ -19,6 +24,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -52,12 +58,21 @@ class EpochSwitcher {
   void OnPrepare(const Prepare& p);
   void OnCommit(const Commit& m);
   void OnAbort(const Abort& m);
+  // The daemon connection was lost: drops a migration that has not sent READY.
+  void OnDisconnected();
+  // The Welcome of a reconnection: its epoch decides a migration in doubt (READY sent, no
+  // COMMIT or ABORT heard): switch to it when it is the staged one, else drop it.
+  void OnWelcome(const Welcome& w);
   // Sends READY or SWITCHED when due, publishes the clean view, reaps cancelled copies.
   void Advance();
   // Drops a migration that is not committed (the daemon connection was lost, or shutdown).
   void DropUncommitted();
 
   Epoch serving_epoch() const { return state_.view.load()->current->epoch(); }
+  // Whether `epoch` is staged and committed here, the workers about to switch to it.
+  bool switching_to(Epoch epoch) const {
+    return pending_ != nullptr && pending_->epoch == epoch && pending_->committed;
+  }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -77,12 +92,19 @@ class EpochSwitcher {
   };
 
   void LogOutcome(const char* result, const std::string& detail);
+  // Publishes {current, next = staged, switch_step, staged slots}; a real switch step marks
+  // the migration committed, kNoSwitchStep publishes it in doubt.
+  void Publish(uint64_t switch_step);
+  // The staged `epoch` is known committed without its COMMIT: switch from the current step.
+  void CommitLocally(Epoch epoch, const char* why);
 
   const AgentConfig& c_;
   ServingState& state_;
   std::vector<RankSlotWeights>& sources_;
   SendFn send_;
   std::unique_ptr<Pending> pending_;
+  // A PREPARE that came while a committed migration had not switched yet.
+  std::optional<Prepare> deferred_;
   // Cancelled migrations whose copy threads have not returned yet (one may sit in the mesh
   // rendezvous until its timeout); reaped once they have, so the control loop never waits.
   std::vector<std::unique_ptr<Pending>> retired_;

@@ -12,6 +12,7 @@
 
 #include "agent/daemon_client.h"
 #include "agent/dense_reference.h"
+#include "agent/epoch_agreement.h"
 #include "agent/epoch_switcher.h"
 #include "agent/moe_layer.h"
 #include "agent/weights_file.h"
@@ -169,6 +170,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
   std::vector<int32_t> rows, ids;
   std::vector<int64_t> token_ids;
   std::vector<float> x, gw;
+  std::vector<EpochClaim> claims_out(topo.ranks()), claims_in(topo.ranks());
   int64_t trace_offset = 0, tokens_done = 0;
   uint64_t written = already_written, remote_bytes = 0;
   const int max_steps = c.steps > 0 ? c.steps : (c.trace_file.empty() ? 4 : INT32_MAX);
@@ -225,21 +227,40 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
             pace_origin + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(s / c.steps_per_second)));
       }
+      if (static_cast<uint64_t>(s) >= state.stop_at.load(std::memory_order_acquire)) break;
       const auto step_start = std::chrono::steady_clock::now();
       // Read once per step: every layer of this step uses the same table.
       const std::shared_ptr<const EpochView> view = state.view.load();
-      const bool use_next = view->next != nullptr && static_cast<uint64_t>(s) >= view->switch_step;
-      const RoutingTable& table = use_next ? *view->next : *view->current;
+      // The epoch of this step, agreed in band with every rank (agent/epoch_agreement.h).
+      EpochClaim mine{applied_epoch, 0, kNoSwitchStep};
+      if (view->next != nullptr && view->switch_step != kNoSwitchStep) {
+        mine.committed = view->next->epoch();
+        mine.switch_step = view->switch_step;
+      }
+      claims_out.assign(claims_out.size(), mine);
+      failed = transport->AllToAll(claims_out.data(), claims_in.data(), sizeof(EpochClaim));
+      if (!failed.ok()) break;
+      const Epoch agreed_epoch = AgreedEpoch(claims_in, static_cast<uint64_t>(s));
+      const RoutingTable* chosen = nullptr;
+      if (view->current->epoch() == agreed_epoch) chosen = view->current.get();
+      if (view->next != nullptr && view->next->epoch() == agreed_epoch) chosen = view->next.get();
+      if (chosen == nullptr) {
+        // Cannot happen under the protocol: an epoch is committed only once every rank staged it.
+        return FailedPrecondition("rank " + std::to_string(rank) + " step " + std::to_string(s) +
+                                  ": the ranks agreed on epoch " + std::to_string(agreed_epoch) +
+                                  ", which this rank has not staged");
+      }
+      const RoutingTable& table = *chosen;
       if (table.epoch() != applied_epoch) {
-        // First step of a committed epoch: its staged weights replace this rank's slots.
-        const size_t n = static_cast<size_t>(shape.ffn) * shape.hidden;
+        // First step of a committed epoch: this rank's slots point at their staged buffers
+        // (the CPU backend adopts them in place: the switch copies nothing).
         for (const StagedSlot& st : view->staged) {
           if (st.slot / topo.slots_per_gpu != rank) continue;
-          const float* w = st.weights->data();
           GRACE_RETURN_IF_ERROR(
-              backend->LoadSlot(st.layer_index, st.slot % topo.slots_per_gpu, w, w + n, w + 2 * n));
+              backend->AdoptSlot(st.layer_index, st.slot % topo.slots_per_gpu, st.weights));
         }
         applied_epoch = table.epoch();
+        progress.epoch_since.store(static_cast<uint64_t>(s), std::memory_order_relaxed);
       }
       rows.clear();
       token_ids.clear();
@@ -319,7 +340,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       progress.baseline_step_us.store(base_us == 0 ? us : (base_us * 31 + us) / 32,
                                       std::memory_order_relaxed);
       progress.last_step_us.store(us, std::memory_order_relaxed);
-      progress.epoch.store(table.epoch(), std::memory_order_relaxed);
+      progress.epoch.store(table.epoch(), std::memory_order_release);
       progress.next_step.store(s + 1, std::memory_order_release);
     }
     remote_bytes += layer.remote_bytes_sent();
@@ -372,7 +393,8 @@ RankSlotWeights SlotWeights(const AgentConfig& c, const ExpertWeights& w,
 
 }  // namespace
 
-Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready) {
+Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready,
+                const std::atomic<bool>* stop) {
   GRACE_ASSIGN_OR_RETURN(AgentModel model, LoadAgentModel(c));
   std::unique_ptr<DaemonClient> daemon;
   if (!c.daemon_address.empty()) {
@@ -424,7 +446,22 @@ Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready) {
     });
   }
   Status control;
-  if (daemon) control = daemon->Run(state, sources);
+  if (daemon) {
+    control = daemon->Run(state, sources, stop);
+  } else if (stop != nullptr) {
+    // No daemon: the same clean stop, at one step past the furthest local worker.
+    while (true) {
+      bool all_finished = true;
+      for (const RankProgress& r : state.ranks) all_finished &= r.finished.load();
+      if (all_finished) break;
+      if (stop->load() && state.stop_at.load() == kNoSwitchStep) {
+        uint64_t at = 0;
+        for (const RankProgress& r : state.ranks) at = std::max(at, r.next_step.load());
+        state.stop_at.store(at + 1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   for (auto& w : workers) w.join();
   for (const Status& s : results) GRACE_RETURN_IF_ERROR(s);
   return control;

@@ -18,6 +18,7 @@
 // are appended, so every step is written once.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -44,7 +45,10 @@ Placement DefaultPlacement(const Topology& topology, int num_experts,
 
 // Runs every local rank to the end of the replay; returns the first worker error. `on_ready`,
 // when set, is called once, on a worker thread, when every local rank has joined the data-path
-// mesh (with a daemon, after its Welcome): grace-agent tells systemd it is ready there.
-Status RunAgent(const AgentConfig& config, const std::function<void()>& on_ready = {});
+// mesh (with a daemon, after its Welcome): grace-agent tells systemd it is ready there. Once
+// `*stop` is set (SIGTERM) every local rank finishes its step and stops at the same step;
+// with a daemon the last report and a Goodbye go out first.
+Status RunAgent(const AgentConfig& config, const std::function<void()>& on_ready = {},
+                const std::atomic<bool>* stop = nullptr);
 
 }  // namespace grace

@@ -1,12 +1,13 @@
 // ServingState: what the data-path workers of one agent read each step, published by the
 // control thread Envoy-style: an immutable EpochView behind one atomic shared_ptr.
 //
-// A worker loads the view once per step. It serves `current`, or, once its step reaches
-// `switch_step`, `next` (epoch n+1, committed): before its first step on `next` it copies the
-// staged weights of its own slots into its backend (LoadSlot, no allocation), so every rank
-// switches exactly at the same step and no step mixes epochs. The control thread publishes a
-// clean view (current = next) once every local worker is past the switch; the old view, and the
-// staged buffers with it, are freed when the last worker drops its reference.
+// A worker loads the view once per step and serves `current`, or `next` (the staged epoch:
+// READY sent, committed or still in doubt) when the ranks' in-band agreement for the step says
+// so (agent/epoch_agreement.h): before its first step on `next` it points its own changed
+// slots at their staged buffers (ExpertBackend::AdoptSlot: the CPU backend copies nothing).
+// Every rank thus switches at the same step and no step mixes epochs. The control thread publishes
+// a clean view (current = next) once every local worker has switched; the old view, and the staged
+// buffers with it, are freed when the last worker drops its reference.
 //
 // Thread contract: the control thread writes `view` and reads the per-rank progress; worker i
 // writes only ranks[i] (atomics, relaxed or release/acquire as noted) and reads `view`.
@@ -17,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "agent/epoch_agreement.h"
 #include "agent/live_counters.h"
 #include "core/ids.h"
 #include "core/routing_table.h"
@@ -33,19 +35,16 @@ struct StagedSlot {
 
 struct EpochView {
   std::shared_ptr<const RoutingTable> current;
-  std::shared_ptr<const RoutingTable> next;  // null unless a switch is committed
-  uint64_t switch_step = 0;
-  std::vector<StagedSlot> staged;  // the slots `next` changes, on this agent's ranks
-
-  Epoch serving_epoch(uint64_t step) const {
-    return next != nullptr && step >= switch_step ? next->epoch() : current->epoch();
-  }
+  std::shared_ptr<const RoutingTable> next;  // the staged epoch; null when none
+  uint64_t switch_step = kNoSwitchStep;      // its COMMIT's switch step; kNoSwitchStep: in doubt
+  std::vector<StagedSlot> staged;            // the slots `next` changes, on this agent's ranks
 };
 
 // One worker's progress, read by the control thread for heartbeats, reports and flow control.
 struct RankProgress {
   std::atomic<uint64_t> next_step{0};         // steps [0, next_step) are done
   std::atomic<Epoch> epoch{0};                // the epoch of its last finished step
+  std::atomic<uint64_t> epoch_since{0};       // the first step it served `epoch` with
   std::atomic<uint64_t> last_step_us{0};      // compute time of the last step
   std::atomic<uint64_t> baseline_step_us{0};  // slow-moving average of step time
   std::atomic<bool> finished{false};
@@ -58,6 +57,9 @@ struct RankProgress {
 
 struct ServingState {
   std::atomic<std::shared_ptr<const EpochView>> view;
+  // Workers end before this step (SIGTERM: the control thread sets it one step past the
+  // furthest local worker, so every local rank stops at the same step).
+  std::atomic<uint64_t> stop_at{kNoSwitchStep};
   std::vector<RankProgress> ranks;  // one per local rank, sized once before workers start
 };
 

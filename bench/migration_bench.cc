@@ -1,268 +1,16 @@
 #include "bench/migration_bench.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <random>
-#include <sstream>
 #include <thread>
 
-#include "agent/dense_reference.h"
 #include "agent/local_cluster.h"
-#include "agent/replay.h"
-#include "bench/migration_daemon.h"
+#include "bench/migration_run.h"
 
 namespace grace {
-namespace {
 
 using std::chrono::milliseconds;
-
-// A valid placement a few moves from `p`: swaps of two slots on different ranks and retargets
-// of a slot whose expert has another replica.
-Placement RandomReplacement(const Placement& p, const Topology& topo, int moves,
-                            std::mt19937& rng) {
-  Placement q = p;
-  const int slots = topo.total_slots(), spr = topo.slots_per_gpu;
-  for (int l = 0; l < q.num_layers(); ++l) {
-    auto& row = q.physical_to_logical[l];
-    for (int m = 0; m < moves; ++m) {
-      const SlotId a = static_cast<SlotId>(rng() % slots);
-      if (rng() % 2 == 0) {
-        const SlotId b = static_cast<SlotId>(rng() % slots);
-        if (a / spr != b / spr && row[a] != row[b]) std::swap(row[a], row[b]);
-      } else {
-        const std::vector<int> counts = q.ReplicaCounts(l);
-        const ExpertId e = static_cast<ExpertId>(rng() % q.num_experts);
-        if (row[a] != kEmptySlot && counts[row[a]] > 1 && e != row[a]) row[a] = e;
-      }
-    }
-  }
-  return q;
-}
-
-struct RunSetup {
-  std::string dir;
-  std::vector<std::string> configs;
-};
-
-StatusOr<RunSetup> WriteConfigs(const MigrationBenchOptions& o, const Topology& topo,
-                                const std::string& dir, int daemon_port, double max_bytes_per_s) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::create_directories(dir, ec);
-  if (ec) return Unavailable(dir + ": " + ec.message());
-  GRACE_ASSIGN_OR_RETURN(int port, PickFreePortRange(1));
-  GRACE_ASSIGN_OR_RETURN(int migration_port, PickFreePortRange(8));
-  RunSetup setup{dir, {}};
-  for (int r = 0; r < topo.ranks(); ++r) {
-    const std::string path = dir + "/agent" + std::to_string(r) + ".toml";
-    std::ofstream out(path);
-    out << "[cluster]\nnodes = " << topo.nodes << "\nranks_per_node = " << topo.gpus_per_node
-        << "\nslots_per_rank = " << topo.slots_per_gpu << "\n[agent]\nfirst_rank = " << r
-        << "\n[transport]\nrendezvous = \"127.0.0.1:" << port
-        << "\"\nconnect_timeout_ms = 20000\n[model]\nexperts = " << o.experts
-        << "\ntop_k = " << o.top_k << "\nhidden = " << o.hidden << "\nffn = " << o.ffn
-        << "\nlayers = " << o.layers << "\n[weights]\nseed = " << o.seed
-        << "\n[replay]\nsteps = " << o.steps << "\ntokens_per_rank = " << o.tokens_per_rank
-        << "\nsteps_per_second = " << o.steps_per_second << "\nseed = " << o.seed + 100
-        << "\n[daemon]\naddress = \"127.0.0.1:" << daemon_port
-        << "\"\ncluster_secret = \"grace-test-secret\"\nagent_id = \"agent" << r
-        << "\"\n[migration]\nrendezvous = \"127.0.0.1:" << migration_port
-        << "\"\nchunk_bytes = 16384\nmax_bytes_per_s = " << max_bytes_per_s
-        << "\n[output]\ndir = \"" << dir << "\"\nwrite_outputs = true\n";
-    if (!out) return Unavailable(path + ": cannot write");
-    setup.configs.push_back(path);
-  }
-  return setup;
-}
-
-// What the replay wrote, checked against the dense reference.
-struct RunCheck {
-  int64_t tokens_expected = 0, tokens_lost = 0, tokens_duplicated = 0, token_mismatches = 0;
-  int64_t checksum_mismatches = 0, checksum_lines_missing = 0, mixed_epoch_steps = 0;
-  double max_abs_error = 0;
-  std::vector<double> step_ms;  // per step: the slowest rank's compute time
-  std::vector<Epoch> step_epoch;
-  uint64_t bytes_in = 0, bytes_sent = 0;
-  std::map<std::string, int> outcomes;  // agent-side results
-};
-
-StatusOr<RunCheck> CheckRun(const MigrationBenchOptions& o, const Topology& topo,
-                            const std::string& dir) {
-  RunCheck rc;
-  ModelShape shape;
-  shape.num_experts = o.experts;
-  shape.top_k = o.top_k;
-  shape.hidden = o.hidden;
-  shape.ffn = o.ffn;
-  shape.num_layers = o.layers;
-  const ExpertWeights weights = GenerateExpertWeights(shape, o.seed);
-  const int ranks = topo.ranks(), T = o.tokens_per_rank, h = o.hidden;
-  rc.step_ms.assign(o.steps, 0);
-  rc.step_epoch.assign(o.steps, 0);
-  std::vector<double> x(0);
-  std::vector<float> ref(static_cast<size_t>(T) * h);
-  for (int r = 0; r < ranks; ++r) {
-    const std::string base = dir + "/rank" + std::to_string(r);
-    std::map<int64_t, std::vector<float>> got;
-    {
-      std::ifstream in(base + ".outputs", std::ios::binary);
-      int64_t token;
-      std::vector<float> v(h);
-      while (in.read(reinterpret_cast<char*>(&token), sizeof token)) {
-        in.read(reinterpret_cast<char*>(v.data()), sizeof(float) * h);
-        if (!got.emplace(token, v).second) ++rc.tokens_duplicated;
-      }
-    }
-    std::map<int, double> sums;
-    {
-      std::ifstream in(base + ".checksums");
-      std::string line;
-      while (std::getline(in, line)) {
-        int s = 0, n = 0;
-        double sum = 0;
-        if (std::sscanf(line.c_str(), "step %d tokens %d checksum %lf", &s, &n, &sum) == 3) {
-          sums[s] = sum;
-        }
-      }
-    }
-    {
-      std::ifstream in(base + ".steps");
-      std::string line;
-      std::map<int, Epoch> epochs;
-      while (std::getline(in, line)) {
-        int s = 0;
-        unsigned long long e = 0, us = 0;
-        if (std::sscanf(line.c_str(), "step %d epoch %llu us %llu", &s, &e, &us) == 3 && s >= 0 &&
-            s < o.steps) {
-          rc.step_ms[s] = std::max(rc.step_ms[s], us / 1000.0);
-          if (r == 0) {
-            rc.step_epoch[s] = e;
-          } else if (rc.step_epoch[s] != e) {
-            ++rc.mixed_epoch_steps;
-          }
-        }
-      }
-    }
-    for (int s = 0; s < o.steps; ++s) {
-      for (int t = 0; t < T; ++t) {
-        GenerateHidden(o.seed + 100, (static_cast<int64_t>(s) * ranks + r) * T + t, h,
-                       &ref[static_cast<size_t>(t) * h]);
-      }
-      DenseForward(weights, nullptr, nullptr, T, ref.data());
-      double ref_sum = 0, ref_abs = 0;
-      for (float v : ref) {
-        ref_sum += v;
-        ref_abs += std::fabs(v);
-      }
-      auto it = sums.find(s);
-      if (it == sums.end()) {
-        ++rc.checksum_lines_missing;
-        ++rc.checksum_mismatches;
-      } else if (std::fabs(it->second - ref_sum) > 1e-5 * ref_abs + 1e-6) {
-        ++rc.checksum_mismatches;
-      }
-      for (int t = 0; t < T; ++t) {
-        ++rc.tokens_expected;
-        auto g = got.find((static_cast<int64_t>(s) * ranks + r) * T + t);
-        if (g == got.end()) {
-          ++rc.tokens_lost;
-          continue;
-        }
-        bool bad = false;
-        for (int c = 0; c < h; ++c) {
-          const float want = ref[static_cast<size_t>(t) * h + c];
-          const double err = std::fabs(g->second[c] - want);
-          rc.max_abs_error = std::max(rc.max_abs_error, err);
-          bad |= !(err <= 1e-4 * (1.0 + std::fabs(want)));
-        }
-        rc.token_mismatches += bad;
-      }
-    }
-    std::ifstream log(dir + "/agent" + std::to_string(r) + ".migrations.jsonl");
-    std::string line;
-    while (std::getline(log, line)) {
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded()) continue;
-      const std::string result = j["result"].get<std::string>();
-      ++rc.outcomes[result];
-      if (result == "switched") {
-        rc.bytes_in += j["bytes_in"].get<uint64_t>();
-        rc.bytes_sent += j["bytes_sent"].get<uint64_t>();
-      }
-    }
-  }
-  return rc;
-}
-
-double Percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(q * v.size())) - 1)];
-}
-
-// Step times after the first few (connection set-up, buffers growing).
-std::vector<double> SteadySteps(const RunCheck& rc) {
-  const size_t warmup = std::min<size_t>(5, rc.step_ms.size());
-  return {rc.step_ms.begin() + warmup, rc.step_ms.end()};
-}
-
-nlohmann::json CheckJson(const RunCheck& rc) {
-  return {{"tokens_expected", rc.tokens_expected},
-          {"tokens_lost", rc.tokens_lost},
-          {"tokens_duplicated", rc.tokens_duplicated},
-          {"token_mismatches", rc.token_mismatches},
-          {"checksum_mismatches", rc.checksum_mismatches},
-          {"mixed_epoch_steps", rc.mixed_epoch_steps},
-          {"max_abs_error", rc.max_abs_error},
-          {"agent_outcomes", rc.outcomes}};
-}
-
-struct Cluster {
-  std::vector<int> pids;
-  ~Cluster() {
-    for (int p : pids) KillAgentProcess(p);
-  }
-  Status Start(const std::string& binary, const RunSetup& setup) {
-    for (const std::string& c : setup.configs) {
-      GRACE_ASSIGN_OR_RETURN(int pid, StartAgentProcess(binary, c));
-      pids.push_back(pid);
-    }
-    return Status::Ok();
-  }
-  Status Wait(milliseconds timeout) {
-    for (size_t i = 0; i < pids.size(); ++i) {
-      GRACE_ASSIGN_OR_RETURN(int code, WaitAgentProcess(pids[i], timeout));
-      pids[i] = 0;
-      if (code != 0) {
-        return Internal("grace-agent rank " + std::to_string(i) + " exited with " +
-                        std::to_string(code));
-      }
-    }
-    return Status::Ok();
-  }
-};
-
-MigrationTestDaemonOptions DaemonOptions(const MigrationBenchOptions& o, const Topology& topo) {
-  MigrationTestDaemonOptions d;
-  d.topology = topo;
-  d.placement = DefaultPlacement(topo, o.experts, [&] {
-    std::vector<LayerId> ids;
-    for (int l = 0; l < o.layers; ++l) ids.push_back(l);
-    return ids;
-  }());
-  d.bytes_per_expert = static_cast<uint64_t>(3) * o.ffn * o.hidden * sizeof(float);
-  d.coordinator.ready_timeout_ms = 15000;
-  d.coordinator.switch_margin_steps =
-      std::max<uint64_t>(8, static_cast<uint64_t>(std::ceil(o.steps_per_second * 0.2)));
-  return d;
-}
-
-}  // namespace
 
 StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& in) {
   MigrationBenchOptions o = in;
@@ -303,23 +51,27 @@ StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& in) {
     GRACE_RETURN_IF_ERROR(cluster.Wait(o.timeout));
     GRACE_ASSIGN_OR_RETURN(baseline, CheckRun(o, topo, setup.dir));
   }
-  const double p99 = Percentile(SteadySteps(baseline), 0.99);
+  int64_t mixed_total = 0;
 
-  // Migration every M steps.
+  // One run, steady windows interleaved with migration windows: a re-placement every M steps,
+  // on ranks_per_agent ranks per agent process (no more processes than this machine's cores).
   RunCheck migrated;
   nlohmann::json migrations = nlohmann::json::array();
   uint64_t bytes_minimum = 0;
+  const int agents = topo.ranks() / std::max(1, o.ranks_per_agent);
   {
     MigrationTestDaemon daemon(DaemonOptions(o, topo));
     GRACE_RETURN_IF_ERROR(daemon.Start());
-    GRACE_ASSIGN_OR_RETURN(RunSetup setup, WriteConfigs(o, topo, o.work_dir + "/migration",
-                                                        daemon.port(), o.max_bytes_per_s));
+    GRACE_ASSIGN_OR_RETURN(RunSetup setup,
+                           WriteConfigs(o, topo, o.work_dir + "/migration", daemon.port(),
+                                        o.max_bytes_per_s, o.ranks_per_agent));
     Cluster cluster;
     GRACE_RETURN_IF_ERROR(cluster.Start(o.agent_binary, setup));
-    GRACE_RETURN_IF_ERROR(daemon.WaitForAgents(topo.ranks(), o.timeout));
+    GRACE_RETURN_IF_ERROR(daemon.WaitForAgents(agents, o.timeout));
     std::mt19937 rng(o.seed);
     for (int at = o.every_steps; at + o.every_steps / 2 < o.steps; at += o.every_steps) {
       GRACE_RETURN_IF_ERROR(daemon.WaitForStep(at, o.timeout));
+      const uint64_t prepared_at = daemon.newest_step();
       const Placement next = RandomReplacement(daemon.placement(), topo, o.moves_per_layer, rng);
       GRACE_ASSIGN_OR_RETURN(MigrationOutcome m, daemon.Migrate(next, o.timeout));
       if (m.switched) bytes_minimum += m.bytes_minimum;
@@ -329,37 +81,80 @@ StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& in) {
                             {"transfers", m.transfers},
                             {"bytes_minimum", m.bytes_minimum},
                             {"prepare_requested_at_step", at},
+                            {"prepare_at_step", prepared_at},
                             {"switch_step", m.switch_step},
                             {"prepare_to_switch_ms", m.prepare_to_switch_ms}});
     }
     GRACE_RETURN_IF_ERROR(cluster.Wait(o.timeout));
     GRACE_ASSIGN_OR_RETURN(migrated, CheckRun(o, topo, setup.dir));
   }
+  // Windows: a migration's runs from its PREPARE to one step past the step the ranks really
+  // switched at (the first step recorded at its epoch); every other step after the warm-up is
+  // steady.
+  const size_t warmup = std::min<size_t>(5, migrated.step_ms.size());
+  std::vector<bool> during(migrated.step_ms.size(), false);
+  std::vector<double> switch_ms;
   for (auto& m : migrations) {
-    // The slowest step from PREPARE to one step past the switch: copies and the switch itself.
-    const size_t from = m["prepare_requested_at_step"].get<size_t>();
-    const size_t to = std::min(migrated.step_ms.size(), m["switch_step"].get<size_t>() + 2);
+    const size_t from = m["prepare_at_step"].get<size_t>();
+    size_t switched_at = m["switch_step"].get<size_t>();
+    for (size_t s = from; s < migrated.step_epoch.size(); ++s) {
+      if (migrated.step_epoch[s] == m["epoch"].get<Epoch>()) {
+        switched_at = s;
+        break;
+      }
+    }
+    m["switched_at_step"] = switched_at;
+    const size_t to = std::min(migrated.step_ms.size(), switched_at + 2);
     double worst = 0;
-    for (size_t s = from; s < to; ++s) worst = std::max(worst, migrated.step_ms[s]);
+    for (size_t s = from; s < to; ++s) {
+      during[s] = true;
+      worst = std::max(worst, migrated.step_ms[s]);
+    }
     m["max_step_ms_while_migrating"] = worst;
+    if (m["switched"].get<bool>() && switched_at < migrated.step_ms.size()) {
+      m["switch_step_ms"] = migrated.step_ms[switched_at];
+      switch_ms.push_back(migrated.step_ms[switched_at]);
+    }
   }
-  const std::vector<double> steady = SteadySteps(migrated);
-  const double max_step = steady.empty() ? 0 : *std::max_element(steady.begin(), steady.end());
-  const std::vector<double> base_steady = SteadySteps(baseline);
-  out["baseline"] = CheckJson(baseline);
-  out["baseline"]["p99_step_ms"] = p99;
-  out["baseline"]["max_step_ms"] =
-      base_steady.empty() ? 0 : *std::max_element(base_steady.begin(), base_steady.end());
-  out["baseline"]["max_step_over_p99"] =
-      p99 > 0 ? out["baseline"]["max_step_ms"].get<double>() / p99 : 0;
+  std::vector<double> steady, in_migration;
+  for (size_t s = warmup; s < migrated.step_ms.size(); ++s) {
+    (during[s] ? in_migration : steady).push_back(migrated.step_ms[s]);
+  }
+  const double p99 = Percentile(steady, 0.99);
+  const double p99_during = Percentile(in_migration, 0.99);
+  const double median = Percentile(steady, 0.5);
+  const std::vector<double> all = SteadySteps(migrated);
+  const double max_step = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+  if (o.baseline) {
+    const std::vector<double> base_steady = SteadySteps(baseline);
+    out["baseline"] = CheckJson(baseline);
+    out["baseline"]["p99_step_ms"] = Percentile(base_steady, 0.99);
+    out["baseline"]["max_step_ms"] =
+        base_steady.empty() ? 0 : *std::max_element(base_steady.begin(), base_steady.end());
+  }
   out["migration"] = CheckJson(migrated);
-  out["migration"]["p99_step_ms"] = Percentile(steady, 0.99);
+  out["migration"]["agent_processes"] = agents;
+  out["migration"]["steady_steps"] = steady.size();
+  out["migration"]["migration_steps"] = in_migration.size();
+  out["migration"]["p99_steady_ms"] = p99;
+  out["migration"]["p99_during_ms"] = p99_during;
+  out["migration"]["median_steady_ms"] = median;
   out["migration"]["max_step_ms"] = max_step;
   out["migration"]["max_step_at"] =
       std::max_element(migrated.step_ms.begin(), migrated.step_ms.end()) - migrated.step_ms.begin();
   out["migration"]["migrations"] = migrations;
+  out["migrations"] = migrations.size();
+  out["p99_during_over_p99_steady"] = p99 > 0 ? p99_during / p99 : 0;
+  // The switch step (the slowest rank's time at the step each migration really switched at)
+  // over the median steady step: the median over the migrations, and the worst one. A single
+  // step is as noisy as any on a shared machine (see p99_steady_ms / median_steady_ms), so the
+  // worst is reported beside the median, not instead of it.
+  const double worst_switch =
+      switch_ms.empty() ? 0 : *std::max_element(switch_ms.begin(), switch_ms.end());
+  out["switch_step_over_median"] = median > 0 ? Percentile(switch_ms, 0.5) / median : 0;
+  out["switch_step_over_median_worst"] = median > 0 ? worst_switch / median : 0;
+  out["p99_steady_over_median"] = median > 0 ? p99 / median : 0;
   out["max_step_over_p99"] = p99 > 0 ? max_step / p99 : 0;
-  // The same over the steps from each PREPARE to one past its switch (copies and switches).
   double worst_migrating = 0;
   for (const auto& m : migrations) {
     worst_migrating = std::max(worst_migrating, m["max_step_ms_while_migrating"].get<double>());
@@ -376,6 +171,24 @@ StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& in) {
     if (m["switched"].get<bool>()) p2s.push_back(m["prepare_to_switch_ms"].get<double>());
   }
   out["prepare_to_switch_ms"] = p2s;
+
+  if (o.faults) {
+    nlohmann::json faults = nlohmann::json::array();
+    for (const std::string& name : MigrationFaultCases()) {
+      MigrationBenchOptions f = o;
+      f.work_dir = o.work_dir + "/faults";
+      f.steps = 160;
+      StatusOr<nlohmann::json> j = RunMigrationFaultCase(f, name);
+      if (!j.ok()) {
+        faults.push_back({{"case", name}, {"outcome", "error"}, {"error", j.status().message()}});
+        continue;
+      }
+      faults.push_back(*j);
+      mixed_total += (*j)["mixed_epoch_steps"].get<int64_t>();
+    }
+    out["faults"] = faults;
+  }
+  out["mixed_epoch_steps_with_faults"] = migrated.mixed_epoch_steps + mixed_total;
 
   if (o.sigkill) {
     // A slow transfer (rate-capped), rank 2 SIGKILLed 150 ms after PREPARE, restarted 300 ms

@@ -1,19 +1,28 @@
-// The live-migration figures (`gracectl bench migration`): 4 grace-agent processes on loopback
+// The live-migration figures (`gracectl bench migration`): grace-agent processes on loopback
 // (2 nodes x 2 ranks) replay generated tokens through the gate, paced, with a test daemon
-// (bench/migration_daemon.h) re-placing the experts every M steps (random swaps and replica
-// moves between valid placements). Three runs, each checked token by token against the dense
-// reference (agent/dense_reference.h):
-//   baseline:  no migration, for the p99 step time;
-//   migration: a re-placement every M steps: max step time over the baseline p99, tokens lost
-//              or duplicated, per-step checksum mismatches, steps whose ranks served different
-//              epochs, bytes moved vs PlanMigration's minimum, PREPARE -> switch times;
-//   sigkill:   one agent SIGKILLed while a (rate-limited) transfer runs: the migration must
-//              abort, the others serve on with correct output once the agent is restarted, the
-//              restarted agent rejoins at the current epoch and takes part in the next migration.
+// (bench/migration_daemon.h) re-placing the experts (random swaps and replica moves between
+// valid placements). Every run is checked token by token against the dense reference
+// (agent/dense_reference.h), and every rank's (step, epoch) against the others':
+//   migration: 2 agent processes of 2 ranks (no more processes than this machine's cores), a
+//              re-placement every M steps, so steady windows and migration windows (PREPARE to
+//              one step past the switch) interleave in one run: p99 step time during
+//              migrations over p99 in the steady windows, the switch step over the median
+//              steady step (median over the migrations; the worst beside it), max step over
+//              the steady p99, tokens lost or duplicated, checksum
+//              mismatches, steps whose ranks served different epochs, bytes moved vs
+//              PlanMigration's minimum, PREPARE -> switch times;
+//   baseline:  (optional) the same replay with no migration;
+//   sigkill:   one of 4 agents SIGKILLed while a (rate-limited) transfer runs: the migration
+//              must abort, the restarted agent rejoins at the current epoch and takes part in
+//              the next migration;
+//   faults:    every case of MigrationFaultCases(), each {case, outcome, mixed_epoch_steps,
+//              tokens_lost, checksum_mismatches, ...}.
+// Timings on a shared machine are noisy: read the ratios, not the milliseconds.
 #pragma once
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,18 +36,31 @@ struct MigrationBenchOptions {
   int experts = 16, top_k = 2, hidden = 64, ffn = 128, layers = 2;
   int slots_per_rank = 6;
   int tokens_per_rank = 32;
-  int steps = 240;
+  int steps = 960;
   double steps_per_second = 40;
   int every_steps = 40;  // M: a re-placement every M steps
   int moves_per_layer = 2;
   double max_bytes_per_s = 4e6;  // per agent, in the migration run ([migration].max_bytes_per_s)
   uint32_t seed = 1;
-  bool baseline = true;  // false: skip the no-migration run (tests; no step-time figures)
+  bool baseline = false;  // also a separate no-migration run (its p99 in "baseline")
   bool sigkill = true;
-  int kill_rank = 2;  // the agent the SIGKILL run kills
+  bool faults = true;       // run every fault case (MigrationFaultCases) into "faults"
+  int ranks_per_agent = 2;  // the migration run: 2 agent processes of 2 ranks each
+  int kill_rank = 2;        // the agent the SIGKILL run kills
+  // [transport].connect_timeout_ms of the agents: how long a re-formed mesh waits for a
+  // restarted peer, and a cancelled copy for its mesh rendezvous.
+  int connect_timeout_ms = 20000;
   std::chrono::milliseconds timeout{120000};
 };
 
 StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& options);
+
+// The epoch protocol's fault cases (docs/protocol.md, "Epochs"), each run on 4 agents behind a
+// frame proxy (tests/testing/frame_proxy.h) with one migration and the fault injected, then one
+// more migration: {case, outcome ("committed" or "aborted"), mixed_epoch_steps, tokens_lost,
+// checksum_mismatches, abort_reason, unconfirmed, epochs_served, next_migration_switched}.
+std::vector<std::string> MigrationFaultCases();
+StatusOr<nlohmann::json> RunMigrationFaultCase(const MigrationBenchOptions& options,
+                                               const std::string& name);
 
 }  // namespace grace

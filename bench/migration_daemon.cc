@@ -43,11 +43,21 @@ int MigrationTestDaemon::port() const {
 }
 
 Status MigrationTestDaemon::WaitForAgents(int agents, std::chrono::milliseconds timeout) {
+  // Joined here and registered with the server (which happens just after OnAgentJoined): only
+  // then can a PREPARE reach it.
+  auto up = [&] {
+    int n = 0;
+    for (const AgentStatus& a : server_->Agents()) n += a.state == "up";
+    return static_cast<int>(connected_.size()) >= agents && n >= agents;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock<std::mutex> lock(mu_);
-  if (!changed_.wait_for(lock, timeout,
-                         [&] { return static_cast<int>(connected_.size()) >= agents; })) {
-    return DeadlineExceeded(std::to_string(connected_.size()) + " of " + std::to_string(agents) +
-                            " agents connected after " + std::to_string(timeout.count()) + " ms");
+  while (!up()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return DeadlineExceeded(std::to_string(connected_.size()) + " of " + std::to_string(agents) +
+                              " agents connected after " + std::to_string(timeout.count()) + " ms");
+    }
+    changed_.wait_for(lock, std::chrono::milliseconds(5));
   }
   return Status::Ok();
 }
@@ -75,7 +85,7 @@ StatusOr<MigrationOutcome> MigrationTestDaemon::Migrate(
     GRACE_RETURN_IF_ERROR(to.Validate(options_.topology));
     GRACE_ASSIGN_OR_RETURN(MigrationPlan plan, PlanMigration(options_.topology, placement_, to,
                                                              options_.bytes_per_expert));
-    out.epoch = epoch_ + 1;
+    out.epoch = coordinator_.next_epoch(epoch_);
     out.bytes_minimum = plan.total_bytes;
     out.transfers = plan.transfers.size();
     std::vector<std::string> agents;
@@ -99,8 +109,11 @@ StatusOr<MigrationOutcome> MigrationTestDaemon::Migrate(
       epoch_ = out.epoch;
       placement_ = to;
       GRACE_ASSIGN_OR_RETURN(out.switch_step, coordinator_.Commit(SteadyMs()));
+      out.committed = true;
     } else if (phase == EpochCoordinator::Phase::kDone) {
-      out.switched = true;
+      out.switched = coordinator_.switch_timed_out().empty();
+      out.committed = true;
+      out.unconfirmed = coordinator_.unconfirmed();
       out.prepare_to_switch_ms = static_cast<double>(coordinator_.prepare_to_switch_ms());
       coordinator_.Reset();
       return out;
@@ -141,6 +154,17 @@ std::map<std::string, Epoch> MigrationTestDaemon::joined_at_epoch() const {
   return hello_epoch_;
 }
 
+std::set<std::string> MigrationTestDaemon::left() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return left_;
+}
+
+void MigrationTestDaemon::Restore(Epoch epoch, const Placement& placement) {
+  std::lock_guard<std::mutex> lock(mu_);
+  epoch_ = epoch;
+  placement_ = placement;
+}
+
 std::map<std::string, Epoch> MigrationTestDaemon::serving_epoch() const {
   std::lock_guard<std::mutex> lock(mu_);
   return heartbeat_epoch_;
@@ -148,6 +172,7 @@ std::map<std::string, Epoch> MigrationTestDaemon::serving_epoch() const {
 
 StatusOr<Welcome> MigrationTestDaemon::OnAgentJoined(const Hello& hello) {
   std::lock_guard<std::mutex> lock(mu_);
+  coordinator_.OnAgentJoined(hello.agent_id);
   connected_[hello.agent_id] = 0;
   hello_epoch_[hello.agent_id] = hello.epoch;
   Welcome w;
@@ -178,6 +203,9 @@ void MigrationTestDaemon::OnMessage(const std::string& agent_id, const WireMessa
     coordinator_.OnSwitched(agent_id, s->epoch, s->step);
   } else if (std::holds_alternative<LoadReport>(message)) {
     ++load_reports_;
+  } else if (std::holds_alternative<Goodbye>(message)) {
+    left_.insert(agent_id);
+    coordinator_.OnAgentLost(agent_id);
   }
   changed_.notify_all();
 }

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,9 @@ struct MigrationTestDaemonOptions {
 
 struct MigrationOutcome {
   Epoch epoch = 0;
-  bool switched = false;  // committed and every agent answered SWITCHED
+  bool switched = false;                 // committed and every agent answered SWITCHED
+  bool committed = false;                // COMMIT went out (switched, or SWITCHED not all in time)
+  std::vector<std::string> unconfirmed;  // committed, no SWITCHED within switch_timeout_ms
   std::string abort_reason;
   uint64_t switch_step = 0;
   uint64_t bytes_minimum = 0;  // PlanMigration's total
@@ -74,6 +77,9 @@ class MigrationTestDaemon final : public AgentEvents {
   uint64_t load_reports() const;
   std::map<std::string, Epoch> joined_at_epoch() const;  // the epoch each agent's Hello had
   std::map<std::string, Epoch> serving_epoch() const;    // from each agent's last Heartbeat
+  std::set<std::string> left() const;                    // agents that said Goodbye
+  // A restarted daemon's persisted state: the committed epoch and its placement.
+  void Restore(Epoch epoch, const Placement& placement);
 
   // AgentEvents (I/O thread).
   StatusOr<Welcome> OnAgentJoined(const Hello& hello) override;
@@ -94,6 +100,7 @@ class MigrationTestDaemon final : public AgentEvents {
   std::map<std::string, Epoch> heartbeat_epoch_;
   uint64_t newest_step_ = 0;
   uint64_t load_reports_ = 0;
+  std::set<std::string> left_;
 };
 
 }  // namespace grace

@@ -125,6 +125,10 @@ struct Encoder {
     w.Put<uint64_t>(m.epoch);
     w.Put<uint64_t>(m.step);
   }
+  void operator()(const Goodbye& m) {
+    w.Put<uint64_t>(m.step);
+    w.PutString(m.reason);
+  }
 };
 
 std::string Str(uint64_t v) {
@@ -370,6 +374,12 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       GRACE_RETURN_IF_ERROR(r.Get("step", &m.step));
       return WireMessage(m);
     }
+    case MessageType::kGoodbye: {
+      Goodbye m;
+      GRACE_RETURN_IF_ERROR(r.Get("step", &m.step));
+      GRACE_RETURN_IF_ERROR(r.GetString("reason", &m.reason, 4096));
+      return WireMessage(m);
+    }
   }
   return DataLoss("unknown message type " + std::to_string(static_cast<int>(type)));
 }
@@ -393,6 +403,7 @@ const char* MessageTypeName(MessageType type) {
     case MessageType::kCommit: return "Commit";
     case MessageType::kAbort: return "Abort";
     case MessageType::kSwitched: return "Switched";
+    case MessageType::kGoodbye: return "Goodbye";
   }
   return "Unknown";
 }

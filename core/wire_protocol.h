@@ -60,6 +60,7 @@ enum class MessageType : uint16_t {
   kCommit = 9,
   kAbort = 10,
   kSwitched = 11,
+  kGoodbye = 12,
 };
 
 struct Challenge {
@@ -183,8 +184,15 @@ struct Switched {
   uint64_t step = 0;
 };
 
+// An agent leaving on purpose (SIGTERM) after its last report: the daemon marks it "left", not
+// lost. `step`: the first step it did not run.
+struct Goodbye {
+  uint64_t step = 0;
+  std::string reason;
+};
+
 using WireMessage = std::variant<Challenge, Hello, Welcome, Refused, Heartbeat, LoadReport, Prepare,
-                                 Ready, Commit, Abort, Switched>;
+                                 Ready, Commit, Abort, Switched, Goodbye>;
 
 MessageType TypeOf(const WireMessage& message);
 const char* MessageTypeName(MessageType type);

@@ -111,6 +111,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   }
 
   bool joined() const { return joined_; }
+  bool left() const { return left_; }
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
   Clock::time_point last_seen() const { return last_seen_; }
@@ -188,6 +189,8 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
         status.epoch = hb->epoch;
       } else if (const Switched* sw = std::get_if<Switched>(&m)) {
         status.epoch = sw->epoch;
+      } else if (std::holds_alternative<Goodbye>(m)) {
+        left_ = true;  // its close is listed as "left", not "lost"
       }
     }
     server_.events_.OnMessage(status.agent_id, m);
@@ -211,6 +214,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   Clock::time_point last_seen_;
   std::string peer_;
   bool joined_ = false;
+  bool left_ = false;
   bool closed_ = false;
 };
 
@@ -267,7 +271,7 @@ void AgentServer::Impl::Closed(Session* s, const std::string& reason) {
     if (it != sessions_.end() && it->second.get() == s) {
       sessions_.erase(it);
       AgentStatus lost = s->status;
-      lost.state = "lost";
+      lost.state = s->left() ? "left" : "lost";
       lost_[lost.agent_id] = lost;
       was_current = true;
     }

@@ -6,12 +6,14 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "daemon/interval_coactivation.h"
 #include "daemon/measured_traffic.h"
+#include "daemon/migration_driver.h"
 #include "daemon/policy_restore.h"
 #include "migrate/migration_plan.h"
 #include "policy/cost_model.h"
@@ -63,9 +65,11 @@ struct ControlLoop::Impl {
         store(std::move(s)),
         now_ms(std::move(now)),
         params(CostParamsFor(config.model)),
-        coordinator([this](const std::string& id, const WireMessage& m) {
-          return send ? send(id, m) : false;
-        }) {}
+        migration([this](const std::string& id,
+                         const WireMessage& m) { return send ? send(id, m) : false; },
+                  *store, config.topology,
+                  EpochCoordinatorOptions{.ready_timeout_ms = config.ready_timeout_ms,
+                                          .switch_timeout_ms = config.switch_timeout_ms}) {}
 
   int layers() const { return static_cast<int>(config.model.layer_ids.size()); }
   int experts() const { return config.model.num_experts; }
@@ -216,7 +220,7 @@ struct ControlLoop::Impl {
     }
     uint64_t& steps = agent_steps[agent];
     steps += r.step_to > r.step_from ? r.step_to - r.step_from : 0;
-    coordinator.OnStep(agent, r.step_to);
+    migration.OnStep(agent, r.step_to);
     newest_step = std::max(newest_step, r.step_to);
     ++metrics.load_reports_total;
   }
@@ -303,7 +307,7 @@ struct ControlLoop::Impl {
     in->policy = policy;
     in->forced = replan_requested;
     in->decide =
-        !paused && coordinator.phase() == EpochCoordinator::Phase::kIdle &&
+        !paused && migration.idle() &&
         (in->forced || now - last_migration_ms >= static_cast<int64_t>(policy.cooldown_s * 1000));
     if (in->decide) replan_requested = false;
     return true;
@@ -338,7 +342,7 @@ struct ControlLoop::Impl {
     }
     out.forecast_wmape = controller->forecast_wmape();
     out.last_value_wmape = controller->last_value_wmape();
-    for (Realisation& r : realisations) {
+    for (Realisation& r : migration.realisations()) {
       for (size_t i = 0; i < r.layers.size(); ++i) {
         const LayerStats st = ObservedStats(in.per_step, r.layers[i]);
         const double before = EvaluateLayer(st, r.before[i].routing, topology(), params).layer_ms;
@@ -376,14 +380,15 @@ struct ControlLoop::Impl {
     metrics.forecast_abs_error_total += out.forecast_abs_error;
     metrics.last_value_abs_error_total += out.last_value_abs_error;
     metrics.forecast_load_total += out.load;
-    for (const Realisation& r : realisations) {
+    for (const Realisation& r : migration.realisations()) {
       if (r.intervals_left > 0) continue;
       for (int64_t id : r.decision_ids) {
         Status s = store->SetRealisedGain(id, r.gain_ms);
         if (!s.ok()) spdlog::warn("graced: {}", s.message());
       }
     }
-    std::erase_if(realisations, [](const Realisation& r) { return r.intervals_left <= 0; });
+    std::erase_if(migration.realisations(),
+                  [](const Realisation& r) { return r.intervals_left <= 0; });
     if (in.now - last_compact_ms > 60'000) {
       (void)store->Compact(in.now);
       last_compact_ms = in.now;
@@ -400,19 +405,9 @@ struct ControlLoop::Impl {
     return st;
   }
 
-  // A committed decision's realised gain: its layers' old routing keeps being evaluated on what
-  // is observed for the horizon, against the routing in force.
-  struct Realisation {
-    std::vector<int64_t> decision_ids;
-    std::vector<int> layers;
-    std::vector<LayerState> before;
-    double gain_ms = 0;
-    int intervals_left = 0;
-  };
-
   void StartMigration(int64_t now, bool forced, const Decision& decision,
                       std::vector<float> forecast_load) {
-    if (coordinator.phase() != EpochCoordinator::Phase::kIdle) return;  // paused meanwhile
+    if (!migration.idle()) return;  // paused meanwhile
     if (decision.changed_layers.empty()) {
       if (forced) RecordNone(now, "replan requested: no candidate cleared the policy's thresholds");
       return;
@@ -451,16 +446,16 @@ struct ControlLoop::Impl {
     for (const AgentStatus& a : agents ? agents() : std::vector<AgentStatus>{}) {
       if (a.state == "up") participants.push_back(a.agent_id);
     }
-    pending = Pending{next,
-                      next_states,
-                      std::move(forecast_load),
-                      ids,
-                      decision.changed_layers,
-                      plan->total_bytes};
-    Status s = coordinator.Begin(epoch + 1, next, topology(), *plan, participants, now,
-                                 pending->expected_load);
+    MigrationTarget target{next,
+                           next_states,
+                           std::move(forecast_load),
+                           ids,
+                           decision.changed_layers,
+                           plan->total_bytes};
+    const Epoch next_epoch = migration.coordinator().next_epoch(epoch);
+    Status s = migration.Begin(next_epoch, std::move(target), *plan, participants, now);
     if (!s.ok()) {
-      spdlog::warn("graced: migration to epoch {} not started: {}", epoch + 1, s.message());
+      spdlog::warn("graced: migration to epoch {} not started: {}", next_epoch, s.message());
     }
   }
 
@@ -489,63 +484,21 @@ struct ControlLoop::Impl {
   }
 
   void AdvanceMigration(int64_t now) {
-    switch (coordinator.Poll(now)) {
-      case EpochCoordinator::Phase::kReadyToCommit: {
-        // Persist first: once COMMIT is out, the epoch must survive a crash of graced.
-        PlacementRecord r;
-        r.epoch = coordinator.epoch();
-        r.committed_at_ms = now;
-        r.decision_id = pending->decision_ids.empty() ? 0 : pending->decision_ids.front();
-        r.topology = topology();
-        r.placement = pending->placement;
-        if (Status s = store->CommitPlacement(r); !s.ok()) {
-          coordinator.Abort("cannot persist epoch " + std::to_string(r.epoch) + ": " + s.message());
-          return;
-        }
-        // COMMIT must reach every agent before step s. An agent may be a heartbeat period ahead
-        // of its last report, and the message takes a round trip: size the margin at the
-        // observed step rate, twice over, and never under 8 steps.
-        const double steps_per_s = steps_per_interval / std::max(1e-3, policy.interval_s);
-        const double lead_s = (config.heartbeat_ms + 250.0) / 1000.0;
-        coordinator.set_switch_margin_steps(
-            std::max<uint64_t>(8, static_cast<uint64_t>(std::ceil(2 * steps_per_s * lead_s))));
-        if (!coordinator.Commit(now).ok()) return;
-        Realisation real;
-        real.decision_ids = pending->decision_ids;
-        real.layers = pending->layers;
-        for (int l : pending->layers) real.before.push_back(states[l]);
-        real.intervals_left = std::max(1, policy.horizon_intervals);
-        realisations.push_back(std::move(real));
-        for (int64_t id : pending->decision_ids) (void)store->SetDecisionEpoch(id, r.epoch);
-        epoch = r.epoch;
-        placement = pending->placement;
-        states = pending->states;
-        expected_load = pending->expected_load;
-        ++metrics.migrations_total;
-        metrics.migration_bytes_total += pending->bytes;
-        last_migration_ms = now;
-        spdlog::info("graced: epoch {} committed, switch at step {}", epoch,
-                     coordinator.switch_step());
-        break;
-      }
-      case EpochCoordinator::Phase::kDone:
-        spdlog::info("graced: every agent switched to epoch {} ({} ms from PREPARE)", epoch,
-                     coordinator.prepare_to_switch_ms());
-        metrics.prepare_to_switch_seconds.Observe(coordinator.prepare_to_switch_ms() / 1000.0);
-        coordinator.Reset();
-        pending.reset();
-        break;
-      case EpochCoordinator::Phase::kAborted:
-        spdlog::warn("graced: migration to epoch {} aborted: {}", coordinator.epoch(),
-                     coordinator.abort_reason());
-        (void)store->RecordAgentEvent(
-            {now, "graced", "migration_aborted", coordinator.abort_reason()});
-        ++metrics.migrations_aborted_total;
-        coordinator.Reset();
-        pending.reset();
-        break;
-      default: break;
-    }
+    // COMMIT must reach every agent before step s. An agent may be a heartbeat period ahead
+    // of its last report, and the message takes a round trip: size the margin at the
+    // observed step rate, twice over, and never under 8 steps.
+    const double steps_per_s = steps_per_interval / std::max(1e-3, policy.interval_s);
+    const double lead_s = (config.heartbeat_ms + 250.0) / 1000.0;
+    const uint64_t margin =
+        std::max<uint64_t>(8, static_cast<uint64_t>(std::ceil(2 * steps_per_s * lead_s)));
+    std::optional<MigrationTarget> committed =
+        migration.Advance(now, margin, states, policy.horizon_intervals, &metrics);
+    if (!committed) return;
+    epoch = migration.coordinator().epoch();
+    placement = std::move(committed->placement);
+    states = std::move(committed->states);
+    expected_load = std::move(committed->expected_load);
+    last_migration_ms = now;
   }
 
   DaemonConfig config;
@@ -569,23 +522,14 @@ struct ControlLoop::Impl {
 
   std::unique_ptr<PlacementPolicy> planner;
   std::unique_ptr<OnlineController> controller;
-  EpochCoordinator coordinator;
-  struct Pending {
-    Placement placement;
-    std::vector<LayerState> states;
-    std::vector<float> expected_load;
-    std::vector<int64_t> decision_ids;
-    std::vector<int> layers;
-    uint64_t bytes = 0;
-  };
-  std::optional<Pending> pending;
-  std::vector<Realisation> realisations;
+  MigrationDriver migration;
 
   std::vector<double> counts;  // this interval, [layer][expert]
   IntervalCoactivation pairs;  // this interval's, summed per pair
   MeasuredTrafficTotals measured{layers(), topology().ranks(), topology().slots_per_gpu};
   std::map<std::string, uint64_t> agent_steps;  // steps each agent reported this interval
   std::map<std::string, uint64_t> refusals;     // sections refused per agent, for the log
+  std::set<std::string> left;                   // said Goodbye; their close is not a loss
   uint64_t newest_step = 0;
   int steps_per_interval = 1;
   int64_t next_interval_ms = 0;
@@ -668,8 +612,9 @@ Status ControlLoop::SetPolicy(const PolicySettings& settings, const std::string&
 
 Status ControlLoop::RequestReplan(const std::string& who) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (impl_->coordinator.phase() != EpochCoordinator::Phase::kIdle) {
-    return FailedPrecondition("a migration to epoch " + std::to_string(impl_->coordinator.epoch()) +
+  if (!impl_->migration.idle()) {
+    return FailedPrecondition("a migration to epoch " +
+                              std::to_string(impl_->migration.coordinator().epoch()) +
                               " is in progress");
   }
   impl_->replan_requested = true;
@@ -680,8 +625,8 @@ Status ControlLoop::RequestReplan(const std::string& who) {
 
 void ControlLoop::SetPaused(bool paused, const std::string& who) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (paused && impl_->coordinator.phase() == EpochCoordinator::Phase::kPreparing) {
-    impl_->coordinator.Abort("paused by " + who);
+  if (paused && impl_->migration.coordinator().phase() == EpochCoordinator::Phase::kPreparing) {
+    impl_->migration.Abort("paused by " + who);
   }
   impl_->paused = paused;
   (void)impl_->store->RecordPolicyChange(
@@ -706,12 +651,16 @@ DaemonMetrics ControlLoop::Metrics() {
   m.layer_ids = impl_->config.model.layer_ids;
   m.measured_total = impl_->measured.Total(false);
   m.measured_window = impl_->measured.Window(false);
-  m.migration_in_progress = impl_->coordinator.phase() != EpochCoordinator::Phase::kIdle;
+  for (const AgentStatus& a : list) {
+    (a.state == "up" ? m.agents_up : a.state == "left" ? m.agents_left : m.agents_lost) += 1;
+  }
+  impl_->migration.FillGauges(impl_->now_ms(), &m);
+  m.migration_in_progress =
+      impl_->migration.coordinator().phase() != EpochCoordinator::Phase::kIdle;
   if (m.migration_in_progress) {
     m.migration_running_s =
-        std::max<int64_t>(0, impl_->now_ms() - impl_->coordinator.begin_ms()) / 1000.0;
+        std::max<int64_t>(0, impl_->now_ms() - impl_->migration.coordinator().begin_ms()) / 1000.0;
   }
-  for (const AgentStatus& a : list) (a.state == "up" ? m.agents_up : m.agents_lost) += 1;
   return m;
 }
 
@@ -767,6 +716,7 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
                              std::to_string(hello.node) + " of " + t.ToString());
     }
   }
+  impl_->migration.OnAgentJoined(hello.agent_id);
   (void)impl_->store->RecordAgentEvent(
       {impl_->now_ms(), hello.agent_id, hello.epoch == impl_->epoch ? "joined" : "joined_resync",
        "epoch " + std::to_string(hello.epoch) + " -> " + std::to_string(impl_->epoch)});
@@ -785,7 +735,8 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
 
 void ControlLoop::OnAgentLost(const std::string& agent_id, const std::string& reason) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->coordinator.OnAgentLost(agent_id);
+  if (impl_->left.erase(agent_id) != 0) return;  // it said Goodbye: recorded as left
+  impl_->migration.OnAgentLost(agent_id);
   impl_->agent_steps.erase(agent_id);
   (void)impl_->store->RecordAgentEvent({impl_->now_ms(), agent_id, "lost", reason});
 }
@@ -795,17 +746,22 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
   if (const LoadReport* r = std::get_if<LoadReport>(&message)) {
     impl_->OnLoadReport(agent_id, *r);
   } else if (const Heartbeat* h = std::get_if<Heartbeat>(&message)) {
-    impl_->coordinator.OnStep(agent_id, h->step);
+    impl_->migration.OnStep(agent_id, h->step);
     impl_->newest_step = std::max(impl_->newest_step, h->step);
   } else if (const Ready* r = std::get_if<Ready>(&message)) {
-    impl_->coordinator.OnReady(agent_id, r->epoch);
+    impl_->migration.OnReady(agent_id, r->epoch);
   } else if (const Switched* s = std::get_if<Switched>(&message)) {
-    impl_->coordinator.OnSwitched(agent_id, s->epoch, s->step);
+    impl_->migration.OnSwitched(agent_id, s->epoch, s->step);
+  } else if (const Goodbye* g = std::get_if<Goodbye>(&message)) {
+    // Leaving on purpose: for the migration it is gone, for the history it left, not lost.
+    impl_->migration.OnAgentLost(agent_id);
+    impl_->agent_steps.erase(agent_id);
+    impl_->left.insert(agent_id);
+    (void)impl_->store->RecordAgentEvent(
+        {impl_->now_ms(), agent_id, "left", "before step " + std::to_string(g->step)});
   } else if (const Abort* a = std::get_if<Abort>(&message)) {
     // An agent that cannot stage its copies (out of memory, a failed transfer) aborts.
-    if (a->epoch == impl_->coordinator.epoch()) {
-      impl_->coordinator.Abort("agent " + agent_id + ": " + a->reason);
-    }
+    impl_->migration.OnAgentAbort(agent_id, a->epoch, a->reason);
   }
 }
 

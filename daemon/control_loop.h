@@ -1,6 +1,6 @@
 // ControlLoop: the heart of graced. It aggregates the agents' load reports, forecasts load,
-// decides when a re-placement pays off (policy/online_controller.h), drives the migration
-// through the epoch protocol (migrate/epoch_coordinator.h), and keeps the history
+// decides when a re-placement pays off (policy/online_controller.h), hands the migration to
+// a MigrationDriver (daemon/migration_driver.h, the epoch protocol), and keeps the history
 // (daemon/history_store.h). It is the ControlPlane the REST API reads and the AgentEvents
 // listener of the agent server.
 //

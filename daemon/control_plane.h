@@ -23,7 +23,7 @@ struct AgentStatus {
   std::string agent_id;
   NodeId node = 0;
   std::vector<RankId> ranks;
-  std::string state;  // "up", "lost"
+  std::string state;  // "up", "lost", "left" (said Goodbye)
   Epoch epoch = 0;
   uint64_t step = 0;
   int64_t last_seen_ms = 0;
@@ -64,11 +64,15 @@ struct DaemonMetrics {
   uint64_t migrations_total = 0;
   uint64_t migrations_aborted_total = 0;
   uint64_t migration_bytes_total = 0;
+  uint64_t migrations_timed_out_total = 0;  // committed, but not every SWITCHED in time
+  int migration_phase = 0;     // the migration in flight: EpochCoordinator::Phase, 0 idle
+  double migration_age_s = 0;  // since its PREPARE (0 when idle)
   uint64_t decisions_total = 0;
   double forecast_mape = 0;
   double last_value_mape = 0;
   int agents_up = 0;
   int agents_lost = 0;
+  int agents_left = 0;  // said Goodbye (SIGTERM): not lost
   uint64_t load_reports_total = 0;
   uint64_t coactivation_pairs_total = 0;         // co-activation pairs received in load reports
   uint64_t coactivation_sampled_mass_total = 0;  // sampled pair counts, sent or dropped

@@ -50,8 +50,8 @@ Status ParseDaemonTable(const toml::table& t, const std::string& source, DaemonC
 
 Status ParseAgentsTable(const toml::table& t, const std::string& source, DaemonConfig* c) {
   TomlFields f(t, source, "agents");
-  GRACE_RETURN_IF_ERROR(
-      f.RejectUnknown({"heartbeat_ms", "report_ms", "lost_after_ms", "max_frame_mb"}));
+  GRACE_RETURN_IF_ERROR(f.RejectUnknown({"heartbeat_ms", "report_ms", "lost_after_ms",
+                                         "max_frame_mb", "ready_timeout_ms", "switch_timeout_ms"}));
   int v = 0;
   GRACE_RETURN_IF_ERROR(f.Int("heartbeat_ms", static_cast<int>(c->heartbeat_ms), 10, 60000, &v));
   c->heartbeat_ms = v;
@@ -62,6 +62,12 @@ Status ParseAgentsTable(const toml::table& t, const std::string& source, DaemonC
   c->lost_after_ms = v;
   GRACE_RETURN_IF_ERROR(f.Int("max_frame_mb", static_cast<int>(c->max_frame_mb), 1, 1024, &v));
   c->max_frame_mb = v;
+  GRACE_RETURN_IF_ERROR(
+      f.Int("ready_timeout_ms", static_cast<int>(c->ready_timeout_ms), 100, 3600000, &v));
+  c->ready_timeout_ms = v;
+  GRACE_RETURN_IF_ERROR(
+      f.Int("switch_timeout_ms", static_cast<int>(c->switch_timeout_ms), 100, 3600000, &v));
+  c->switch_timeout_ms = v;
   if (c->lost_after_ms <= c->heartbeat_ms) {
     return InvalidArgument(f.Where("lost_after_ms") + ": must exceed heartbeat_ms (" +
                            std::to_string(c->heartbeat_ms) + ")");

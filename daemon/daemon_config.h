@@ -3,7 +3,8 @@
 // GRACE_CLUSTER_SECRET). Unknown keys are refused, naming the key and line.
 //
 //   [daemon]   http, agents, state_dir, web_root, initial_placement, api_token, cluster_secret
-//   [agents]   heartbeat_ms, report_ms, lost_after_ms, max_frame_mb
+//   [agents]   heartbeat_ms, report_ms, lost_after_ms, max_frame_mb, ready_timeout_ms,
+//              switch_timeout_ms
 //   [topology] as core/topology.h
 //   [model]    num_experts, top_k, layers (array of layer ids), hidden, expert_ffn
 //   [policy]   the fields of PolicySettings (daemon/policy_settings.h)
@@ -46,6 +47,10 @@ struct DaemonConfig {
   uint32_t report_ms = 1000;
   uint32_t lost_after_ms = 5000;
   uint32_t max_frame_mb = 64;
+  // The migration watchdog (migrate/epoch_coordinator.h): PREPARE -> every READY (then
+  // aborted), COMMIT -> every SWITCHED (then done, the late agents named).
+  uint32_t ready_timeout_ms = 30000;
+  uint32_t switch_timeout_ms = 30000;
 
   Topology topology{.nodes = 2, .gpus_per_node = 2, .slots_per_gpu = 18};  // a laptop demo
   ServedModel model;

@@ -111,6 +111,17 @@ std::string PrometheusText(const DaemonMetrics& m) {
                     "From PREPARE to the last agent's SWITCHED, per completed migration.");
   WriteHistogramSamples(out, "grace_migration_prepare_to_switch_seconds", "",
                         m.prepare_to_switch_seconds);
+  WriteMetricHeader(
+      out, "grace_migrations_switch_timed_out_total", "counter",
+      "Migrations committed whose SWITCHED did not all arrive within switch_timeout_ms.");
+  out << "grace_migrations_switch_timed_out_total " << m.migrations_timed_out_total << '\n';
+  WriteMetricHeader(
+      out, "grace_migration_phase", "gauge",
+      "Phase of the migration in flight: 0 idle, 1 preparing, 2 ready-to-commit, 3 committed.");
+  out << "grace_migration_phase " << m.migration_phase << '\n';
+  WriteMetricHeader(out, "grace_migration_age_seconds", "gauge",
+                    "Seconds since the PREPARE of the migration in flight (0 when idle).");
+  out << "grace_migration_age_seconds " << m.migration_age_s << '\n';
   WriteMetricHeader(out, "grace_decisions_total", "counter", "Decisions recorded.");
   out << "grace_decisions_total " << m.decisions_total << '\n';
   WriteMetricHeader(out, "grace_forecast_mape", "gauge",
@@ -132,6 +143,7 @@ std::string PrometheusText(const DaemonMetrics& m) {
   WriteMetricHeader(out, "grace_agents", "gauge", "Agents by state.");
   out << "grace_agents{state=\"up\"} " << m.agents_up << '\n';
   out << "grace_agents{state=\"lost\"} " << m.agents_lost << '\n';
+  out << "grace_agents{state=\"left\"} " << m.agents_left << '\n';
   WriteMetricHeader(out, "grace_control_round_seconds", "gauge",
                     "Duration of the last control round (aggregate, forecast, decide).");
   out << "grace_control_round_seconds " << m.control_round_ms / 1000 << '\n';

@@ -16,6 +16,10 @@ const char* EpochPhaseName(EpochCoordinator::Phase phase) {
   return "?";
 }
 
+int64_t EpochCoordinator::age_ms(int64_t now_ms) const {
+  return phase_ == Phase::kIdle ? 0 : now_ms - begin_ms_;
+}
+
 Status EpochCoordinator::Begin(Epoch epoch, const Placement& placement, const Topology& topology,
                                const MigrationPlan& plan, const std::vector<std::string>& agents,
                                int64_t now_ms, std::vector<float> expected_load) {
@@ -23,9 +27,10 @@ Status EpochCoordinator::Begin(Epoch epoch, const Placement& placement, const To
     return FailedPrecondition(std::string("a migration to epoch ") + std::to_string(epoch_) +
                               " is " + EpochPhaseName(phase_));
   }
-  if (epoch <= last_committed_) {
+  if (epoch <= last_committed_ || epoch <= last_begun_) {
     return InvalidArgument("epoch " + std::to_string(epoch) + " is not after the committed epoch " +
-                           std::to_string(last_committed_));
+                           std::to_string(last_committed_) + " and every attempt begun (" +
+                           std::to_string(last_begun_) + ")");
   }
   if (agents.empty()) return FailedPrecondition("no agents to migrate");
   Prepare prepare;
@@ -36,7 +41,10 @@ Status EpochCoordinator::Begin(Epoch epoch, const Placement& placement, const To
     prepare.transfers.push_back({t.layer_index, t.expert, t.src_slot, t.dst_slot, t.bytes});
   }
   epoch_ = epoch;
+  last_begun_ = epoch;
   answered_.clear();
+  timed_out_.clear();
+  unconfirmed_.clear();
   for (const std::string& a : agents) answered_[a] = false;
   begin_ms_ = now_ms;
   abort_reason_.clear();
@@ -72,6 +80,15 @@ void EpochCoordinator::OnSwitched(const std::string& agent_id, Epoch epoch, uint
   if (it != answered_.end()) it->second = true;
 }
 
+void EpochCoordinator::OnAgentJoined(const std::string& agent_id) {
+  // A participant that reconnects may have lost what it staged, and its READY may be from the
+  // old connection: an uncommitted migration cannot count on it.
+  if (answered_.count(agent_id) != 0 &&
+      (phase_ == Phase::kPreparing || phase_ == Phase::kReadyToCommit)) {
+    Abort("agent " + agent_id + " reconnected before COMMIT");
+  }
+}
+
 void EpochCoordinator::OnAgentLost(const std::string& agent_id) {
   steps_.erase(agent_id);
   if (answered_.count(agent_id) == 0) return;
@@ -84,13 +101,25 @@ void EpochCoordinator::OnAgentLost(const std::string& agent_id) {
 }
 
 EpochCoordinator::Phase EpochCoordinator::Poll(int64_t now_ms) {
+  auto waiting = [this] {
+    std::string out;
+    for (const std::string& a : Waiting()) out += (out.empty() ? "" : ", ") + a;
+    return out;
+  };
   if (phase_ == Phase::kPreparing && now_ms - begin_ms_ > options_.ready_timeout_ms) {
-    std::string waiting;
-    for (const std::string& a : Waiting()) waiting += (waiting.empty() ? "" : ", ") + a;
-    Abort("no READY within " + std::to_string(options_.ready_timeout_ms) + " ms from " + waiting);
+    Abort("no READY within " + std::to_string(options_.ready_timeout_ms) + " ms from " + waiting());
   }
   if (phase_ == Phase::kCommitted &&
       std::all_of(answered_.begin(), answered_.end(), [](const auto& a) { return a.second; })) {
+    phase_ = Phase::kDone;
+    done_ms_ = now_ms;
+  }
+  if (phase_ == Phase::kCommitted && now_ms - commit_ms_ > options_.switch_timeout_ms) {
+    // The epoch is decided and persisted: it cannot be undone. Stop waiting; an agent that has
+    // not switched re-syncs to it when it reconnects (its Welcome carries the epoch).
+    timed_out_ = "no SWITCHED within " + std::to_string(options_.switch_timeout_ms) +
+                 " ms of COMMIT from " + waiting();
+    unconfirmed_ = Waiting();
     phase_ = Phase::kDone;
     done_ms_ = now_ms;
   }
@@ -114,6 +143,7 @@ StatusOr<uint64_t> EpochCoordinator::Commit(int64_t now_ms) {
 
 void EpochCoordinator::Abort(const std::string& reason) {
   if (phase_ != Phase::kPreparing && phase_ != Phase::kReadyToCommit) return;
+  abort_phase_ = phase_;
   abort_reason_ = reason;
   phase_ = Phase::kAborted;
   SendAll(grace::Abort{epoch_, reason});

@@ -8,14 +8,18 @@
 //   agents:  switch at step s and answer SWITCHED(n+1)
 //   all SWITCHED -> kDone: old slots may be released (every rank is past s)
 //
-// Before COMMIT, a lost agent or a READY timeout aborts: ABORT(n+1) goes to every agent, epoch n
-// keeps serving and the staged copies are dropped. After COMMIT the epoch is decided; a lost
-// agent re-syncs to it when it rejoins.
+// Before COMMIT, a lost or reconnecting agent, an agent's ABORT or a READY timeout aborts:
+// ABORT(n+1) goes to every agent, epoch n keeps serving and the staged copies are dropped.
+// After COMMIT the epoch is decided (persisted, and possibly carried in band by the agents);
+// a lost agent re-syncs to it when it rejoins, and past switch_timeout_ms the coordinator
+// stops waiting for SWITCHED (kDone, the agents it waited for in unconfirmed()). No phase
+// waits without a deadline. The full state machine is in docs/protocol.md, "Epochs".
 //
 // Pure logic: time comes in as arguments (no clock inside), messages go out through `send`.
 // Thread contract: one thread drives it (graced's control thread).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,7 +35,7 @@ namespace grace {
 
 struct EpochCoordinatorOptions {
   int64_t ready_timeout_ms = 30000;   // PREPARE -> every READY
-  int64_t switch_timeout_ms = 30000;  // COMMIT -> every SWITCHED (then reported, not aborted)
+  int64_t switch_timeout_ms = 30000;  // COMMIT -> every SWITCHED (then done, unconfirmed)
   uint64_t switch_margin_steps = 8;   // how far past the newest reported step to switch
 };
 
@@ -54,7 +58,8 @@ class EpochCoordinator {
   void OnReady(const std::string& agent_id, Epoch epoch);
   void OnSwitched(const std::string& agent_id, Epoch epoch, uint64_t step);
   void OnStep(const std::string& agent_id, uint64_t step);  // from heartbeats
-  void OnAgentLost(const std::string& agent_id);
+  void OnAgentLost(const std::string& agent_id);            // also an agent's Goodbye
+  void OnAgentJoined(const std::string& agent_id);
 
   // Advances timeouts; returns the phase after doing so.
   Phase Poll(int64_t now_ms);
@@ -67,6 +72,13 @@ class EpochCoordinator {
   // Back to kIdle after kDone or kAborted.
   void Reset();
 
+  // The epoch number for the next Begin after `committed`: one past both it and every attempt
+  // begun, so that a number names one attempt only (a stale READY, ABORT or COMMIT of an
+  // aborted attempt cannot be taken for its retry's, and the agents' copy mesh of a retry
+  // rendezvouses on another port than the cancelled one's, agent/epoch_switcher.h).
+  Epoch next_epoch(Epoch committed) const {
+    return std::max(std::max(committed, last_committed_), last_begun_) + 1;
+  }
   Phase phase() const { return phase_; }
   Epoch epoch() const { return epoch_; }
   uint64_t switch_step() const { return switch_step_; }
@@ -77,6 +89,14 @@ class EpochCoordinator {
   int64_t begin_ms() const { return begin_ms_; }
   // Agents that have not yet answered the current phase.
   std::vector<std::string> Waiting() const;
+  // Milliseconds since Begin (0 when idle).
+  int64_t age_ms(int64_t now_ms) const;
+  // The phase an abort happened in (kPreparing or kReadyToCommit).
+  Phase abort_phase() const { return abort_phase_; }
+  // In kDone: why the wait for SWITCHED ended early (empty: every agent switched), and whom
+  // it waited for.
+  const std::string& switch_timed_out() const { return timed_out_; }
+  const std::vector<std::string>& unconfirmed() const { return unconfirmed_; }
 
  private:
   void SendAll(const WireMessage& m);
@@ -85,7 +105,8 @@ class EpochCoordinator {
   EpochCoordinatorOptions options_;
   Phase phase_ = Phase::kIdle;
   Epoch epoch_ = 0;
-  Epoch last_committed_ = 0;              // epochs only grow: a new Begin must be past it
+  Epoch last_committed_ = 0;  // epochs only grow: a new Begin must be past it
+  Epoch last_begun_ = 0;      // an aborted attempt uses its number up (see next_epoch())
   std::map<std::string, bool> answered_;  // per participant: READY (preparing) or SWITCHED
   std::map<std::string, uint64_t> steps_;
   uint64_t switch_step_ = 0;
@@ -93,6 +114,9 @@ class EpochCoordinator {
   int64_t commit_ms_ = 0;
   int64_t done_ms_ = 0;
   std::string abort_reason_;
+  Phase abort_phase_ = Phase::kIdle;
+  std::string timed_out_;
+  std::vector<std::string> unconfirmed_;
 };
 
 const char* EpochPhaseName(EpochCoordinator::Phase phase);

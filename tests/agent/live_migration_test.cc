@@ -1,9 +1,9 @@
-// Live migration end to end: 4 grace-agent processes on loopback with the test daemon
-// (bench/migration_daemon.h) re-placing experts while the replay runs. Every token's output must
-// match the dense reference, no step may mix epochs across ranks, and the bytes staged must be
-// PlanMigration's minimum. Then one agent is SIGKILLed during a rate-limited transfer: the
-// migration aborts, the other ranks' outputs stay exact, and the restarted agent rejoins at the
-// current epoch and takes part in the next migration.
+// Live migration end to end: grace-agent processes on loopback (2 of 2 ranks; 4 for the kill) with
+// the test daemon (bench/migration_daemon.h) re-placing experts while the replay runs. Every
+// token's output must match the dense reference, no step may mix epochs across ranks, and the bytes
+// staged must be PlanMigration's minimum. Then one agent is SIGKILLed during a rate-limited
+// transfer: the migration aborts, the other ranks' outputs stay exact, and the restarted agent
+// rejoins at the current epoch and takes part in the next migration.
 #include <gtest/gtest.h>
 
 #include "bench/migration_bench.h"
@@ -21,6 +21,7 @@ TEST(LiveMigrationTest, MigrationsKeepOutputExactAndKilledAgentRejoins) {
   o.every_steps = 25;
   o.steps_per_second = 40;
   o.baseline = false;
+  o.faults = false;  // epoch_faults_test runs them
   o.timeout = std::chrono::milliseconds(60000);
   auto result = RunMigrationBench(o);
   ASSERT_TRUE(result.ok()) << result.status().ToString();

@@ -61,7 +61,8 @@ std::vector<WireMessage> OneOfEach() {
           Ready{5},
           Commit{5, 120},
           Abort{5, "agent node1 lost"},
-          Switched{5, 120}};
+          Switched{5, 120},
+          Goodbye{77, "SIGTERM"}};
 }
 
 TEST(WireProtocolTest, EveryMessageRoundTripsEvenByteByByte) {

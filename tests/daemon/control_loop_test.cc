@@ -3,6 +3,7 @@
 // the refusal is counted; a good report's pairs are taken, and its traffic summed per layer.
 #include "daemon/control_loop.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -181,6 +182,26 @@ TEST_F(ControlLoopTest, AShorterIntervalTakesEffectAtOnce) {
   now_ += 1100;
   loop_->Tick();
   EXPECT_EQ(loop_->Trends(100).size(), after_first + 1);
+}
+
+// SIGTERM on an agent: its Goodbye, then its connection closing, is a "left" event, not a
+// "lost" one; and with no migration in flight the watchdog gauges read idle.
+TEST_F(ControlLoopTest, AnAgentThatSaysGoodbyeLeftAndWasNotLost) {
+  loop_->OnMessage("node1", Goodbye{42, "SIGTERM"});
+  loop_->OnAgentLost("node1", "connection closed");
+  loop_->OnAgentLost("node0", "silent for more than 3000 ms");
+  std::vector<std::string> events;
+  loop_->WithHistory([&](HistoryStore& h) {
+    auto list = h.ListAgentEvents({});
+    ASSERT_TRUE(list.ok());
+    for (const AgentEvent& e : *list) events.push_back(e.agent_id + ":" + e.event);
+  });
+  EXPECT_NE(std::find(events.begin(), events.end(), "node1:left"), events.end());
+  EXPECT_EQ(std::find(events.begin(), events.end(), "node1:lost"), events.end());
+  EXPECT_NE(std::find(events.begin(), events.end(), "node0:lost"), events.end());
+  const DaemonMetrics m = loop_->Metrics();
+  EXPECT_EQ(m.migration_phase, 0);
+  EXPECT_EQ(m.migration_age_s, 0);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ state_dir = "/tmp/g"
 [agents]
 heartbeat_ms = 100
 lost_after_ms = 1000
+ready_timeout_ms = 4000
 [topology]
 nodes = 2
 gpus_per_node = 4
@@ -38,6 +39,8 @@ forecast_model = "holt"
   EXPECT_EQ(c->http_port, 9000);
   EXPECT_EQ(c->agents_host, "0.0.0.0");
   EXPECT_EQ(c->model.layer_ids, (std::vector<LayerId>{0, 8, 12}));
+  EXPECT_EQ(c->ready_timeout_ms, 4000u);
+  EXPECT_EQ(c->switch_timeout_ms, 30000u);  // the default
   EXPECT_EQ(c->policy.cooldown_s, 7);
   EXPECT_EQ(c->policy.forecast_model, "holt");
   EXPECT_EQ(c->topology.ranks(), 8);

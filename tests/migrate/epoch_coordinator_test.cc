@@ -73,8 +73,16 @@ TEST_F(EpochCoordinatorTest, LostAgentBeforeCommitAborts) {
   EXPECT_EQ(std::get<Abort>(last_["a"]).epoch, 2u);
   EXPECT_FALSE(coordinator_.Commit(2).ok());
   coordinator_.Reset();
-  // The same epoch number may be tried again: it was never committed.
-  BeginWithTwoAgents(5);
+  // An aborted attempt uses its number up: a retry is the next number (its stale messages
+  // cannot be taken for the retry's, and the copy mesh of the retry gets another port).
+  MigrationPlan plan;
+  EXPECT_EQ(coordinator_.Begin(2, placement_, topology_, plan, {"a", "b"}, 5).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_.next_epoch(1), 3u);
+  EXPECT_TRUE(coordinator_.Begin(3, placement_, topology_, plan, {"a", "b"}, 5).ok());
+  coordinator_.OnReady("a", 2);  // the aborted attempt's READY does not count
+  coordinator_.OnReady("b", 2);
+  EXPECT_EQ(coordinator_.Poll(6), EpochCoordinator::Phase::kPreparing);
 }
 
 TEST_F(EpochCoordinatorTest, ReadyTimeoutAbortsNamingTheSlowAgent) {
@@ -116,6 +124,49 @@ TEST_F(EpochCoordinatorTest, SecondBeginWhileBusyIsRefused) {
   MigrationPlan plan;
   EXPECT_EQ(coordinator_.Begin(3, placement_, topology_, plan, {"a"}, 0).code(),
             StatusCode::kFailedPrecondition);
+}
+
+TEST_F(EpochCoordinatorTest, MissingSwitchedEndsTheWaitAtTheSwitchTimeout) {
+  BeginWithTwoAgents();
+  coordinator_.OnReady("a", 2);
+  coordinator_.OnReady("b", 2);
+  ASSERT_EQ(coordinator_.Poll(1), EpochCoordinator::Phase::kReadyToCommit);
+  auto step = coordinator_.Commit(2);
+  ASSERT_TRUE(step.ok());
+  coordinator_.OnSwitched("a", 2, *step);
+  EXPECT_EQ(coordinator_.Poll(2 + EpochCoordinatorOptions{}.switch_timeout_ms),
+            EpochCoordinator::Phase::kCommitted);
+  EXPECT_EQ(coordinator_.age_ms(2000), 2000);
+  // Past the deadline: done, the epoch stands, and the agent it waited for is named.
+  EXPECT_EQ(coordinator_.Poll(3 + EpochCoordinatorOptions{}.switch_timeout_ms),
+            EpochCoordinator::Phase::kDone);
+  EXPECT_EQ(coordinator_.unconfirmed(), (std::vector<std::string>{"b"}));
+  EXPECT_NE(coordinator_.switch_timed_out().find("from b"), std::string::npos);
+  coordinator_.Reset();
+  EXPECT_EQ(coordinator_.age_ms(100000), 0);
+  MigrationPlan plan;
+  EXPECT_TRUE(coordinator_.Begin(3, placement_, topology_, plan, {"a", "b"}, 4).ok());
+}
+
+TEST_F(EpochCoordinatorTest, ParticipantReconnectingBeforeCommitAborts) {
+  BeginWithTwoAgents();
+  coordinator_.OnReady("a", 2);
+  coordinator_.OnAgentJoined("c");  // not a participant
+  EXPECT_EQ(coordinator_.Poll(1), EpochCoordinator::Phase::kPreparing);
+  coordinator_.OnAgentJoined("a");  // its READY was on the old connection
+  EXPECT_EQ(coordinator_.Poll(2), EpochCoordinator::Phase::kAborted);
+  EXPECT_EQ(coordinator_.abort_phase(), EpochCoordinator::Phase::kPreparing);
+  EXPECT_NE(coordinator_.abort_reason().find("reconnected"), std::string::npos);
+}
+
+TEST_F(EpochCoordinatorTest, ReconnectAfterCommitKeepsTheEpoch) {
+  BeginWithTwoAgents();
+  coordinator_.OnReady("a", 2);
+  coordinator_.OnReady("b", 2);
+  ASSERT_EQ(coordinator_.Poll(1), EpochCoordinator::Phase::kReadyToCommit);
+  ASSERT_TRUE(coordinator_.Commit(2).ok());
+  coordinator_.OnAgentJoined("b");
+  EXPECT_EQ(coordinator_.Poll(3), EpochCoordinator::Phase::kCommitted);
 }
 
 }  // namespace
