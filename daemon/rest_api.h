@@ -17,9 +17,7 @@
 #include "core/status.h"
 #include "daemon/control_plane.h"
 
-namespace httplib {
-class Server;
-}
+#include "daemon/http_server.h"
 
 namespace grace {
 
@@ -28,6 +26,7 @@ struct RestApiOptions {
   int port = 8750;        // 0: pick a free port (see RestApi::port())
   std::string api_token;  // empty: every mutating call is refused
   std::string web_root;   // static UI files; empty: none served
+  HttpServerLimits limits;
 };
 
 class RestApi {
@@ -47,7 +46,7 @@ class RestApi {
 
   ControlPlane& control_;
   RestApiOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<BoundedHttpServer> server_;
   std::thread thread_;
   int bound_port_ = 0;
 };
