@@ -199,6 +199,8 @@ class FrameDecoder {
       : max_payload_(max_payload_bytes) {}
 
   void Append(std::string_view bytes) { buffer_.append(bytes); }
+  // Applies to frames not yet decoded (a server raises it once the peer proved itself).
+  void set_max_payload_bytes(uint32_t max_payload_bytes) { max_payload_ = max_payload_bytes; }
 
   // Next whole message: true and *out set; false when more bytes are needed; an error when the
   // stream is bad (and every later call returns the same error).

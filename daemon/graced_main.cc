@@ -2,12 +2,15 @@
 // the SQLite store in --state-dir, accepts agents, serves the REST API, metrics and the web UI,
 // and runs the control loop until SIGINT or SIGTERM. Under systemd (Type=notify) it reports
 // READY=1 once it listens and STOPPING=1 when it shuts down.
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -40,6 +43,19 @@ int Fail(const grace::Status& s) {
   return 2;
 }
 
+// The descriptors graced may hold (HTTP connections, strangers on the agent port, agents,
+// SQLite) fit the hard limit, not always the soft one (often 1024); systemd sets both
+// (LimitNOFILE in graced.service), elsewhere the soft limit is raised here.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t was = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("graced: cannot raise the open-file limit from {}: {}", was, std::strerror(errno));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +67,7 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", state_dir,
                  "directory of the SQLite history (default /var/lib/grace)");
   CLI11_PARSE(app, argc, argv);
+  RaiseDescriptorLimit();
 
   std::string text;
   if (!config_path.empty()) {

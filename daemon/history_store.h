@@ -107,7 +107,9 @@ struct SqliteStoreOptions {
   int64_t raw_keep_ms = 3600LL * 1000;            // raw load samples
   int64_t minute_keep_ms = 24LL * 3600 * 1000;    // one-minute means
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // ten-minute means (placements, decisions,
-                                                  // policy and agent events are kept)
+                                                  // policy and agent events are kept, but
+                                                  // refused connections only for
+                                                  // minute_keep_ms, 1000 at most)
   bool read_only = false;  // for readers beside graced (gracectl export): opens an existing
                            // database without writing, and needs its schema to be current
 };

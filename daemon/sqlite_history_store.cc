@@ -275,6 +275,18 @@ class SqliteHistoryStore final : public HistoryStore {
         s = StepDone(st, "expire load samples");
       }
     }
+    // Refused connections are a stranger's doing: a day of them, the newest 1000 at most.
+    if (s.ok()) {
+      Statement st;
+      s = Prepare(
+          "DELETE FROM agent_events WHERE event = 'refused' AND (time_ms < ? OR id NOT IN (SELECT "
+          "id FROM agent_events WHERE event = 'refused' ORDER BY id DESC LIMIT 1000))",
+          &st);
+      if (s.ok()) {
+        sqlite3_bind_int64(st.get(), 1, now_ms - options_.minute_keep_ms);
+        s = StepDone(st, "expire refused connections");
+      }
+    }
     if (!s.ok()) {
       (void)Exec("ROLLBACK");
       return s;

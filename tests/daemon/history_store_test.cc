@@ -165,6 +165,28 @@ TEST_F(HistoryStoreTest, PolicyChangesAndAgentEventsAreKept) {
   EXPECT_EQ((*events)[0].event, "joined");
 }
 
+TEST_F(HistoryStoreTest, RefusedConnectionsArePrunedAndOtherEventsKept) {
+  auto store = Open();
+  const int64_t day_ms = 24LL * 3600 * 1000, now = 10 * day_ms;
+  ASSERT_TRUE(store->RecordAgentEvent({now - 3 * day_ms, "node0", "joined", ""}).ok());
+  ASSERT_TRUE(store->RecordAgentEvent({now - 2 * day_ms, "1.2.3.4:5", "refused", "old"}).ok());
+  for (int i = 0; i < 1200; ++i) {
+    ASSERT_TRUE(store->RecordAgentEvent({now - 1000 + i, "1.2.3.4:5", "refused", "x"}).ok());
+  }
+  ASSERT_TRUE(store->Compact(now).ok());
+  HistoryQuery page;
+  page.limit = 1000;
+  auto events = store->ListAgentEvents(page);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1000u);  // the newest 1000 refusals...
+  EXPECT_EQ(events->front().time_ms, now - 1000 + 1199);
+  EXPECT_EQ(events->back().time_ms, now - 1000 + 200);
+  page.offset = 1000;
+  events = store->ListAgentEvents(page);
+  ASSERT_EQ(events->size(), 1u);  // ...and the join
+  EXPECT_EQ((*events)[0].event, "joined");
+}
+
 TEST_F(HistoryStoreTest, UnopenablePathIsNamed) {
   auto store = OpenSqliteHistoryStore((dir_ / "no/such/dir/x.db").string());
   ASSERT_FALSE(store.ok());
