@@ -24,7 +24,8 @@ class DaemonClient::Impl {
   Status Run(ServingState& state, std::vector<RankSlotWeights>& sources);
 
  private:
-  Status Dial(Epoch epoch, Welcome* welcome);
+  // `placement_json`: the placement the agent serves at `epoch` (empty when fresh).
+  Status Dial(Epoch epoch, const std::string& placement_json, Welcome* welcome);
   Status SendFrame(const WireMessage& m);
   // The workers' counts since the last report, taken (zeroed): per-expert loads, the top
   // co-activation pairs and the dispatch traffic of every layer.
@@ -113,7 +114,7 @@ bool DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<Wir
   return true;
 }
 
-Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
+Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, Welcome* welcome) {
   const size_t colon = c_.daemon_address.rfind(':');
   const std::string host = c_.daemon_address.substr(0, colon);
   const std::string port = c_.daemon_address.substr(colon + 1);
@@ -141,6 +142,7 @@ Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
         for (int i = 0; i < c_.local_ranks; ++i) h.ranks.push_back(c_.first_rank + i);
         h.slots_per_rank = c_.topology.slots_per_gpu;
         h.epoch = epoch;
+        h.placement_json = placement_json;
         h.proof = ProveSecret(c_.cluster_secret, ch->nonce);
         GRACE_RETURN_IF_ERROR(SendFrame(h));
         hello_sent = true;
@@ -167,7 +169,7 @@ StatusOr<Welcome> DaemonClient::Impl::Connect(Epoch epoch) {
   Status last;
   while (true) {
     Welcome w;
-    last = Dial(epoch, &w);
+    last = Dial(epoch, "", &w);
     if (last.ok()) return w;
     if (last.code() == StatusCode::kFailedPrecondition) return last;
     if (Clock::now() + std::chrono::milliseconds(backoff_ms) > deadline) break;
@@ -196,7 +198,8 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
       }
       switcher.DropUncommitted();
       Welcome w;
-      Status s = Dial(switcher.serving_epoch(), &w);
+      Status s = Dial(switcher.serving_epoch(),
+                      PlacementToJson(state.view.load()->current->placement(), c_.topology), &w);
       if (!s.ok()) {
         next_dial = Clock::now() + std::chrono::milliseconds(backoff_ms);
         backoff_ms = std::min(backoff_ms * 2, c_.reconnect_max_ms);

@@ -40,6 +40,7 @@ struct Encoder {
     w.Put<int32_t>(m.slots_per_rank);
     w.Put<uint64_t>(m.epoch);
     PutBytes(w, m.proof);
+    if (!m.placement_json.empty()) w.PutString(m.placement_json);
   }
   void operator()(const Welcome& m) {
     w.Put<uint64_t>(m.epoch);
@@ -292,6 +293,9 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       GRACE_RETURN_IF_ERROR(r.Get("slots_per_rank", &m.slots_per_rank));
       GRACE_RETURN_IF_ERROR(r.Get("epoch", &m.epoch));
       GRACE_RETURN_IF_ERROR(GetBytes(r, "proof", &m.proof));
+      if (r.position() < r.size()) {
+        GRACE_RETURN_IF_ERROR(r.GetString("placement_json", &m.placement_json, kMaxJson));
+      }
       return WireMessage(m);
     }
     case MessageType::kWelcome: {

@@ -73,6 +73,10 @@ struct Hello {
   int32_t slots_per_rank = 0;
   Epoch epoch = 0;  // the epoch it serves now (0 when fresh)
   std::array<uint8_t, 32> proof{};
+  // The placement of that epoch (core/placement.h JSON; empty when fresh), so that a daemon
+  // whose history is behind (a lost grace.db) can adopt it. Optional on the wire: it follows
+  // the proof, and a Hello without it decodes with it empty.
+  std::string placement_json;
 };
 
 struct Welcome {

@@ -39,7 +39,7 @@ struct AgentServerOptions {
   uint32_t max_frame_bytes = kDefaultMaxPayloadBytes;
   uint32_t handshake_timeout_ms = 3000;
   uint32_t max_pending = 256;
-  uint32_t max_handshake_frame_bytes = 16 * 1024;
+  uint32_t max_handshake_frame_bytes = 16 * 1024;  // a Hello with the agent's placement must fit
   uint32_t refusals_per_window = 10;
   uint32_t refusal_window_ms = 60000;
 };

@@ -177,6 +177,50 @@ struct ControlLoop::Impl {
     return p.Validate(topology());
   }
 
+  // An agent serves a later epoch than the history holds: grace.db was lost or replaced. Its
+  // epoch and placement become graced's (committed, so they survive a restart); planning from
+  // the history's placement instead would send PREPAREs the agents refuse, for ever.
+  Status AdoptAgentEpoch(const Hello& hello) {
+    using Phase = EpochCoordinator::Phase;
+    const Phase phase = coordinator.phase();
+    if (phase == Phase::kPreparing || phase == Phase::kReadyToCommit ||
+        phase == Phase::kCommitted) {
+      return FailedPrecondition("serves epoch " + std::to_string(hello.epoch) +
+                                ", ahead of graced's " + std::to_string(epoch) +
+                                ", while a migration runs; retry");
+    }
+    if (hello.placement_json.empty()) {
+      return FailedPrecondition("serves epoch " + std::to_string(hello.epoch) + ", ahead of the " +
+                                "history's " + std::to_string(epoch) +
+                                ", and did not send its placement");
+    }
+    StatusOr<Placement> p = PlacementFromJson(hello.placement_json, "agent " + hello.agent_id);
+    if (p.ok() && (p->num_experts != experts() || p->layer_ids != config.model.layer_ids)) {
+      p = InvalidArgument("its placement is not the configured model's layers and experts");
+    }
+    if (p.ok()) {
+      if (Status v = p->Validate(topology()); !v.ok()) p = v;
+    }
+    if (!p.ok()) return p.status();
+    PlacementRecord r;
+    r.epoch = hello.epoch;
+    r.committed_at_ms = now_ms();
+    r.topology = topology();
+    r.placement = *p;
+    GRACE_RETURN_IF_ERROR(store->CommitPlacement(r));
+    spdlog::warn(
+        "graced: agent {} serves epoch {}, ahead of the history's epoch {} (grace.db lost or "
+        "replaced?); adopted its epoch and placement",
+        hello.agent_id, hello.epoch, epoch);
+    (void)store->RecordAgentEvent({now_ms(), hello.agent_id, "adopted",
+                                   "epoch " + std::to_string(epoch) + " -> " +
+                                       std::to_string(hello.epoch) + " from the agent"});
+    epoch = hello.epoch;
+    placement = std::move(*p);
+    states = StatesFor(placement, expected_load);
+    return Status::Ok();
+  }
+
   // --- Agent messages (I/O thread, under mu) ---------------------------------------------------
   void OnLoadReport(const std::string& agent, const LoadReport& r) {
     if (r.num_layers != static_cast<uint32_t>(layers()) ||
@@ -735,6 +779,9 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
       return InvalidArgument("rank " + std::to_string(r) + " is not on node " +
                              std::to_string(hello.node) + " of " + t.ToString());
     }
+  }
+  if (hello.epoch > impl_->epoch) {
+    GRACE_RETURN_IF_ERROR(impl_->AdoptAgentEpoch(hello));
   }
   (void)impl_->store->RecordAgentEvent(
       {impl_->now_ms(), hello.agent_id, hello.epoch == impl_->epoch ? "joined" : "joined_resync",

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -66,6 +67,12 @@ int main(int argc, char** argv) {
   app.add_option("--agents", agents, "agent address HOST:PORT (default 127.0.0.1:8751)");
   app.add_option("--state-dir", state_dir,
                  "directory of the SQLite history (default /var/lib/grace)");
+  std::string backup_to, restore_from;
+  app.add_option("--backup", backup_to,
+                 "copy the history (state-dir/grace.db) to FILE, consistent while graced runs, "
+                 "and exit");
+  app.add_option("--restore", restore_from,
+                 "replace state-dir/grace.db by the backup FILE (stop graced first) and exit");
   CLI11_PARSE(app, argc, argv);
   RaiseDescriptorLimit();
 
@@ -94,6 +101,14 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
   }
   if (!state_dir.empty()) config->state_dir = state_dir;
+  if (!backup_to.empty() || !restore_from.empty()) {
+    const std::string db = config->state_dir + "/grace.db";
+    const std::string& from = backup_to.empty() ? restore_from : db;
+    const std::string& to = backup_to.empty() ? db : backup_to;
+    if (grace::Status s = grace::CopyHistoryDatabase(from, to); !s.ok()) return Fail(s);
+    spdlog::info("graced: copied the history {} to {}", from, to);
+    return 0;
+  }
   if (const char* t = std::getenv("GRACE_API_TOKEN"); t != nullptr && *t) config->api_token = t;
   if (const char* s = std::getenv("GRACE_CLUSTER_SECRET"); s != nullptr && *s) {
     config->cluster_secret = s;
@@ -125,6 +140,11 @@ int main(int argc, char** argv) {
   agent_opt.report_ms = config->report_ms;
   agent_opt.lost_after_ms = config->lost_after_ms;
   agent_opt.max_frame_bytes = config->max_frame_mb << 20;
+  // A Hello carries the agent's placement: room for every slot's expert id as JSON.
+  const uint64_t slots = static_cast<uint64_t>(config->topology.ranks()) *
+                         config->topology.slots_per_gpu * config->model.layer_ids.size();
+  agent_opt.max_handshake_frame_bytes = static_cast<uint32_t>(std::min<uint64_t>(
+      agent_opt.max_frame_bytes, std::max<uint64_t>(16 * 1024, 4096 + 8 * slots)));
   grace::AgentServer agent_server(loop, agent_opt);
   loop.SetSender([&agent_server](const std::string& id,
                                  const grace::WireMessage& m) { return agent_server.Send(id, m); },

@@ -117,7 +117,13 @@ struct SqliteStoreOptions {
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and brings its schema up
 // to date, migration by migration; read_only opens an existing one as it is. ":memory:" works
 // for tests.
+// An existing file must pass SQLite's quick_check: a corrupt one is refused, naming the file.
 StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string& path,
                                                                SqliteStoreOptions options = {});
+
+// Copies the history database `from` to `to` with SQLite's online backup, consistent even while
+// graced writes `from`; both copies are integrity-checked. `graced --backup FILE` uses it, and
+// `graced --restore FILE` (graced stopped) copies a backup back over grace.db.
+Status CopyHistoryDatabase(const std::string& from, const std::string& to);
 
 }  // namespace grace

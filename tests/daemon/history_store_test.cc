@@ -1,6 +1,7 @@
 #include "daemon/history_store.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -185,6 +186,51 @@ TEST_F(HistoryStoreTest, RefusedConnectionsArePrunedAndOtherEventsKept) {
   events = store->ListAgentEvents(page);
   ASSERT_EQ(events->size(), 1u);  // ...and the join
   EXPECT_EQ((*events)[0].event, "joined");
+}
+
+TEST_F(HistoryStoreTest, GarbageInsideTheFileIsFoundAtOpenNamingIt) {
+  {
+    auto store = Open();
+    for (Epoch e = 1; e <= 200; ++e)
+      ASSERT_TRUE(store->CommitPlacement(Record(e, {0, 1, 2, 0})).ok());
+  }
+  const auto size = std::filesystem::file_size(path_);
+  ASSERT_GT(size, 3 * 4096u);
+  {
+    // Pages 2 and 3 (the first table's pages) overwritten; the header stays valid.
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096);
+    const std::string garbage(2 * 4096, '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  auto store = OpenSqliteHistoryStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(store.status().message().find(path_), std::string::npos);
+  EXPECT_NE(store.status().message().find("damaged"), std::string::npos);
+}
+
+TEST_F(HistoryStoreTest, AnOnlineBackupRestoresTheHistory) {
+  auto store = Open();
+  ASSERT_TRUE(store->CommitPlacement(Record(1, {0, 1, 2, 0})).ok());
+  ASSERT_TRUE(store->CommitPlacement(Record(2, {2, 1, 0, 0})).ok());
+  const std::string backup = (dir_ / "backup.db").string();
+  ASSERT_TRUE(CopyHistoryDatabase(path_, backup).ok());  // while the store is open
+  store.reset();
+  std::filesystem::resize_file(path_, 0);  // the history lost
+  ASSERT_TRUE(CopyHistoryDatabase(backup, path_).ok());
+  store = Open();
+  auto current = store->CurrentPlacement();
+  ASSERT_TRUE(current.ok() && current->has_value());
+  EXPECT_EQ((*current)->epoch, 2u);
+  EXPECT_EQ((*current)->placement.physical_to_logical[0], (std::vector<ExpertId>{2, 1, 0, 0}));
+  std::filesystem::resize_file(backup, 5000);
+  {
+    std::ofstream f(backup, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(100);
+    f << std::string(4000, 'x');
+  }
+  EXPECT_FALSE(CopyHistoryDatabase(backup, (dir_ / "again.db").string()).ok());
 }
 
 TEST_F(HistoryStoreTest, UnopenablePathIsNamed) {
