@@ -13,6 +13,8 @@
 #include <mutex>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 namespace grace {
 
 namespace asio = boost::asio;
@@ -100,6 +102,10 @@ class AgentServer::Impl {
   uint32_t refusals_in_window_ = 0;
   uint64_t refusals_suppressed_ = 0;
   std::string last_suppressed_;
+  // I/O thread only: the newest step any agent reported, and when.
+  uint64_t fleet_step_ = 0;
+  Clock::time_point fleet_step_at_;
+  bool fleet_step_known_ = false;
 
   mutable std::mutex mu_;  // guards sessions_ and lost_ (mutated on the I/O thread only)
   std::map<std::string, std::shared_ptr<Session>> sessions_;
@@ -223,6 +229,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
       Write(EncodeFrame(*welcome));
       return;
     }
+    if (!StepPlausible(m)) return;
     {
       std::lock_guard<std::mutex> lock(server_.mu_);
       status.last_seen_ms = NowMs();
@@ -234,6 +241,51 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
       }
     }
     server_.events_.OnMessage(status.agent_id, m);
+  }
+
+  // False (and logged, sparingly) when `m` carries a step further ahead than max_steps_per_s
+  // allows since this agent's last step, or, for its first, since the fleet's newest.
+  bool StepPlausible(const WireMessage& m) {
+    uint64_t step;
+    if (const Heartbeat* hb = std::get_if<Heartbeat>(&m)) {
+      step = hb->step;
+    } else if (const LoadReport* r = std::get_if<LoadReport>(&m)) {
+      step = std::max(r->step_from, r->step_to);
+    } else if (const Switched* sw = std::get_if<Switched>(&m)) {
+      step = sw->step;
+    } else {
+      return true;
+    }
+    const auto now = Clock::now();
+    Impl& s = server_;
+    const bool own = has_step_;
+    if (own || s.fleet_step_known_) {
+      const uint64_t base = own ? last_step_ : s.fleet_step_;
+      const auto since = now - (own ? last_step_at_ : s.fleet_step_at_);
+      const double seconds = std::chrono::duration<double>(since).count() + 1.0;
+      const double allowed = static_cast<double>(s.options_.max_steps_per_s) * seconds;
+      if (step > base && static_cast<double>(step - base) > allowed) {
+        if (refused_frames_++ % 1000 == 0) {
+          spdlog::warn(
+              "graced: {} from agent {} refused: step {} is {} past step {}, more than {} "
+              "steps/s allow ({} refused so far)",
+              MessageTypeName(TypeOf(m)), status.agent_id, step, step - base, base,
+              s.options_.max_steps_per_s, refused_frames_);
+        }
+        return false;
+      }
+    }
+    if (!own || step > last_step_) {
+      last_step_ = step;
+      last_step_at_ = now;
+      has_step_ = true;
+    }
+    if (!s.fleet_step_known_ || step > s.fleet_step_) {
+      s.fleet_step_ = step;
+      s.fleet_step_at_ = now;
+      s.fleet_step_known_ = true;
+    }
+    return true;
   }
 
   void Reject(const std::string& reason) {
@@ -257,6 +309,10 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   Clock::time_point connected_at_ = Clock::now();
   bool joined_ = false;
   bool closed_ = false;
+  bool has_step_ = false;
+  uint64_t last_step_ = 0;
+  Clock::time_point last_step_at_;
+  uint64_t refused_frames_ = 0;
 };
 
 void AgentServer::Impl::Accept() {

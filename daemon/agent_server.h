@@ -10,8 +10,9 @@
 // handshake_timeout_ms to prove the secret, frames of at most max_handshake_frame_bytes, and at
 // most max_pending of them are open (a new one closes the oldest, so a flood cannot lock out a
 // real agent). Their refusals reach OnConnectionRejected at most refusals_per_window times per
-// refusal_window_ms; the rest are summed into one call when the window ends. Agent ids must be 1-64
-// characters of [A-Za-z0-9._:@-] before they are logged or stored. The port is bound exclusively.
+// refusal_window_ms; the rest are summed into one call when the window ends. Agent ids must be
+// 1-64 characters of [A-Za-z0-9._:@-] before they are logged or stored. The port is bound
+// exclusively. After the handshake, steps are checked against max_steps_per_s.
 //
 // Thread contract: Start() spawns one I/O thread; listener callbacks run on it, one at a time.
 // Send/Broadcast/Agents may be called from any thread.
@@ -42,6 +43,11 @@ struct AgentServerOptions {
   uint32_t max_handshake_frame_bytes = 16 * 1024;  // a Hello with the agent's placement must fit
   uint32_t refusals_per_window = 10;
   uint32_t refusal_window_ms = 60000;
+  // The fastest an agent's step may advance: a Heartbeat, LoadReport or Switched whose step is
+  // beyond (seconds since its last step + 1) x this is refused and logged, never passed on
+  // (a frame injected on the path cannot move the fleet's switch step to step 10^9). An agent's
+  // first step is held to the same bound against the newest step of the fleet.
+  uint64_t max_steps_per_s = 100000;
 };
 
 // Ok when `id` may name an agent in logs and history: 1-64 characters of [A-Za-z0-9._:@-].

@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
@@ -483,6 +484,7 @@ struct ControlLoop::Impl {
     if (!s.ok()) {
       spdlog::warn("graced: migration to epoch {} not started: {}", epoch + 1, s.message());
     }
+    migration_agents = std::set<std::string>(participants.begin(), participants.end());
   }
 
   std::string ReplicaCapViolation(const Placement& p) const {
@@ -581,6 +583,8 @@ struct ControlLoop::Impl {
   bool replan_requested = false;
   bool rebuild_controller = false;
   Epoch epoch = 0;
+  // The agents taking part in the current (or last) migration: only they may answer it.
+  std::set<std::string> migration_agents;
   Placement placement;
   std::vector<LayerState> states;
   std::vector<float> expected_load;  // behind the routing of `states`; empty: uniform
@@ -802,6 +806,14 @@ void ControlLoop::OnAgentLost(const std::string& agent_id, const std::string& re
 
 void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& message) {
   std::lock_guard<std::mutex> lock(impl_->mu);
+  const bool answers_migration = std::holds_alternative<Ready>(message) ||
+                                 std::holds_alternative<Switched>(message) ||
+                                 std::holds_alternative<Abort>(message);
+  if (answers_migration && impl_->migration_agents.count(agent_id) == 0) {
+    spdlog::warn("graced: {} from agent {}, which is not in the migration; refused",
+                 MessageTypeName(TypeOf(message)), agent_id);
+    return;
+  }
   if (const LoadReport* r = std::get_if<LoadReport>(&message)) {
     impl_->OnLoadReport(agent_id, *r);
   } else if (const Heartbeat* h = std::get_if<Heartbeat>(&message)) {

@@ -300,6 +300,26 @@ TEST_F(AgentServerTest, AnAgentIdThatCouldForgeLogLinesIsRefused) {
   EXPECT_TRUE(events_.joined_.empty());
 }
 
+TEST_F(AgentServerTest, AStepFarBeyondTheStepRateIsNeverPassedOn) {
+  TestAgent agent(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(agent.Join("node0", "cluster-secret")));
+  agent.Send(Heartbeat{100, 3});
+  agent.Send(Heartbeat{999999999, 3});  // what a frame injected on the path once made commit
+  LoadReport r;
+  r.step_from = 100;
+  r.step_to = 999999999;
+  r.num_layers = 1;
+  r.num_experts = 2;
+  r.counts = {5, 6};
+  agent.Send(r);
+  agent.Send(Switched{3, 999999999});
+  agent.Send(Heartbeat{101, 3});
+  ASSERT_TRUE(events_.WaitFor([&] { return events_.messages_.size() >= 2; }));
+  std::lock_guard<std::mutex> lock(events_.mu_);
+  EXPECT_EQ(events_.messages_, (std::vector<std::string>{"node0:Heartbeat", "node0:Heartbeat"}));
+  EXPECT_EQ(server_->Agents()[0].step, 101u);
+}
+
 TEST_F(AgentServerTest, ASecondServerOnThePortFails) {
   AgentServerOptions opt;
   opt.port = server_->port();
