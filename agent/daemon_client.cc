@@ -2,6 +2,7 @@
 // where Asio's errors become Status values for the agent.
 #include "agent/daemon_client.h"
 
+#include <openssl/rand.h>
 #include <poll.h>
 
 #include <boost/asio.hpp>
@@ -130,6 +131,7 @@ Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, 
   const auto deadline = Clock::now() + std::chrono::milliseconds(c_.connect_timeout_ms);
   std::vector<WireMessage> in;
   bool hello_sent = false;
+  std::array<uint8_t, 32> nonce{};
   while (Clock::now() < deadline) {
     if (!Receive(std::chrono::milliseconds(50), &in)) {
       return Unavailable("daemon " + c_.daemon_address + " closed the connection in the handshake");
@@ -143,10 +145,21 @@ Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, 
         h.slots_per_rank = c_.topology.slots_per_gpu;
         h.epoch = epoch;
         h.placement_json = placement_json;
+        RAND_bytes(nonce.data(), static_cast<int>(nonce.size()));
+        h.daemon_nonce = nonce;
         h.proof = ProveSecret(c_.cluster_secret, ch->nonce);
         GRACE_RETURN_IF_ERROR(SendFrame(h));
         hello_sent = true;
       } else if (auto* w = std::get_if<Welcome>(&m); w != nullptr) {
+        // The daemon proves the secret too: a process that took graced's address cannot
+        // command this agent.
+        if (!w->daemon_proof ||
+            !ProofsEqual(*w->daemon_proof, ProveSecret(c_.cluster_secret, nonce))) {
+          connected_ = false;
+          return FailedPrecondition("daemon " + c_.daemon_address +
+                                    " did not prove the cluster secret (not graced, or another "
+                                    "cluster's)");
+        }
         *welcome = std::move(*w);
         heartbeat_ms_ = std::max<uint32_t>(1, welcome->heartbeat_ms);
         report_ms_ = std::max<uint32_t>(1, welcome->report_ms);

@@ -29,6 +29,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -77,6 +78,9 @@ struct Hello {
   // whose history is behind (a lost grace.db) can adopt it. Optional on the wire: it follows
   // the proof, and a Hello without it decodes with it empty.
   std::string placement_json;
+  // The agent's challenge to the daemon, answered by Welcome::daemon_proof (optional on the
+  // wire, after placement_json).
+  std::optional<std::array<uint8_t, 32>> daemon_nonce;
 };
 
 struct Welcome {
@@ -87,6 +91,9 @@ struct Welcome {
   std::vector<float> expected_load;
   uint32_t heartbeat_ms = 1000;
   uint32_t report_ms = 1000;
+  // HMAC-SHA256(cluster secret, Hello::daemon_nonce): the daemon proves the secret too (sent
+  // when the Hello carried a nonce; optional on the wire, last).
+  std::optional<std::array<uint8_t, 32>> daemon_proof;
 };
 
 struct Refused {

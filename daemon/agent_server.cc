@@ -214,6 +214,9 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
         Reject("agent '" + hello->agent_id + "' refused: " + welcome.status().message());
         return;
       }
+      if (hello->daemon_nonce) {
+        welcome->daemon_proof = ProveSecret(server_.options_.cluster_secret, *hello->daemon_nonce);
+      }
       welcome->heartbeat_ms = server_.options_.heartbeat_ms;
       welcome->report_ms = server_.options_.report_ms;
       joined_ = true;

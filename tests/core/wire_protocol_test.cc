@@ -105,6 +105,22 @@ TEST(WireProtocolTest, AHelloMayCarryItsPlacement) {
   }
 }
 
+TEST(WireProtocolTest, TheDaemonsChallengeAndProofAreOptional) {
+  Hello h;
+  h.agent_id = "node1";
+  h.daemon_nonce.emplace().fill(3);  // a nonce without a placement
+  Welcome w{4, "{}", {}, 500, 1000};
+  w.daemon_proof = ProveSecret("s", *h.daemon_nonce);
+  for (const WireMessage& sent : {WireMessage(h), WireMessage(w), WireMessage(Welcome{})}) {
+    FrameDecoder d;
+    d.Append(EncodeFrame(sent));
+    WireMessage m;
+    auto more = d.Next(&m);
+    ASSERT_TRUE(more.ok() && *more) << more.status().ToString();
+    EXPECT_EQ(EncodeFrame(m), EncodeFrame(sent));
+  }
+}
+
 TEST(WireProtocolTest, BadMagicVersionLengthAndChecksumAreErrorsWithOffset) {
   const std::string good = EncodeFrame(Heartbeat{1, 1});
   auto decode = [](std::string bytes, uint32_t limit = kDefaultMaxPayloadBytes) {

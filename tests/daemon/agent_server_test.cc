@@ -335,6 +335,21 @@ TEST_F(AgentServerTest, AStepFarBeyondTheStepRateIsNeverPassedOn) {
   EXPECT_EQ(server_->Agents()[0].step, 101u);
 }
 
+TEST_F(AgentServerTest, TheDaemonProvesTheSecretToAnAgentThatAsks) {
+  TestAgent agent(server_->port());
+  Challenge c = std::get<Challenge>(agent.Receive());
+  Hello h;
+  h.agent_id = "node0";
+  h.ranks = {0, 1};
+  h.slots_per_rank = 4;
+  h.proof = ProveSecret("cluster-secret", c.nonce);
+  h.daemon_nonce.emplace().fill(9);
+  agent.Send(h);
+  Welcome w = std::get<Welcome>(agent.Receive());
+  ASSERT_TRUE(w.daemon_proof.has_value());
+  EXPECT_TRUE(ProofsEqual(*w.daemon_proof, ProveSecret("cluster-secret", *h.daemon_nonce)));
+}
+
 TEST_F(AgentServerTest, ASecondServerOnThePortFails) {
   AgentServerOptions opt;
   opt.port = server_->port();
