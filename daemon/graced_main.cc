@@ -91,6 +91,11 @@ int main(int argc, char** argv) {
   }
   auto config = grace::ParseDaemonConfig(text, config_path.empty() ? "defaults" : config_path);
   if (!config.ok()) return Fail(config.status());
+  if (std::error_code ec;
+      !config->web_root.empty() && !std::filesystem::is_directory(config->web_root, ec)) {
+    return Fail(
+        grace::InvalidArgument("[daemon].web_root " + config->web_root + ": not a directory"));
+  }
   if (!http.empty()) {
     grace::Status s = grace::ParseHostPort(http, "--http", &config->http_host, &config->http_port);
     if (!s.ok()) return Fail(s);
