@@ -1,8 +1,10 @@
 // BoundedHttpServer's connection handling: the event thread (epoll) that reads request heads, the
-// worker pool that runs httplib's request processing on a stream of our own, and the lingering
-// close of connections answered without their body. This file is where socket errors become
-// log lines and Status values.
+// worker pool that runs httplib's request processing on an HttpConnectionStream
+// (daemon/http_connection.h), and the lingering close of connections answered without their
+// body. This file is where socket errors become log lines and Status values.
 #include "daemon/http_server.h"
+
+#include "daemon/http_connection.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -40,46 +42,8 @@ using std::chrono::milliseconds;
 // is closed, so that the client reads the answer instead of a reset.
 constexpr milliseconds kDrainTime{2000};
 constexpr size_t kDrainMaxBytes = 1 << 20;
-// Responses are gathered up to this size and sent with one call.
-constexpr size_t kWriteChunkBytes = 64 * 1024;
 
-// One client connection: owned by the event thread while it waits for a request head, by one
-// worker while a request runs.
-struct Connection {
-  int fd = -1;
-  std::string in;  // received and not yet consumed
-  size_t used = 0;
-  Clock::time_point waiting_since;  // when it last began to wait for a request
-  Clock::time_point head_started;   // when the first byte of the pending head arrived
-  bool draining = false;            // answered without reading the body
-  Clock::time_point drain_until;
-  size_t drained = 0;
-  int served = 0;
-};
-
-// Index just past the head's blank line, or npos while the head is incomplete.
-size_t HeadEnd(const Connection& c) {
-  const size_t at = c.in.find("\r\n\r\n", c.used);
-  return at == std::string::npos ? at : at + 4;
-}
-
-// What the pre-routing handler tells the worker about the request it runs.
-struct RequestState {
-  bool skip_body = false;  // answered from the head: the body was not read
-  bool failed = false;     // a read or write failed or ran out of time
-};
-thread_local RequestState* tls_request = nullptr;
-
-bool WaitFor(int fd, short events, Clock::time_point deadline) {
-  while (true) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
-    pollfd p{fd, events, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(left));
-    if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return false;
-  }
-}
+thread_local HttpRequestState* tls_request = nullptr;
 
 // Best effort, for answers the event thread gives without a worker.
 void SendSimple(int fd, int status, const char* reason, const std::string& message) {
@@ -90,110 +54,6 @@ void SendSimple(int fd, int status, const char* reason, const std::string& messa
       "\r\nConnection: close\r\n\r\n" + body;
   (void)::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
-
-void AddressOf(const sockaddr_storage& addr, std::string& ip, int& port) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
-    ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof(text));
-    port = ntohs(a.sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
-    ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof(text));
-    port = ntohs(a.sin6_port);
-  }
-  ip = text;
-}
-
-// httplib's view of one request on a Connection: the head comes from what the event thread
-// buffered, the body straight from the socket by the request's deadline; the response is
-// gathered and sent in large writes.
-class ConnectionStream : public httplib::Stream {
- public:
-  ConnectionStream(Connection& c, const HttpServerLimits& limits, RequestState& state)
-      : c_(c),
-        limits_(limits),
-        state_(state),
-        body_deadline_(Clock::now() + milliseconds(limits.body_timeout_ms)) {}
-  ~ConnectionStream() override { Flush(); }
-
-  bool is_readable() const override {
-    return c_.used < c_.in.size() || WaitFor(c_.fd, POLLIN, body_deadline_);
-  }
-  bool is_writable() const override {
-    return WaitFor(c_.fd, POLLOUT, Clock::now() + milliseconds(limits_.write_timeout_ms));
-  }
-
-  ssize_t read(char* ptr, size_t size) override {
-    if (c_.used < c_.in.size()) {
-      const size_t n = std::min(size, c_.in.size() - c_.used);
-      std::memcpy(ptr, c_.in.data() + c_.used, n);
-      c_.used += n;
-      return static_cast<ssize_t>(n);
-    }
-    while (WaitFor(c_.fd, POLLIN, body_deadline_)) {
-      const ssize_t n = ::recv(c_.fd, ptr, size, 0);
-      if (n >= 0) return n;
-      if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) break;
-    }
-    state_.failed = true;
-    return -1;
-  }
-
-  ssize_t write(const char* ptr, size_t size) override {
-    if (state_.failed) return -1;
-    out_.append(ptr, size);
-    if (out_.size() >= kWriteChunkBytes && !Flush()) return -1;
-    return static_cast<ssize_t>(size);
-  }
-
-  // Sends what write() gathered; false (and the request failed) when the peer does not take it
-  // within write_timeout_ms.
-  bool Flush() {
-    const auto deadline = Clock::now() + milliseconds(limits_.write_timeout_ms);
-    size_t done = 0;
-    while (done < out_.size() && !state_.failed) {
-      const ssize_t n = ::send(c_.fd, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
-      if (n > 0) {
-        done += static_cast<size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-                 WaitFor(c_.fd, POLLOUT, deadline)) {
-        continue;
-      } else {
-        state_.failed = true;
-      }
-    }
-    out_.clear();
-    return !state_.failed;
-  }
-
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof(addr);
-    if (::getpeername(c_.fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      AddressOf(addr, ip, port);
-    }
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof(addr);
-    if (::getsockname(c_.fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      AddressOf(addr, ip, port);
-    }
-  }
-  // httplib 0.11 answers 500 to any descriptor at or above FD_SETSIZE because its own select()
-  // calls could not take it. This stream never selects (it polls), so it reports a small one.
-  socket_t socket() const override { return c_.fd < FD_SETSIZE ? c_.fd : 0; }
-
- private:
-  Connection& c_;
-  const HttpServerLimits& limits_;
-  RequestState& state_;
-  Clock::time_point body_deadline_;
-  std::string out_;
-};
 
 // The accept loop hands each connection to process_and_close_socket(), which only passes it to
 // the event thread; running that inline costs nothing and keeps httplib's thread pool out.
@@ -237,7 +97,7 @@ class BoundedHttpServer::Connections {
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
     const int yes = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-    auto c = std::make_unique<Connection>();
+    auto c = std::make_unique<HttpConnection>();
     c->fd = fd;
     c->waiting_since = Clock::now();
     {
@@ -282,7 +142,7 @@ class BoundedHttpServer::Connections {
     if (wake_ >= 0) (void)::write(wake_, &one, sizeof(one));
   }
 
-  void Close(std::unique_ptr<Connection> c) {
+  void Close(std::unique_ptr<HttpConnection> c) {
     std::lock_guard<std::mutex> lock(mu_);
     open_fds_.erase(c->fd);
     ::close(c->fd);
@@ -295,7 +155,7 @@ class BoundedHttpServer::Connections {
     auto last_sweep = Clock::now();
     while (true) {
       const int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 100);
-      std::vector<std::unique_ptr<Connection>> incoming;
+      std::vector<std::unique_ptr<HttpConnection>> incoming;
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (stopping_) return;
@@ -319,7 +179,7 @@ class BoundedHttpServer::Connections {
     }
   }
 
-  void Admit(std::unique_ptr<Connection> c) {
+  void Admit(std::unique_ptr<HttpConnection> c) {
     if (!c->draining && HeadEnd(*c) != std::string::npos) return Dispatch(std::move(c));
     if (c->served == 0 && !c->draining && !MakeRoom()) {
       SendSimple(c->fd, 503, "Service Unavailable", "too many connections");
@@ -343,7 +203,7 @@ class BoundedHttpServer::Connections {
     if (open <= static_cast<size_t>(limits_.max_connections)) return true;
     auto oldest = waiting_.end();
     for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
-      const Connection& c = *it->second;
+      const HttpConnection& c = *it->second;
       if (c.in.size() > c.used && !c.draining) continue;
       if (oldest == waiting_.end() || c.waiting_since < oldest->second->waiting_since) oldest = it;
     }
@@ -352,15 +212,15 @@ class BoundedHttpServer::Connections {
     return true;
   }
 
-  void Forget(std::unordered_map<int, std::unique_ptr<Connection>>::iterator it) {
-    std::unique_ptr<Connection> c = std::move(it->second);
+  void Forget(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
+    std::unique_ptr<HttpConnection> c = std::move(it->second);
     waiting_.erase(it);
     ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c->fd, nullptr);
     Close(std::move(c));
   }
 
-  void Receive(std::unordered_map<int, std::unique_ptr<Connection>>::iterator it) {
-    Connection& c = *it->second;
+  void Receive(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
+    HttpConnection& c = *it->second;
     char buf[16 * 1024];
     while (true) {
       const ssize_t n = ::recv(c.fd, buf, sizeof(buf), 0);
@@ -388,7 +248,7 @@ class BoundedHttpServer::Connections {
           return Forget(it);
         }
         if (end - c.used > limits_.max_head_bytes) break;
-        std::unique_ptr<Connection> ready = std::move(it->second);
+        std::unique_ptr<HttpConnection> ready = std::move(it->second);
         waiting_.erase(it);
         ::epoll_ctl(epoll_, EPOLL_CTL_DEL, ready->fd, nullptr);
         return Dispatch(std::move(ready));
@@ -419,7 +279,7 @@ class BoundedHttpServer::Connections {
     for (int fd : expired) Forget(waiting_.find(fd));
   }
 
-  void Dispatch(std::unique_ptr<Connection> c) {
+  void Dispatch(std::unique_ptr<HttpConnection> c) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ready_.push_back(std::move(c));
@@ -431,7 +291,7 @@ class BoundedHttpServer::Connections {
 
   void WorkerLoop() {
     while (true) {
-      std::unique_ptr<Connection> c;
+      std::unique_ptr<HttpConnection> c;
       {
         std::unique_lock<std::mutex> lock(mu_);
         ready_cv_.wait(lock, [this] { return stopping_ || !ready_.empty(); });
@@ -445,14 +305,14 @@ class BoundedHttpServer::Connections {
 
   // Runs the requests whose heads are buffered, then hands the connection back to the event
   // thread, or closes it.
-  void Serve(std::unique_ptr<Connection> c) {
+  void Serve(std::unique_ptr<HttpConnection> c) {
     while (true) {
-      RequestState state;
+      HttpRequestState state;
       bool connection_closed = false;
       const bool last = ++c->served >= limits_.max_requests_per_connection;
       bool ok;
       {
-        ConnectionStream stream(*c, limits_, state);
+        HttpConnectionStream stream(*c, limits_.body_timeout_ms, limits_.write_timeout_ms, state);
         tls_request = &state;
         ok = server_.process_request(stream, last, connection_closed, nullptr);
         tls_request = nullptr;
@@ -476,7 +336,7 @@ class BoundedHttpServer::Connections {
     }
   }
 
-  void Return(std::unique_ptr<Connection> c) {
+  void Return(std::unique_ptr<HttpConnection> c) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) {
@@ -497,12 +357,12 @@ class BoundedHttpServer::Connections {
   std::vector<std::thread> workers_;
 
   std::mutex mu_;
-  bool stopping_ = false;                              // guarded by mu_
-  std::unordered_set<int> open_fds_;                   // guarded by mu_
-  std::vector<std::unique_ptr<Connection>> incoming_;  // guarded by mu_: to the event thread
-  std::deque<std::unique_ptr<Connection>> ready_;      // guarded by mu_: to the workers
+  bool stopping_ = false;                                  // guarded by mu_
+  std::unordered_set<int> open_fds_;                       // guarded by mu_
+  std::vector<std::unique_ptr<HttpConnection>> incoming_;  // guarded by mu_: to the event thread
+  std::deque<std::unique_ptr<HttpConnection>> ready_;      // guarded by mu_: to the workers
   std::condition_variable ready_cv_;
-  std::unordered_map<int, std::unique_ptr<Connection>> waiting_;  // event thread only
+  std::unordered_map<int, std::unique_ptr<HttpConnection>> waiting_;  // event thread only
 };
 
 BoundedHttpServer::BoundedHttpServer(HttpServerLimits limits)
