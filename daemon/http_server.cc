@@ -162,6 +162,7 @@ class BoundedHttpServer::Connections {
         incoming.swap(incoming_);
       }
       for (auto& c : incoming) Admit(std::move(c));
+      if (!incoming.empty()) Trim();
       for (int i = 0; i < n; ++i) {
         if (events[i].data.fd == wake_) {
           uint64_t count;
@@ -181,10 +182,6 @@ class BoundedHttpServer::Connections {
 
   void Admit(std::unique_ptr<HttpConnection> c) {
     if (!c->draining && HeadEnd(*c) != std::string::npos) return Dispatch(std::move(c));
-    if (c->served == 0 && !c->draining && !MakeRoom()) {
-      SendSimple(c->fd, 503, "Service Unavailable", "too many connections");
-      return Close(std::move(c));
-    }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = c->fd;
@@ -193,23 +190,23 @@ class BoundedHttpServer::Connections {
     waiting_.emplace(fd, std::move(c));
   }
 
-  // At max_connections, closes the connection that has waited longest without a request.
-  bool MakeRoom() {
+  // Over max_connections, closes the connections that have waited longest without a request
+  // (idle, or draining), so that a flood of idle clients cannot lock out a new one.
+  void Trim() {
     size_t open;
     {
       std::lock_guard<std::mutex> lock(mu_);
       open = open_fds_.size();
     }
-    if (open <= static_cast<size_t>(limits_.max_connections)) return true;
-    auto oldest = waiting_.end();
-    for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
-      const HttpConnection& c = *it->second;
-      if (c.in.size() > c.used && !c.draining) continue;
-      if (oldest == waiting_.end() || c.waiting_since < oldest->second->waiting_since) oldest = it;
+    const size_t cap = static_cast<size_t>(std::max(1, limits_.max_connections));
+    if (open <= cap) return;
+    std::vector<std::pair<Clock::time_point, int>> idle;
+    for (const auto& [fd, c] : waiting_) {
+      if (c->in.size() == c->used || c->draining) idle.emplace_back(c->waiting_since, fd);
     }
-    if (oldest == waiting_.end()) return false;
-    Forget(oldest);
-    return true;
+    const size_t drop = std::min(open - cap, idle.size());
+    std::partial_sort(idle.begin(), idle.begin() + static_cast<long>(drop), idle.end());
+    for (size_t i = 0; i < drop; ++i) Forget(waiting_.find(idle[i].second));
   }
 
   void Forget(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {

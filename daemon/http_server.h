@@ -8,7 +8,8 @@
 // - A fixed pool of workers runs the handlers. A body is read only after the head passed the
 //   body gate (the caller's check, e.g. the bearer token) and declared a Content-Length within
 //   max_body_bytes; otherwise the answer (401, 411, 413) goes out before any of the body is read.
-// - At max_connections the oldest idle connection is closed to admit a new one.
+// - Over max_connections the connections idle longest are closed to admit new ones (those in
+//   the middle of a request are not: they finish first).
 // - The port is bound exclusively (SO_REUSEADDR, never SO_REUSEPORT): a second daemon on the same
 //   port fails with the address named. The listen backlog is listen_backlog; TCP_NODELAY is set
 //   on every connection (no Nagle/delayed-ACK stall between a response's header and body).
