@@ -102,10 +102,6 @@ class AgentServer::Impl {
   uint32_t refusals_in_window_ = 0;
   uint64_t refusals_suppressed_ = 0;
   std::string last_suppressed_;
-  // I/O thread only: the newest step any agent reported, and when.
-  uint64_t fleet_step_ = 0;
-  Clock::time_point fleet_step_at_;
-  bool fleet_step_known_ = false;
 
   mutable std::mutex mu_;  // guards sessions_ and lost_ (mutated on the I/O thread only)
   std::map<std::string, std::shared_ptr<Session>> sessions_;
@@ -247,7 +243,8 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   }
 
   // False (and logged, sparingly) when `m` carries a step further ahead than max_steps_per_s
-  // allows since this agent's last step, or, for its first, since the fleet's newest.
+  // allows since this connection's last step. The first step of a connection is its baseline:
+  // after a restart of graced or of other agents, steps across agents need not agree.
   bool StepPlausible(const WireMessage& m) {
     uint64_t step;
     if (const Heartbeat* hb = std::get_if<Heartbeat>(&m)) {
@@ -260,33 +257,26 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
       return true;
     }
     const auto now = Clock::now();
-    Impl& s = server_;
-    const bool own = has_step_;
-    if (own || s.fleet_step_known_) {
-      const uint64_t base = own ? last_step_ : s.fleet_step_;
-      const auto since = now - (own ? last_step_at_ : s.fleet_step_at_);
-      const double seconds = std::chrono::duration<double>(since).count() + 1.0;
-      const double allowed = static_cast<double>(s.options_.max_steps_per_s) * seconds;
+    const uint64_t rate = server_.options_.max_steps_per_s;
+    if (has_step_) {
+      const uint64_t base = last_step_;
+      const double seconds = std::chrono::duration<double>(now - last_step_at_).count() + 1.0;
+      const double allowed = static_cast<double>(rate) * seconds;
       if (step > base && static_cast<double>(step - base) > allowed) {
         if (refused_frames_++ % 1000 == 0) {
           spdlog::warn(
               "graced: {} from agent {} refused: step {} is {} past step {}, more than {} "
               "steps/s allow ({} refused so far)",
-              MessageTypeName(TypeOf(m)), status.agent_id, step, step - base, base,
-              s.options_.max_steps_per_s, refused_frames_);
+              MessageTypeName(TypeOf(m)), status.agent_id, step, step - base, base, rate,
+              refused_frames_);
         }
         return false;
       }
     }
-    if (!own || step > last_step_) {
+    if (!has_step_ || step > last_step_) {
       last_step_ = step;
       last_step_at_ = now;
       has_step_ = true;
-    }
-    if (!s.fleet_step_known_ || step > s.fleet_step_) {
-      s.fleet_step_ = step;
-      s.fleet_step_at_ = now;
-      s.fleet_step_known_ = true;
     }
     return true;
   }

@@ -45,8 +45,8 @@ struct AgentServerOptions {
   uint32_t refusal_window_ms = 60000;
   // The fastest an agent's step may advance: a Heartbeat, LoadReport or Switched whose step is
   // beyond (seconds since its last step + 1) x this is refused and logged, never passed on
-  // (a frame injected on the path cannot move the fleet's switch step to step 10^9). An agent's
-  // first step is held to the same bound against the newest step of the fleet.
+  // (a frame injected on the path cannot move the fleet's switch step to step 10^9). A
+  // connection's first step is its baseline.
   uint64_t max_steps_per_s = 100000;
 };
 
