@@ -585,6 +585,7 @@ struct ControlLoop::Impl {
   Epoch epoch = 0;
   // The agents taking part in the current (or last) migration: only they may answer it.
   std::set<std::string> migration_agents;
+  uint64_t refused_answers = 0;  // READY/SWITCHED/ABORT from agents not in it
   Placement placement;
   std::vector<LayerState> states;
   std::vector<float> expected_load;  // behind the routing of `states`; empty: uniform
@@ -810,8 +811,10 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
                                  std::holds_alternative<Switched>(message) ||
                                  std::holds_alternative<Abort>(message);
   if (answers_migration && impl_->migration_agents.count(agent_id) == 0) {
-    spdlog::warn("graced: {} from agent {}, which is not in the migration; refused",
-                 MessageTypeName(TypeOf(message)), agent_id);
+    if (impl_->refused_answers++ % 100 == 0) {
+      spdlog::warn("graced: {} from agent {}, which is not in the migration; refused ({} so far)",
+                   MessageTypeName(TypeOf(message)), agent_id, impl_->refused_answers);
+    }
     return;
   }
   if (const LoadReport* r = std::get_if<LoadReport>(&message)) {
