@@ -91,10 +91,16 @@ int main(int argc, char** argv) {
   }
   auto config = grace::ParseDaemonConfig(text, config_path.empty() ? "defaults" : config_path);
   if (!config.ok()) return Fail(config.status());
-  if (std::error_code ec;
-      !config->web_root.empty() && !std::filesystem::is_directory(config->web_root, ec)) {
-    return Fail(
-        grace::InvalidArgument("[daemon].web_root " + config->web_root + ": not a directory"));
+  // A web_root that is something else than a directory is a mistake; one that does not exist
+  // (an install without the UI built) only means no UI.
+  if (std::error_code ec; !config->web_root.empty()) {
+    if (!std::filesystem::exists(config->web_root, ec)) {
+      spdlog::warn("graced: [daemon].web_root {} does not exist: no web UI", config->web_root);
+      config->web_root.clear();
+    } else if (!std::filesystem::is_directory(config->web_root, ec)) {
+      return Fail(
+          grace::InvalidArgument("[daemon].web_root " + config->web_root + ": not a directory"));
+    }
   }
   if (!http.empty()) {
     grace::Status s = grace::ParseHostPort(http, "--http", &config->http_host, &config->http_port);

@@ -44,18 +44,19 @@ std::optional<json> GetJson(httplib::Client& c, const std::string& path) {
   return json::parse(res->body, nullptr, false);
 }
 
-TEST(GracedIntegrationTest, AMissingWebRootIsANamedError) {
+TEST(GracedIntegrationTest, AWebRootThatIsNotADirectoryIsANamedError) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("graced_webroot_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string config = (dir / "graced.toml").string();
-  std::ofstream(config) << "[daemon]\nweb_root = \"" << (dir / "no-such-ui").string()
+  std::ofstream(dir / "index.html") << "not a directory";
+  std::ofstream(config) << "[daemon]\nweb_root = \"" << (dir / "index.html").string()
                         << "\"\ncluster_secret = \"s\"\nstate_dir = \"" << dir.string()
                         << "\"\nhttp = \"127.0.0.1:0\"\nagents = \"127.0.0.1:0\"\n";
   const auto run = grace::testing::RunCommand("timeout 20 " + std::string(GRACED_BINARY) +
                                               " --config " + config);
   EXPECT_EQ(run.exit_code, 2) << run.out;
-  EXPECT_NE(run.out.find("web_root " + (dir / "no-such-ui").string() + ": not a directory"),
+  EXPECT_NE(run.out.find("web_root " + (dir / "index.html").string() + ": not a directory"),
             std::string::npos)
       << run.out;
   std::filesystem::remove_all(dir);
