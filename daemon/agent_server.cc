@@ -217,6 +217,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
       welcome->report_ms = server_.options_.report_ms;
       joined_ = true;
       decoder_.set_max_payload_bytes(server_.options_.max_frame_bytes);
+      buffer_.resize(64 * 1024);
       status.agent_id = hello->agent_id;
       status.node = hello->node;
       status.ranks = hello->ranks;
@@ -293,7 +294,8 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   Impl& server_;
   tcp::socket socket_;
   FrameDecoder decoder_;
-  std::array<char, 64 * 1024> buffer_{};
+  // Small while the peer is a stranger (hundreds may be open), 64 KiB once it proved itself.
+  std::vector<char> buffer_ = std::vector<char>(4 * 1024);
   std::deque<std::string> out_;
   Challenge challenge_;
   Clock::time_point last_seen_;
