@@ -2,6 +2,7 @@
 // where Asio's errors become Status values for the agent.
 #include "agent/daemon_client.h"
 
+#include <openssl/rand.h>
 #include <poll.h>
 
 #include <boost/asio.hpp>
@@ -25,7 +26,8 @@ class DaemonClient::Impl {
              const std::atomic<bool>* stop);
 
  private:
-  Status Dial(Epoch epoch, Welcome* welcome);
+  // `placement_json`: the placement the agent serves at `epoch` (empty when fresh).
+  Status Dial(Epoch epoch, const std::string& placement_json, Welcome* welcome);
   Status SendFrame(const WireMessage& m);
   // The workers' counts since the last report, taken (zeroed): per-expert loads, the top
   // co-activation pairs and the dispatch traffic of every layer.
@@ -115,7 +117,7 @@ bool DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<Wir
   return true;
 }
 
-Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
+Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, Welcome* welcome) {
   const size_t colon = c_.daemon_address.rfind(':');
   const std::string host = c_.daemon_address.substr(0, colon);
   const std::string port = c_.daemon_address.substr(colon + 1);
@@ -131,6 +133,7 @@ Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(c_.connect_timeout_ms);
   std::vector<WireMessage> in;
   bool hello_sent = false;
+  std::array<uint8_t, 32> nonce{};
   while (Clock::now() < deadline) {
     if (!Receive(std::chrono::milliseconds(50), &in)) {
       return Unavailable("daemon " + c_.daemon_address + " closed the connection in the handshake");
@@ -144,10 +147,22 @@ Status DaemonClient::Impl::Dial(Epoch epoch, Welcome* welcome) {
         for (int i = 0; i < c_.local_ranks; ++i) h.ranks.push_back(c_.first_rank + i);
         h.slots_per_rank = c_.topology.slots_per_gpu;
         h.epoch = epoch;
+        h.placement_json = placement_json;
+        RAND_bytes(nonce.data(), static_cast<int>(nonce.size()));
+        h.daemon_nonce = nonce;
         h.proof = ProveSecret(c_.cluster_secret, ch->nonce);
         GRACE_RETURN_IF_ERROR(SendFrame(h));
         hello_sent = true;
       } else if (auto* w = std::get_if<Welcome>(&m); w != nullptr) {
+        // The daemon proves the secret too: a process that took graced's address cannot
+        // command this agent.
+        if (!w->daemon_proof ||
+            !ProofsEqual(*w->daemon_proof, ProveSecret(c_.cluster_secret, nonce))) {
+          connected_ = false;
+          return FailedPrecondition("daemon " + c_.daemon_address +
+                                    " did not prove the cluster secret (not graced, or another "
+                                    "cluster's)");
+        }
         *welcome = std::move(*w);
         heartbeat_ms_ = std::max<uint32_t>(1, welcome->heartbeat_ms);
         report_ms_ = std::max<uint32_t>(1, welcome->report_ms);
@@ -174,7 +189,7 @@ StatusOr<Welcome> DaemonClient::Impl::Connect(Epoch epoch) {
   Status last;
   while (true) {
     Welcome w;
-    last = Dial(epoch, &w);
+    last = Dial(epoch, "", &w);
     if (last.ok()) return w;
     if (last.code() == StatusCode::kFailedPrecondition) return last;
     if (Clock::now() + std::chrono::milliseconds(backoff_ms) > deadline) break;
@@ -212,7 +227,8 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
       }
       switcher.OnDisconnected();
       Welcome w;
-      Status s = Dial(switcher.serving_epoch(), &w);
+      Status s = Dial(switcher.serving_epoch(),
+                      PlacementToJson(state.view.load()->current->placement(), c_.topology), &w);
       if (!s.ok()) {
         next_dial = Clock::now() + std::chrono::milliseconds(backoff_ms);
         backoff_ms = std::min(backoff_ms * 2, c_.reconnect_max_ms);

@@ -107,6 +107,7 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
     // still sit in its rendezvous, and a retry has the next epoch number, so the next port.
     o.mesh.rendezvous_port = static_cast<uint16_t>(c_.migration_rendezvous_port + p.epoch % 8);
     o.mesh.listen_host = c_.listen_host;
+    o.mesh.cluster_secret = c_.cluster_secret;  // only ranks that prove it join the mesh
     o.mesh.connect_timeout = std::chrono::milliseconds(c_.connect_timeout_ms);
     o.mesh.io_timeout = std::chrono::milliseconds(c_.connect_timeout_ms);
     o.slots_per_rank = c_.topology.slots_per_gpu;

@@ -123,6 +123,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
   to.rendezvous_host = c.rendezvous_host;
   to.rendezvous_port = c.rendezvous_port;
   to.listen_host = c.listen_host;
+  to.cluster_secret = c.cluster_secret;  // only ranks that prove it join the data-path mesh
   to.connect_timeout = std::chrono::milliseconds(c.connect_timeout_ms);
 
   std::unique_ptr<ExpertBackend> backend;

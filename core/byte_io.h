@@ -91,6 +91,7 @@ class ByteReader {
                     " unexpected trailing bytes at offset " + std::to_string(pos_));
   }
   size_t position() const { return pos_; }
+  size_t size() const { return bytes_.size(); }
 
  private:
   Status Truncated(const char* field, size_t need) const {

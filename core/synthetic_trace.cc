@@ -111,6 +111,14 @@ std::string CheckSyntheticTraceOptions(const SyntheticTraceOptions& o) {
   if (!(o.cluster_strength >= 0 && o.cluster_strength <= 1))
     return "cluster_strength must be in [0, 1]";
   if (o.phases < 1 || o.phases > o.steps) return "phases must be in [1, steps]";
+  // The trace is built in memory: bound it before anything is allocated.
+  constexpr int64_t kMaxChoices = int64_t{1} << 28;
+  const int64_t choices = int64_t{o.steps} * o.tokens_per_step * o.layers * o.top_k;
+  if (o.steps > kMaxChoices || o.tokens_per_step > kMaxChoices || choices > kMaxChoices) {
+    return "steps x tokens_per_step x layers x top_k = " + std::to_string(choices) +
+           " expert choices, over the " + std::to_string(kMaxChoices) +
+           " a synthetic trace may hold; write fewer steps";
+  }
   return "";
 }
 

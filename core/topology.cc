@@ -46,6 +46,15 @@ Status Topology::Validate() const {
   if (intra_node_latency_us < 0 || inter_node_latency_us < 0) {
     return InvalidArgument("topology latencies must not be negative");
   }
+  // Per-slot tables are sized from this product: bound it before anything is allocated.
+  constexpr int64_t kMaxSlots = int64_t{1} << 20;
+  const int64_t slots = int64_t{nodes} * gpus_per_node * slots_per_gpu;
+  if (slots > kMaxSlots) {
+    return InvalidArgument("topology of " + std::to_string(nodes) + " nodes x " +
+                           std::to_string(gpus_per_node) + " GPUs x " +
+                           std::to_string(slots_per_gpu) + " slots = " + std::to_string(slots) +
+                           " slots, over the " + std::to_string(kMaxSlots) + " grace plans");
+  }
   return Status::Ok();
 }
 

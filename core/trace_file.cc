@@ -1,5 +1,9 @@
 #include "core/trace_file.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -10,22 +14,55 @@ Status OpenError(const std::string& path, const char* verb) {
   return NotFound("cannot " + std::string(verb) + " " + path + ": " + std::strerror(errno));
 }
 
+using FilePtr = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+
+// Opens `path` for reading if it is a regular file. O_NONBLOCK keeps open() of a FIFO without
+// a writer from blocking; it is cleared once the file is known to be regular.
+StatusOr<FilePtr> OpenRegularFile(const std::string& path, uint64_t* size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return OpenError(path, "open");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const bool dir = S_ISDIR(st.st_mode);
+    ::close(fd);
+    return InvalidArgument(path + ": not a regular file (" +
+                           (dir ? "a directory" : "a FIFO, socket or device") + "); give a file");
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  FilePtr f(::fdopen(fd, "rb"), &std::fclose);
+  if (!f) {
+    ::close(fd);
+    return OpenError(path, "open");
+  }
+  if (size != nullptr) *size = static_cast<uint64_t>(st.st_size);
+  return f;
+}
+
 }  // namespace
 
 StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) return OpenError(path, "open");
+  uint64_t size = 0;
+  GRACE_ASSIGN_OR_RETURN(FilePtr f, OpenRegularFile(path, &size));
+  if (size > kMaxWholeFileBytes) {
+    return InvalidArgument(path + ": " + std::to_string(size) + " bytes, over the " +
+                           std::to_string(kMaxWholeFileBytes) +
+                           " a text trace or placement may have; split it, or convert it in "
+                           "parts to grace's native format");
+  }
   std::string text;
+  text.reserve(static_cast<size_t>(size));
   char buffer[1 << 16];
   size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), f.get())) > 0) text.append(buffer, n);
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f.get())) > 0) {
+    text.append(buffer, n);
+    if (text.size() > kMaxWholeFileBytes) return InvalidArgument(path + ": grew while read");
+  }
   if (std::ferror(f.get())) return DataLoss("cannot read " + path + ": " + std::strerror(errno));
   return text;
 }
 
 StatusOr<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) return OpenError(path, "open");
+  GRACE_ASSIGN_OR_RETURN(FilePtr f, OpenRegularFile(path, nullptr));
   std::string text(max_bytes, '\0');
   text.resize(std::fread(text.data(), 1, max_bytes, f.get()));
   if (std::ferror(f.get())) return DataLoss("cannot read " + path + ": " + std::strerror(errno));
@@ -35,8 +72,8 @@ StatusOr<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes) 
 StatusOr<InputFile> InputFile::Open(const std::string& path) {
   InputFile in;
   in.name_ = path;
-  in.file_.reset(std::fopen(path.c_str(), "rb"));
-  if (!in.file_) return OpenError(path, "open");
+  GRACE_ASSIGN_OR_RETURN(FilePtr f, OpenRegularFile(path, nullptr));
+  in.file_.reset(f.release());
   if (std::fseek(in.file_.get(), 0, SEEK_END) != 0) return OpenError(path, "seek in");
   const long size = std::ftell(in.file_.get());
   if (size < 0 || std::fseek(in.file_.get(), 0, SEEK_SET) != 0) return OpenError(path, "seek in");

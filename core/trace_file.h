@@ -17,7 +17,13 @@
 
 namespace grace {
 
-// Reads a whole (text) file; fails naming the path.
+// Every reader below opens only regular files: a FIFO (which would block), a device such as
+// /dev/zero (which never ends) or a directory is refused naming the path, without blocking.
+
+// The most ReadWholeFile reads: text traces and placements past it are refused, not allocated.
+constexpr uint64_t kMaxWholeFileBytes = 1ull << 30;
+
+// Reads a whole (text) file of at most kMaxWholeFileBytes; fails naming the path.
 StatusOr<std::string> ReadWholeFile(const std::string& path);
 
 // Reads the first `max_bytes` of a file (fewer when it is shorter), for format detection.

@@ -59,12 +59,25 @@ bool IsVllmResponse(const nlohmann::json& j) {
 }
 
 StatusOr<Detected> Detect(const std::string& path) {
-  GRACE_ASSIGN_OR_RETURN(std::string prefix, ReadFilePrefix(path, sizeof(kNativeTraceMagic)));
+  // The format is sniffed from the first bytes: a file that is neither native nor JSON is
+  // refused before the rest of it is read.
+  constexpr size_t kSniffBytes = 64 * 1024;
+  GRACE_ASSIGN_OR_RETURN(std::string prefix, ReadFilePrefix(path, kSniffBytes));
   Detected d;
-  if (prefix.size() == sizeof(kNativeTraceMagic) &&
+  if (prefix.size() >= sizeof(kNativeTraceMagic) &&
       std::memcmp(prefix.data(), kNativeTraceMagic, sizeof(kNativeTraceMagic)) == 0) {
     d.format = "native";
     return d;
+  }
+  const size_t sniffed = prefix.find_first_not_of(" \t\r\n");
+  if (sniffed != std::string::npos && prefix[sniffed] != '{') {
+    return InvalidArgument(path + ": byte offset " + std::to_string(sniffed) +
+                           ": not a trace grace knows (expected JSON, JSONL or grace's native "
+                           "format)");
+  }
+  if (sniffed == std::string::npos && prefix.size() == kSniffBytes) {
+    return InvalidArgument(path + ": the first " + std::to_string(kSniffBytes) +
+                           " bytes are blank: not a trace grace knows");
   }
   GRACE_ASSIGN_OR_RETURN(d.text, ReadWholeFile(path));
   if (LooksLikeZip(d.text) || LooksLikeLegacyTorchSave(d.text)) {

@@ -40,6 +40,8 @@ struct Encoder {
     w.Put<int32_t>(m.slots_per_rank);
     w.Put<uint64_t>(m.epoch);
     PutBytes(w, m.proof);
+    if (!m.placement_json.empty() || m.daemon_nonce) w.PutString(m.placement_json);
+    if (m.daemon_nonce) PutBytes(w, *m.daemon_nonce);
   }
   void operator()(const Welcome& m) {
     w.Put<uint64_t>(m.epoch);
@@ -47,6 +49,7 @@ struct Encoder {
     w.PutArray<float>(m.expected_load);
     w.Put<uint32_t>(m.heartbeat_ms);
     w.Put<uint32_t>(m.report_ms);
+    if (m.daemon_proof) PutBytes(w, *m.daemon_proof);
   }
   void operator()(const Refused& m) { w.PutString(m.reason); }
   void operator()(const Heartbeat& m) {
@@ -296,6 +299,12 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       GRACE_RETURN_IF_ERROR(r.Get("slots_per_rank", &m.slots_per_rank));
       GRACE_RETURN_IF_ERROR(r.Get("epoch", &m.epoch));
       GRACE_RETURN_IF_ERROR(GetBytes(r, "proof", &m.proof));
+      if (r.position() < r.size()) {
+        GRACE_RETURN_IF_ERROR(r.GetString("placement_json", &m.placement_json, kMaxJson));
+      }
+      if (r.position() < r.size()) {
+        GRACE_RETURN_IF_ERROR(GetBytes(r, "daemon_nonce", &m.daemon_nonce.emplace()));
+      }
       return WireMessage(m);
     }
     case MessageType::kWelcome: {
@@ -305,6 +314,9 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       GRACE_RETURN_IF_ERROR(r.GetArray("expected_load", &m.expected_load, kMaxCounts));
       GRACE_RETURN_IF_ERROR(r.Get("heartbeat_ms", &m.heartbeat_ms));
       GRACE_RETURN_IF_ERROR(r.Get("report_ms", &m.report_ms));
+      if (r.position() < r.size()) {
+        GRACE_RETURN_IF_ERROR(GetBytes(r, "daemon_proof", &m.daemon_proof.emplace()));
+      }
       return WireMessage(m);
     }
     case MessageType::kRefused: {

@@ -29,6 +29,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -74,6 +75,13 @@ struct Hello {
   int32_t slots_per_rank = 0;
   Epoch epoch = 0;  // the epoch it serves now (0 when fresh)
   std::array<uint8_t, 32> proof{};
+  // The placement of that epoch (core/placement.h JSON; empty when fresh), so that a daemon
+  // whose history is behind (a lost grace.db) can adopt it. Optional on the wire: it follows
+  // the proof, and a Hello without it decodes with it empty.
+  std::string placement_json;
+  // The agent's challenge to the daemon, answered by Welcome::daemon_proof (optional on the
+  // wire, after placement_json).
+  std::optional<std::array<uint8_t, 32>> daemon_nonce;
 };
 
 struct Welcome {
@@ -84,6 +92,9 @@ struct Welcome {
   std::vector<float> expected_load;
   uint32_t heartbeat_ms = 1000;
   uint32_t report_ms = 1000;
+  // HMAC-SHA256(cluster secret, Hello::daemon_nonce): the daemon proves the secret too (sent
+  // when the Hello carried a nonce; optional on the wire, last).
+  std::optional<std::array<uint8_t, 32>> daemon_proof;
 };
 
 struct Refused {
@@ -207,6 +218,8 @@ class FrameDecoder {
       : max_payload_(max_payload_bytes) {}
 
   void Append(std::string_view bytes) { buffer_.append(bytes); }
+  // Applies to frames not yet decoded (a server raises it once the peer proved itself).
+  void set_max_payload_bytes(uint32_t max_payload_bytes) { max_payload_ = max_payload_bytes; }
 
   // Next whole message: true and *out set; false when more bytes are needed; an error when the
   // stream is bad (and every later call returns the same error).

@@ -4,6 +4,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <chrono>
@@ -11,6 +12,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+
+#include <spdlog/spdlog.h>
 
 namespace grace {
 
@@ -26,12 +29,29 @@ int64_t NowMs() {
 }
 }  // namespace
 
+Status ValidateAgentId(std::string_view id) {
+  auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == ':' || c == '@' || c == '-';
+  };
+  if (id.empty() || id.size() > 64 || !std::all_of(id.begin(), id.end(), allowed)) {
+    return InvalidArgument("agent id must be 1-64 characters of [A-Za-z0-9._:@-] (got " +
+                           std::to_string(id.size()) + " bytes)");
+  }
+  return Status::Ok();
+}
+
 class AgentServer::Impl {
  public:
   class Session;
 
   Impl(AgentEvents& events, AgentServerOptions options)
-      : events_(events), options_(std::move(options)), acceptor_(io_), sweep_(io_) {}
+      : events_(events),
+        options_(std::move(options)),
+        acceptor_(io_),
+        sweep_(io_),
+        accept_retry_(io_),
+        refusal_window_start_(Clock::now()) {}
 
   Status Start() {
     boost::system::error_code ec;
@@ -62,14 +82,26 @@ class AgentServer::Impl {
   void Sweep();
   void Joined(const std::shared_ptr<Session>& s);
   void Closed(Session* s, const std::string& reason);
+  // A stranger's connection refused: reported unless over refusals_per_minute (I/O thread).
+  void Refuse(const std::string& peer, const std::string& reason);
+  void ReportSuppressedRefusals();
 
   AgentEvents& events_;
   AgentServerOptions options_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::steady_timer sweep_;
+  asio::steady_timer accept_retry_;
   std::thread thread_;
   int port_ = 0;
+
+  // I/O thread only: connections that have not proved the secret, oldest first.
+  std::map<uint64_t, std::weak_ptr<Session>> pending_;
+  uint64_t next_session_ = 0;
+  Clock::time_point refusal_window_start_;
+  uint32_t refusals_in_window_ = 0;
+  uint64_t refusals_suppressed_ = 0;
+  std::string last_suppressed_;
 
   mutable std::mutex mu_;  // guards sessions_ and lost_ (mutated on the I/O thread only)
   std::map<std::string, std::shared_ptr<Session>> sessions_;
@@ -78,11 +110,12 @@ class AgentServer::Impl {
 
 class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Impl& server, tcp::socket socket)
+  Session(Impl& server, tcp::socket socket, uint64_t id)
       : server_(server),
         socket_(std::move(socket)),
-        decoder_(server.options_.max_frame_bytes),
-        last_seen_(Clock::now()) {
+        decoder_(server.options_.max_handshake_frame_bytes),
+        last_seen_(Clock::now()),
+        id_(id) {
     boost::system::error_code ec;
     auto remote = socket_.remote_endpoint(ec);
     peer_ =
@@ -110,6 +143,8 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
     server_.Closed(this, reason);
   }
 
+  uint64_t id() const { return id_; }
+  Clock::time_point connected_at() const { return connected_at_; }
   bool joined() const { return joined_; }
   bool left() const { return left_; }
   bool closed() const { return closed_; }
@@ -129,7 +164,11 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
         WireMessage m;
         StatusOr<bool> more = self->decoder_.Next(&m);
         if (!more.ok()) {
-          self->server_.events_.OnConnectionRejected(self->peer_, more.status().message());
+          if (self->joined_) {
+            self->server_.events_.OnConnectionRejected(self->peer_, more.status().message());
+          } else {
+            self->server_.Refuse(self->peer_, more.status().message());
+          }
           return self->Close("bad frame: " + more.status().message());
         }
         if (!*more) break;
@@ -157,6 +196,11 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
         Reject(std::string("expected Hello first, got ") + MessageTypeName(TypeOf(m)));
         return;
       }
+      // Checked first: nothing the peer chose is logged or stored before it is known printable.
+      if (Status valid = ValidateAgentId(hello->agent_id); !valid.ok()) {
+        Reject(valid.message());
+        return;
+      }
       if (!ProofsEqual(hello->proof,
                        ProveSecret(server_.options_.cluster_secret, challenge_.nonce))) {
         Reject("agent '" + hello->agent_id + "' failed the cluster-secret proof");
@@ -167,9 +211,14 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
         Reject("agent '" + hello->agent_id + "' refused: " + welcome.status().message());
         return;
       }
+      if (hello->daemon_nonce) {
+        welcome->daemon_proof = ProveSecret(server_.options_.cluster_secret, *hello->daemon_nonce);
+      }
       welcome->heartbeat_ms = server_.options_.heartbeat_ms;
       welcome->report_ms = server_.options_.report_ms;
       joined_ = true;
+      decoder_.set_max_payload_bytes(server_.options_.max_frame_bytes);
+      buffer_.resize(64 * 1024);
       status.agent_id = hello->agent_id;
       status.node = hello->node;
       status.ranks = hello->ranks;
@@ -181,6 +230,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
       Write(EncodeFrame(*welcome));
       return;
     }
+    if (!StepPlausible(m)) return;
     {
       std::lock_guard<std::mutex> lock(server_.mu_);
       status.last_seen_ms = NowMs();
@@ -196,8 +246,47 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
     server_.events_.OnMessage(status.agent_id, m);
   }
 
+  // False (and logged, sparingly) when `m` carries a step further ahead than max_steps_per_s
+  // allows since this connection's last step. The first step of a connection is its baseline:
+  // after a restart of graced or of other agents, steps across agents need not agree.
+  bool StepPlausible(const WireMessage& m) {
+    uint64_t step;
+    if (const Heartbeat* hb = std::get_if<Heartbeat>(&m)) {
+      step = hb->step;
+    } else if (const LoadReport* r = std::get_if<LoadReport>(&m)) {
+      step = std::max(r->step_from, r->step_to);
+    } else if (const Switched* sw = std::get_if<Switched>(&m)) {
+      step = sw->step;
+    } else {
+      return true;
+    }
+    const auto now = Clock::now();
+    const uint64_t rate = server_.options_.max_steps_per_s;
+    if (has_step_) {
+      const uint64_t base = last_step_;
+      const double seconds = std::chrono::duration<double>(now - last_step_at_).count() + 1.0;
+      const double allowed = static_cast<double>(rate) * seconds;
+      if (step > base && static_cast<double>(step - base) > allowed) {
+        if (refused_frames_++ % 1000 == 0) {
+          spdlog::warn(
+              "graced: {} from agent {} refused: step {} is {} past step {}, more than {} "
+              "steps/s allow ({} refused so far)",
+              MessageTypeName(TypeOf(m)), status.agent_id, step, step - base, base, rate,
+              refused_frames_);
+        }
+        return false;
+      }
+    }
+    if (!has_step_ || step > last_step_) {
+      last_step_ = step;
+      last_step_at_ = now;
+      has_step_ = true;
+    }
+    return true;
+  }
+
   void Reject(const std::string& reason) {
-    server_.events_.OnConnectionRejected(peer_, reason);
+    server_.Refuse(peer_, reason);
     // Best effort: tell the agent why, then close.
     std::string frame = EncodeFrame(Refused{reason});
     boost::system::error_code ignored;
@@ -208,25 +297,77 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   Impl& server_;
   tcp::socket socket_;
   FrameDecoder decoder_;
-  std::array<char, 64 * 1024> buffer_{};
+  // Small while the peer is a stranger (hundreds may be open), 64 KiB once it proved itself.
+  std::vector<char> buffer_ = std::vector<char>(4 * 1024);
   std::deque<std::string> out_;
   Challenge challenge_;
   Clock::time_point last_seen_;
   std::string peer_;
+  uint64_t id_;
+  Clock::time_point connected_at_ = Clock::now();
   bool joined_ = false;
   bool left_ = false;
   bool closed_ = false;
+  bool has_step_ = false;
+  uint64_t last_step_ = 0;
+  Clock::time_point last_step_at_;
+  uint64_t refused_frames_ = 0;
 };
 
 void AgentServer::Impl::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (!acceptor_.is_open()) return;
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(*this, std::move(socket))->Start();
+    if (ec) {
+      // Out of descriptors (EMFILE) or similar: retrying at once would spin the I/O thread.
+      accept_retry_.expires_after(std::chrono::milliseconds(50));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) Accept();
+      });
+      return;
     }
+    if (pending_.size() >= std::max<uint32_t>(1, options_.max_pending)) {
+      // The oldest stranger makes room: a flood of idle connections cannot lock a real agent out.
+      std::shared_ptr<Session> oldest = pending_.begin()->second.lock();
+      pending_.erase(pending_.begin());
+      if (oldest && !oldest->closed()) {
+        Refuse(oldest->peer(), "dropped: over " + std::to_string(options_.max_pending) +
+                                   " connections awaiting the handshake");
+        oldest->Close("dropped for a newer connection");
+      }
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto session = std::make_shared<Session>(*this, std::move(socket), next_session_++);
+    pending_.emplace(session->id(), session);
+    session->Start();
     Accept();
   });
+}
+
+void AgentServer::Impl::Refuse(const std::string& peer, const std::string& reason) {
+  if (refusals_in_window_ < options_.refusals_per_window) {
+    ++refusals_in_window_;
+    events_.OnConnectionRejected(peer, reason);
+    return;
+  }
+  ++refusals_suppressed_;
+  last_suppressed_ = peer + ": " + reason;
+}
+
+void AgentServer::Impl::ReportSuppressedRefusals() {
+  if (Clock::now() - refusal_window_start_ <
+      std::chrono::milliseconds(options_.refusal_window_ms)) {
+    return;
+  }
+  if (refusals_suppressed_ > 0) {
+    events_.OnConnectionRejected("several peers",
+                                 std::to_string(refusals_suppressed_) +
+                                     " more connections refused in the last " +
+                                     std::to_string(options_.refusal_window_ms / 1000) +
+                                     " s; the last from " + last_suppressed_);
+  }
+  refusal_window_start_ = Clock::now();
+  refusals_in_window_ = 0;
+  refusals_suppressed_ = 0;
 }
 
 void AgentServer::Impl::Sweep() {
@@ -245,11 +386,26 @@ void AgentServer::Impl::Sweep() {
     for (auto& s : silent) {
       s->Close("silent for more than " + std::to_string(options_.lost_after_ms) + " ms");
     }
+    // Strangers that have not proved the secret in time; pending_ is ordered oldest first.
+    const auto handshake = std::chrono::milliseconds(options_.handshake_timeout_ms);
+    std::vector<std::shared_ptr<Session>> late;
+    for (auto& [id, weak] : pending_) {
+      std::shared_ptr<Session> s = weak.lock();
+      if (s && Clock::now() - s->connected_at() <= handshake) break;
+      if (s) late.push_back(std::move(s));
+    }
+    for (auto& s : late) {
+      Refuse(s->peer(),
+             "no proven Hello within " + std::to_string(options_.handshake_timeout_ms) + " ms");
+      s->Close("handshake timeout");
+    }
+    ReportSuppressedRefusals();
     Sweep();
   });
 }
 
 void AgentServer::Impl::Joined(const std::shared_ptr<Session>& s) {
+  pending_.erase(s->id());
   std::shared_ptr<Session> previous;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -263,6 +419,7 @@ void AgentServer::Impl::Joined(const std::shared_ptr<Session>& s) {
 }
 
 void AgentServer::Impl::Closed(Session* s, const std::string& reason) {
+  pending_.erase(s->id());
   if (!s->joined()) return;
   bool was_current = false;
   {

@@ -6,6 +6,14 @@
 // closed with a logged reason; the daemon and every other agent go on. An agent silent for
 // longer than lost_after_ms is marked lost and its connection closed; it may reconnect.
 //
+// Before the proof a connection is a stranger, and strangers are bounded: each has
+// handshake_timeout_ms to prove the secret, frames of at most max_handshake_frame_bytes, and at
+// most max_pending of them are open (a new one closes the oldest, so a flood cannot lock out a
+// real agent). Their refusals reach OnConnectionRejected at most refusals_per_window times per
+// refusal_window_ms; the rest are summed into one call when the window ends. Agent ids must be
+// 1-64 characters of [A-Za-z0-9._:@-] before they are logged or stored. The port is bound
+// exclusively. After the handshake, steps are checked against max_steps_per_s.
+//
 // Thread contract: Start() spawns one I/O thread; listener callbacks run on it, one at a time.
 // Send/Broadcast/Agents may be called from any thread.
 #pragma once
@@ -30,7 +38,20 @@ struct AgentServerOptions {
   uint32_t report_ms = 1000;
   uint32_t lost_after_ms = 3000;
   uint32_t max_frame_bytes = kDefaultMaxPayloadBytes;
+  uint32_t handshake_timeout_ms = 3000;
+  uint32_t max_pending = 256;
+  uint32_t max_handshake_frame_bytes = 16 * 1024;  // a Hello with the agent's placement must fit
+  uint32_t refusals_per_window = 10;
+  uint32_t refusal_window_ms = 60000;
+  // The fastest an agent's step may advance: a Heartbeat, LoadReport or Switched whose step is
+  // beyond (seconds since its last step + 1) x this is refused and logged, never passed on
+  // (a frame injected on the path cannot move the fleet's switch step to step 10^9). A
+  // connection's first step is its baseline.
+  uint64_t max_steps_per_s = 100000;
 };
+
+// Ok when `id` may name an agent in logs and history: 1-64 characters of [A-Za-z0-9._:@-].
+Status ValidateAgentId(std::string_view id);
 
 // Called on the I/O thread.
 class AgentEvents {
@@ -42,7 +63,7 @@ class AgentEvents {
   virtual void OnAgentLost(const std::string& agent_id, const std::string& reason) = 0;
   // Every message after the handshake, heartbeats included.
   virtual void OnMessage(const std::string& agent_id, const WireMessage& message) = 0;
-  // A connection was refused or closed for bad input (for the event log).
+  // A connection was refused or closed for bad input (for the event log); rate-limited.
   virtual void OnConnectionRejected(const std::string& peer, const std::string& reason) = 0;
 };
 

@@ -189,6 +189,50 @@ struct ControlLoop::Impl {
     return p.Validate(topology());
   }
 
+  // An agent serves a later epoch than the history holds: grace.db was lost or replaced. Its
+  // epoch and placement become graced's (committed, so they survive a restart); planning from
+  // the history's placement instead would send PREPAREs the agents refuse, for ever.
+  Status AdoptAgentEpoch(const Hello& hello) {
+    using Phase = EpochCoordinator::Phase;
+    const Phase phase = migration.coordinator().phase();
+    if (phase == Phase::kPreparing || phase == Phase::kReadyToCommit ||
+        phase == Phase::kCommitted) {
+      return FailedPrecondition("serves epoch " + std::to_string(hello.epoch) +
+                                ", ahead of graced's " + std::to_string(epoch) +
+                                ", while a migration runs; retry");
+    }
+    if (hello.placement_json.empty()) {
+      return FailedPrecondition("serves epoch " + std::to_string(hello.epoch) + ", ahead of the " +
+                                "history's " + std::to_string(epoch) +
+                                ", and did not send its placement");
+    }
+    StatusOr<Placement> p = PlacementFromJson(hello.placement_json, "agent " + hello.agent_id);
+    if (p.ok() && (p->num_experts != experts() || p->layer_ids != config.model.layer_ids)) {
+      p = InvalidArgument("its placement is not the configured model's layers and experts");
+    }
+    if (p.ok()) {
+      if (Status v = p->Validate(topology()); !v.ok()) p = v;
+    }
+    if (!p.ok()) return p.status();
+    PlacementRecord r;
+    r.epoch = hello.epoch;
+    r.committed_at_ms = now_ms();
+    r.topology = topology();
+    r.placement = *p;
+    GRACE_RETURN_IF_ERROR(store->CommitPlacement(r));
+    spdlog::warn(
+        "graced: agent {} serves epoch {}, ahead of the history's epoch {} (grace.db lost or "
+        "replaced?); adopted its epoch and placement",
+        hello.agent_id, hello.epoch, epoch);
+    (void)store->RecordAgentEvent({now_ms(), hello.agent_id, "adopted",
+                                   "epoch " + std::to_string(epoch) + " -> " +
+                                       std::to_string(hello.epoch) + " from the agent"});
+    epoch = hello.epoch;
+    placement = std::move(*p);
+    states = StatesFor(placement, expected_load);
+    return Status::Ok();
+  }
+
   // --- Agent messages (I/O thread, under mu) ---------------------------------------------------
   void OnLoadReport(const std::string& agent, const LoadReport& r) {
     if (r.num_layers != static_cast<uint32_t>(layers()) ||
@@ -457,6 +501,7 @@ struct ControlLoop::Impl {
     if (!s.ok()) {
       spdlog::warn("graced: migration to epoch {} not started: {}", next_epoch, s.message());
     }
+    migration_agents = std::set<std::string>(participants.begin(), participants.end());
   }
 
   std::string ReplicaCapViolation(const Placement& p) const {
@@ -514,6 +559,9 @@ struct ControlLoop::Impl {
   bool replan_requested = false;
   bool rebuild_controller = false;
   Epoch epoch = 0;
+  // The agents taking part in the current (or last) migration: only they may answer it.
+  std::set<std::string> migration_agents;
+  uint64_t refused_answers = 0;  // READY/SWITCHED/ABORT from agents not in it
   Placement placement;
   Epoch welcome_epoch = 0;             // the epoch welcome_placement_json was written for
   std::string welcome_placement_json;  // PlacementToJson(placement), for Welcome
@@ -716,6 +764,9 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
                              std::to_string(hello.node) + " of " + t.ToString());
     }
   }
+  if (hello.epoch > impl_->epoch) {
+    GRACE_RETURN_IF_ERROR(impl_->AdoptAgentEpoch(hello));
+  }
   impl_->migration.OnAgentJoined(hello.agent_id);
   (void)impl_->store->RecordAgentEvent(
       {impl_->now_ms(), hello.agent_id, hello.epoch == impl_->epoch ? "joined" : "joined_resync",
@@ -743,6 +794,16 @@ void ControlLoop::OnAgentLost(const std::string& agent_id, const std::string& re
 
 void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& message) {
   std::lock_guard<std::mutex> lock(impl_->mu);
+  const bool answers_migration = std::holds_alternative<Ready>(message) ||
+                                 std::holds_alternative<Switched>(message) ||
+                                 std::holds_alternative<Abort>(message);
+  if (answers_migration && impl_->migration_agents.count(agent_id) == 0) {
+    if (impl_->refused_answers++ % 100 == 0) {
+      spdlog::warn("graced: {} from agent {}, which is not in the migration; refused ({} so far)",
+                   MessageTypeName(TypeOf(message)), agent_id, impl_->refused_answers);
+    }
+    return;
+  }
   if (const LoadReport* r = std::get_if<LoadReport>(&message)) {
     impl_->OnLoadReport(agent_id, *r);
   } else if (const Heartbeat* h = std::get_if<Heartbeat>(&message)) {

@@ -1,5 +1,6 @@
 #include "daemon/daemon_config.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "core/toml_fields.h"
@@ -94,7 +95,16 @@ Status ParseModelTable(const toml::table& t, const std::string& source, ServedMo
     m->layer_ids.clear();
     for (const toml::node& n : *arr) {
       if (!n.is_integer()) return InvalidArgument(f.Where("layers") + ": layer ids are integers");
-      m->layer_ids.push_back(static_cast<LayerId>(*n.value<int64_t>()));
+      const int64_t id = *n.value<int64_t>();
+      if (id < 0 || id > (1 << 20)) {
+        return InvalidArgument(f.Where("layers") + ": layer id " + std::to_string(id) +
+                               " is out of range [0, 1048576]");
+      }
+      if (std::find(m->layer_ids.begin(), m->layer_ids.end(), id) != m->layer_ids.end()) {
+        return InvalidArgument(f.Where("layers") + ": layer id " + std::to_string(id) +
+                               " is listed twice");
+      }
+      m->layer_ids.push_back(static_cast<LayerId>(id));
     }
   }
   return Status::Ok();

@@ -2,12 +2,16 @@
 // the SQLite store in --state-dir, accepts agents, serves the REST API, metrics and the web UI,
 // and runs the control loop until SIGINT or SIGTERM. Under systemd (Type=notify) it reports
 // READY=1 once it listens and STOPPING=1 when it shuts down.
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -40,6 +44,19 @@ int Fail(const grace::Status& s) {
   return 2;
 }
 
+// The descriptors graced may hold (HTTP connections, strangers on the agent port, agents,
+// SQLite) fit the hard limit, not always the soft one (often 1024); systemd sets both
+// (LimitNOFILE in graced.service), elsewhere the soft limit is raised here.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t was = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("graced: cannot raise the open-file limit from {}: {}", was, std::strerror(errno));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,7 +68,14 @@ int main(int argc, char** argv) {
   app.add_option("--agents", agents, "agent address HOST:PORT (default 127.0.0.1:8751)");
   app.add_option("--state-dir", state_dir,
                  "directory of the SQLite history (default /var/lib/grace)");
+  std::string backup_to, restore_from;
+  app.add_option("--backup", backup_to,
+                 "copy the history (state-dir/grace.db) to FILE, consistent while graced runs, "
+                 "and exit");
+  app.add_option("--restore", restore_from,
+                 "replace state-dir/grace.db by the backup FILE (stop graced first) and exit");
   CLI11_PARSE(app, argc, argv);
+  RaiseDescriptorLimit();
 
   std::string text;
   if (!config_path.empty()) {
@@ -68,6 +92,17 @@ int main(int argc, char** argv) {
   }
   auto config = grace::ParseDaemonConfig(text, config_path.empty() ? "defaults" : config_path);
   if (!config.ok()) return Fail(config.status());
+  // A web_root that is something else than a directory is a mistake; one that does not exist
+  // (an install without the UI built) only means no UI.
+  if (std::error_code ec; !config->web_root.empty()) {
+    if (!std::filesystem::exists(config->web_root, ec)) {
+      spdlog::warn("graced: [daemon].web_root {} does not exist: no web UI", config->web_root);
+      config->web_root.clear();
+    } else if (!std::filesystem::is_directory(config->web_root, ec)) {
+      return Fail(
+          grace::InvalidArgument("[daemon].web_root " + config->web_root + ": not a directory"));
+    }
+  }
   if (!http.empty()) {
     grace::Status s = grace::ParseHostPort(http, "--http", &config->http_host, &config->http_port);
     if (!s.ok()) return Fail(s);
@@ -78,6 +113,14 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
   }
   if (!state_dir.empty()) config->state_dir = state_dir;
+  if (!backup_to.empty() || !restore_from.empty()) {
+    const std::string db = config->state_dir + "/grace.db";
+    const std::string& from = backup_to.empty() ? restore_from : db;
+    const std::string& to = backup_to.empty() ? db : backup_to;
+    if (grace::Status s = grace::CopyHistoryDatabase(from, to); !s.ok()) return Fail(s);
+    spdlog::info("graced: copied the history {} to {}", from, to);
+    return 0;
+  }
   if (const char* t = std::getenv("GRACE_API_TOKEN"); t != nullptr && *t) config->api_token = t;
   if (const char* s = std::getenv("GRACE_CLUSTER_SECRET"); s != nullptr && *s) {
     config->cluster_secret = s;
@@ -109,6 +152,11 @@ int main(int argc, char** argv) {
   agent_opt.report_ms = config->report_ms;
   agent_opt.lost_after_ms = config->lost_after_ms;
   agent_opt.max_frame_bytes = config->max_frame_mb << 20;
+  // A Hello carries the agent's placement: room for every slot's expert id as JSON.
+  const uint64_t slots = static_cast<uint64_t>(config->topology.ranks()) *
+                         config->topology.slots_per_gpu * config->model.layer_ids.size();
+  agent_opt.max_handshake_frame_bytes = static_cast<uint32_t>(std::min<uint64_t>(
+      agent_opt.max_frame_bytes, std::max<uint64_t>(16 * 1024, 4096 + 8 * slots)));
   grace::AgentServer agent_server(loop, agent_opt);
   loop.SetSender([&agent_server](const std::string& id,
                                  const grace::WireMessage& m) { return agent_server.Send(id, m); },

@@ -107,7 +107,9 @@ struct SqliteStoreOptions {
   int64_t raw_keep_ms = 3600LL * 1000;            // raw load samples
   int64_t minute_keep_ms = 24LL * 3600 * 1000;    // one-minute means
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // ten-minute means (placements, decisions,
-                                                  // policy and agent events are kept)
+                                                  // policy and agent events are kept, but
+                                                  // refused connections only for
+                                                  // minute_keep_ms, 1000 at most)
   bool read_only = false;  // for readers beside graced (gracectl export): opens an existing
                            // database without writing, and needs its schema to be current
 };
@@ -115,7 +117,13 @@ struct SqliteStoreOptions {
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and brings its schema up
 // to date, migration by migration; read_only opens an existing one as it is. ":memory:" works
 // for tests.
+// An existing file must pass SQLite's quick_check: a corrupt one is refused, naming the file.
 StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string& path,
                                                                SqliteStoreOptions options = {});
+
+// Copies the history database `from` to `to` with SQLite's online backup, consistent even while
+// graced writes `from`; both copies are integrity-checked. `graced --backup FILE` uses it, and
+// `graced --restore FILE` (graced stopped) copies a backup back over grace.db.
+Status CopyHistoryDatabase(const std::string& from, const std::string& to);
 
 }  // namespace grace

@@ -122,7 +122,7 @@ thread_local std::chrono::steady_clock::time_point request_started;
 RestApi::RestApi(ControlPlane& control, RestApiOptions options)
     : control_(control),
       options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()),
+      server_(std::make_unique<BoundedHttpServer>(options_.limits)),
       http_metrics_(RouteTemplates()) {}
 
 RestApi::~RestApi() {
@@ -131,31 +131,25 @@ RestApi::~RestApi() {
 
 Status RestApi::Start() {
   Routes();
-  if (options_.port == 0) {
-    bound_port_ = server_->bind_to_any_port(options_.host);
-  } else {
-    bound_port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
-  }
-  if (bound_port_ <= 0) {
-    return Unavailable("cannot bind the HTTP server to " + options_.host + ":" +
-                       std::to_string(options_.port));
-  }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  StatusOr<int> bound = server_->Bind(options_.host, options_.port);
+  if (!bound.ok()) return bound.status();
+  bound_port_ = *bound;
+  thread_ = std::thread([this] { server_->Serve(); });
   // The socket already accepts connections; wait until the accept loop runs, so that a Stop()
   // right after Start() cannot miss it (httplib's stop() only acts on a running server).
-  for (int i = 0; i < 5000 && !server_->is_running(); ++i) {
+  for (int i = 0; i < 5000 && !server_->serving(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return Status::Ok();
 }
 
 void RestApi::Stop() {
-  if (server_) server_->stop();
+  if (server_) server_->Shutdown();
   if (thread_.joinable()) thread_.join();
 }
 
 void RestApi::Routes() {
-  httplib::Server& s = *server_;
+  BoundedHttpServer& s = *server_;
   s.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     res.set_header("Content-Security-Policy", kContentSecurityPolicy);
     res.set_header("X-Content-Type-Options", "nosniff");
@@ -186,6 +180,8 @@ void RestApi::Routes() {
     SendError(res, 401, "this call needs 'Authorization: Bearer <token>' (GRACE_API_TOKEN)");
     return false;
   };
+  // Every call with a body mutates: the token is checked before the body is read.
+  s.set_body_gate(authorized);
 
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"status", "ok"}});

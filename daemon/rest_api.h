@@ -18,9 +18,7 @@
 #include "daemon/control_plane.h"
 #include "daemon/http_metrics.h"
 
-namespace httplib {
-class Server;
-}
+#include "daemon/http_server.h"
 
 namespace grace {
 
@@ -29,6 +27,7 @@ struct RestApiOptions {
   int port = 8750;        // 0: pick a free port (see RestApi::port())
   std::string api_token;  // empty: every mutating call is refused
   std::string web_root;   // static UI files; empty: none served
+  HttpServerLimits limits;
 };
 
 class RestApi {
@@ -48,7 +47,7 @@ class RestApi {
 
   ControlPlane& control_;
   RestApiOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<BoundedHttpServer> server_;
   std::thread thread_;
   int bound_port_ = 0;
   HttpRequestMetrics http_metrics_;  // every route of the OpenAPI document

@@ -275,6 +275,18 @@ class SqliteHistoryStore final : public HistoryStore {
         s = StepDone(st, "expire load samples");
       }
     }
+    // Refused connections are a stranger's doing: a day of them, the newest 1000 at most.
+    if (s.ok()) {
+      Statement st;
+      s = Prepare(
+          "DELETE FROM agent_events WHERE event = 'refused' AND (time_ms < ? OR id NOT IN (SELECT "
+          "id FROM agent_events WHERE event = 'refused' ORDER BY id DESC LIMIT 1000))",
+          &st);
+      if (s.ok()) {
+        sqlite3_bind_int64(st.get(), 1, now_ms - options_.minute_keep_ms);
+        s = StepDone(st, "expire refused connections");
+      }
+    }
     if (!s.ok()) {
       (void)Exec("ROLLBACK");
       return s;
@@ -480,7 +492,73 @@ class SqliteHistoryStore final : public HistoryStore {
   SqliteStoreOptions options_;
 };
 
+// SQLite's quick_check (every page and index structure, without the costlier cross-checks of
+// integrity_check): garbage inside the file is found at start, not by a later query.
+Status QuickCheck(sqlite3* db, const std::string& path) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, nullptr);
+  std::string first;
+  if (rc == SQLITE_OK) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(st, 0);
+      if (first.empty() && text != nullptr) first = reinterpret_cast<const char*>(text);
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE || first != "ok") {
+    const std::string why = rc != SQLITE_DONE ? sqlite3_errmsg(db) : first;
+    return DataLoss("history database " + path + " is damaged (" + why +
+                    "); move it aside and restore a backup (graced --restore FILE), or start "
+                    "without it: graced adopts the agents' epoch");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status CopyHistoryDatabase(const std::string& from, const std::string& to) {
+  sqlite3* src = nullptr;
+  sqlite3* dst = nullptr;
+  auto close_both = [&] {
+    sqlite3_close(src);
+    sqlite3_close(dst);
+  };
+  if (sqlite3_open_v2(from.c_str(), &src, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    const std::string msg = src ? sqlite3_errmsg(src) : "out of memory";
+    close_both();
+    return Unavailable("cannot open history database " + from + ": " + msg);
+  }
+  sqlite3_busy_timeout(src, 5000);
+  if (Status s = QuickCheck(src, from); !s.ok()) {
+    close_both();
+    return s;
+  }
+  if (sqlite3_open_v2(to.c_str(), &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    const std::string msg = dst ? sqlite3_errmsg(dst) : "out of memory";
+    close_both();
+    return Unavailable("cannot write " + to + ": " + msg);
+  }
+  sqlite3_busy_timeout(dst, 5000);
+  sqlite3_backup* b = sqlite3_backup_init(dst, "main", src, "main");
+  if (b == nullptr) {
+    const std::string msg = sqlite3_errmsg(dst);
+    close_both();
+    return Unavailable("cannot copy " + from + " to " + to + ": " + msg);
+  }
+  int rc;
+  // 256 pages at a time, so that a running graced is held up only briefly.
+  while ((rc = sqlite3_backup_step(b, 256)) == SQLITE_OK || rc == SQLITE_BUSY ||
+         rc == SQLITE_LOCKED) {
+    if (rc != SQLITE_OK) sqlite3_sleep(10);
+  }
+  sqlite3_backup_finish(b);
+  Status s = rc == SQLITE_DONE
+                 ? QuickCheck(dst, to)
+                 : Unavailable("copying " + from + " to " + to + ": " + sqlite3_errstr(rc));
+  close_both();
+  return s;
+}
 
 StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string& path,
                                                                SqliteStoreOptions options) {
@@ -494,6 +572,10 @@ StatusOr<std::unique_ptr<HistoryStore>> OpenSqliteHistoryStore(const std::string
     return Unavailable("cannot open history database " + path + ": " + msg);
   }
   sqlite3_busy_timeout(db, 5000);
+  if (Status s = QuickCheck(db, path); !s.ok()) {
+    sqlite3_close(db);
+    return s;
+  }
   auto store = std::make_unique<SqliteHistoryStore>(db, options);
   GRACE_RETURN_IF_ERROR(
       (options.read_only ? store->CheckSchema() : store->Migrate()).WithContext(path));

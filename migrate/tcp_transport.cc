@@ -6,7 +6,11 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/rand.h>
+
 #include <boost/asio.hpp>
+
+#include "core/wire_protocol.h"
 
 namespace grace {
 
@@ -30,7 +34,7 @@ Status AsioStatus(const boost::system::error_code& ec, const std::string& what) 
   return Internal("tcp transport: " + what + ": " + ec.message());
 }
 
-struct Hello {
+struct MeshHello {
   uint32_t magic = kHelloMagic;
   int32_t rank = 0;
   int32_t size = 0;
@@ -44,6 +48,7 @@ struct TcpTransport::Impl {
   TcpTransportOptions options;
   asio::io_context io;
   std::vector<std::unique_ptr<tcp::socket>> peers;  // [rank]; null for self
+  int strangers_dropped = 0;                        // connections refused while forming
   // Per-peer progress of one Group(): ops are chained so each socket carries them in order.
   struct PeerQueue {
     std::vector<const SendOp*> sends;
@@ -138,7 +143,7 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Connect(const TcpTransport
     return InvalidArgument("tcp transport: rank " + std::to_string(o.rank) + " of size " +
                            std::to_string(o.size));
   }
-  if (o.listen_host.size() >= sizeof(Hello::host)) {
+  if (o.listen_host.size() >= sizeof(MeshHello::host)) {
     return InvalidArgument("tcp transport: listen_host too long");
   }
   auto impl = std::make_unique<Impl>();
@@ -152,22 +157,76 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Connect(const TcpTransport
         deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration(1)));
   };
   boost::system::error_code ec;
-  std::vector<Hello> table(o.size);
+  std::vector<MeshHello> table(o.size);
 
   // Transfers one value over a socket within the deadline.
+  // Runs the one operation pending on `s` for at most `limit` (cancelling it after).
+  auto run_on = [&](tcp::socket& s, std::chrono::milliseconds limit, const std::string& what) {
+    io.restart();
+    io.run_for(limit);
+    if (io.stopped()) return Status::Ok();
+    s.cancel();
+    io.restart();
+    io.run();
+    return DeadlineExceeded("tcp transport rank " + std::to_string(o.rank) + ": " + what +
+                            ": no progress within " + std::to_string(limit.count()) + " ms");
+  };
   auto write_all = [&](tcp::socket& s, const void* data, size_t bytes, const std::string& what) {
     boost::system::error_code wec;
     asio::async_write(s, asio::buffer(data, bytes),
                       [&](boost::system::error_code e, size_t) { wec = e; });
-    GRACE_RETURN_IF_ERROR(impl->RunFor(left(), what));
+    GRACE_RETURN_IF_ERROR(run_on(s, left(), what));
     return AsioStatus(wec, what);
   };
-  auto read_all = [&](tcp::socket& s, void* data, size_t bytes, const std::string& what) {
+  auto read_all = [&](tcp::socket& s, void* data, size_t bytes, const std::string& what,
+                      std::chrono::milliseconds limit = std::chrono::milliseconds::max()) {
     boost::system::error_code rec;
     asio::async_read(s, asio::buffer(data, bytes),
                      [&](boost::system::error_code e, size_t) { rec = e; });
-    GRACE_RETURN_IF_ERROR(impl->RunFor(left(), what));
+    GRACE_RETURN_IF_ERROR(run_on(s, std::min(left(), limit), what));
     return AsioStatus(rec, what);
+  };
+  // Mutual proof of the cluster secret on a new connection (a no-op without a secret). The
+  // accepting end sends a nonce first; the connecting end answers with its proof and a nonce
+  // of its own, which the accepting end proves in turn.
+  const bool authenticate = !o.cluster_secret.empty();
+  using Nonce = std::array<uint8_t, 32>;
+  auto fresh_nonce = [] {
+    Nonce n;
+    RAND_bytes(n.data(), static_cast<int>(n.size()));
+    return n;
+  };
+  auto prove_as_acceptor = [&](tcp::socket& s) -> Status {
+    if (!authenticate) return Status::Ok();
+    const Nonce mine = fresh_nonce();
+    GRACE_RETURN_IF_ERROR(write_all(s, mine.data(), mine.size(), "mesh challenge"));
+    std::array<Nonce, 2> answer;  // their proof, their nonce
+    GRACE_RETURN_IF_ERROR(
+        read_all(s, answer.data(), sizeof(answer), "mesh proof", o.hello_timeout));
+    if (!ProofsEqual(answer[0], ProveSecret(o.cluster_secret, mine))) {
+      return FailedPrecondition("mesh peer failed the cluster-secret proof");
+    }
+    const Nonce proof = ProveSecret(o.cluster_secret, answer[1]);
+    return write_all(s, proof.data(), proof.size(), "mesh proof");
+  };
+  auto prove_as_connector = [&](tcp::socket& s, const std::string& peer) -> Status {
+    if (!authenticate) return Status::Ok();
+    Nonce theirs;
+    GRACE_RETURN_IF_ERROR(read_all(s, theirs.data(), theirs.size(), "mesh challenge from " + peer));
+    const std::array<Nonce, 2> answer = {ProveSecret(o.cluster_secret, theirs), fresh_nonce()};
+    GRACE_RETURN_IF_ERROR(write_all(s, answer.data(), sizeof(answer), "mesh proof"));
+    Nonce proof;
+    if (Status r = read_all(s, proof.data(), proof.size(), "mesh proof from " + peer); !r.ok()) {
+      return FailedPrecondition("tcp transport: " + peer +
+                                " did not accept this rank's cluster-secret proof (another "
+                                "cluster's secret?): " +
+                                r.message());
+    }
+    if (!ProofsEqual(proof, ProveSecret(o.cluster_secret, answer[1]))) {
+      return FailedPrecondition("tcp transport: " + peer +
+                                " failed the cluster-secret proof (another cluster's rank?)");
+    }
+    return Status::Ok();
   };
   auto accept_one = [&](tcp::acceptor& acceptor,
                         const std::string& what) -> StatusOr<std::unique_ptr<tcp::socket>> {
@@ -224,23 +283,31 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Connect(const TcpTransport
     if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     GRACE_RETURN_IF_ERROR(AsioStatus(
         ec, "listen on rendezvous " + o.rendezvous_host + ":" + std::to_string(o.rendezvous_port)));
-    for (int i = 1; i < o.size; ++i) {
+    for (int i = 1; i < o.size;) {
       GRACE_ASSIGN_OR_RETURN(auto s, accept_one(acceptor, "rendezvous"));
-      Hello h;
-      GRACE_RETURN_IF_ERROR(read_all(*s, &h, sizeof h, "rendezvous hello"));
-      if (h.magic != kHelloMagic || h.size != o.size || h.rank <= 0 || h.rank >= o.size ||
-          impl->peers[h.rank]) {
-        return InvalidArgument("tcp transport: bad hello at rendezvous (rank " +
-                               std::to_string(h.rank) + ", size " + std::to_string(h.size) +
-                               "; this cluster has " + std::to_string(o.size) + " ranks)");
+      MeshHello h;
+      // A connection that proves nothing or says nothing useful is a stranger's (a port scan, a
+      // health probe): it is dropped and the rendezvous goes on.
+      Status admitted = prove_as_acceptor(*s);
+      if (admitted.ok()) admitted = read_all(*s, &h, sizeof h, "rendezvous hello", o.hello_timeout);
+      if (admitted.ok() && (h.magic != kHelloMagic || h.size != o.size || h.rank <= 0 ||
+                            h.rank >= o.size || impl->peers[h.rank])) {
+        admitted = InvalidArgument("bad hello (rank " + std::to_string(h.rank) + ", size " +
+                                   std::to_string(h.size) + "; this cluster has " +
+                                   std::to_string(o.size) + " ranks)");
+      }
+      if (!admitted.ok()) {
+        ++impl->strangers_dropped;
+        continue;
       }
       h.host[sizeof h.host - 1] = 0;
       table[h.rank] = h;
       impl->peers[h.rank] = std::move(s);
+      ++i;
     }
     for (int r = 1; r < o.size; ++r) {
-      GRACE_RETURN_IF_ERROR(
-          write_all(*impl->peers[r], table.data(), sizeof(Hello) * o.size, "send address table"));
+      GRACE_RETURN_IF_ERROR(write_all(*impl->peers[r], table.data(), sizeof(MeshHello) * o.size,
+                                      "send address table"));
     }
   } else {
     GRACE_ASSIGN_OR_RETURN(tcp::endpoint lep, resolve(o.listen_host, 0));
@@ -249,27 +316,36 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Connect(const TcpTransport
     if (!ec) acceptor.bind(lep, ec);
     if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     GRACE_RETURN_IF_ERROR(AsioStatus(ec, "listen on " + o.listen_host));
-    Hello me;
+    MeshHello me;
     me.rank = o.rank;
     me.size = o.size;
     me.port = acceptor.local_endpoint().port();
     std::memcpy(me.host, o.listen_host.data(), o.listen_host.size());
     GRACE_ASSIGN_OR_RETURN(impl->peers[0], connect_to(o.rendezvous_host, o.rendezvous_port));
+    GRACE_RETURN_IF_ERROR(prove_as_connector(*impl->peers[0], "rank 0"));
     GRACE_RETURN_IF_ERROR(write_all(*impl->peers[0], &me, sizeof me, "rendezvous hello"));
-    GRACE_RETURN_IF_ERROR(
-        read_all(*impl->peers[0], table.data(), sizeof(Hello) * o.size, "receive address table"));
+    GRACE_RETURN_IF_ERROR(read_all(*impl->peers[0], table.data(), sizeof(MeshHello) * o.size,
+                                   "receive address table"));
     for (int r = 1; r < o.rank; ++r) {
       GRACE_ASSIGN_OR_RETURN(impl->peers[r], connect_to(table[r].host, table[r].port));
+      GRACE_RETURN_IF_ERROR(prove_as_connector(*impl->peers[r], "rank " + std::to_string(r)));
       GRACE_RETURN_IF_ERROR(write_all(*impl->peers[r], &me, sizeof me, "mesh hello"));
     }
-    for (int i = o.rank + 1; i < o.size; ++i) {
+    for (int i = o.rank + 1; i < o.size;) {
       GRACE_ASSIGN_OR_RETURN(auto s, accept_one(acceptor, "mesh"));
-      Hello h;
-      GRACE_RETURN_IF_ERROR(read_all(*s, &h, sizeof h, "mesh hello"));
-      if (h.magic != kHelloMagic || h.rank <= o.rank || h.rank >= o.size || impl->peers[h.rank]) {
-        return InvalidArgument("tcp transport: bad mesh hello from rank " + std::to_string(h.rank));
+      MeshHello h;
+      Status admitted = prove_as_acceptor(*s);
+      if (admitted.ok()) admitted = read_all(*s, &h, sizeof h, "mesh hello", o.hello_timeout);
+      if (admitted.ok() &&
+          (h.magic != kHelloMagic || h.rank <= o.rank || h.rank >= o.size || impl->peers[h.rank])) {
+        admitted = InvalidArgument("bad mesh hello from rank " + std::to_string(h.rank));
+      }
+      if (!admitted.ok()) {
+        ++impl->strangers_dropped;
+        continue;
       }
       impl->peers[h.rank] = std::move(s);
+      ++i;
     }
   }
   return std::unique_ptr<TcpTransport>(new TcpTransport(std::move(impl)));

@@ -31,6 +31,12 @@ struct TcpTransportOptions {
   std::string listen_host = "127.0.0.1";  // where this rank accepts its peers
   std::chrono::milliseconds connect_timeout{30000};
   std::chrono::milliseconds io_timeout{120000};  // one Group() call
+  // When set, every mesh connection is admitted only after both ends prove it (HMAC-SHA256 of
+  // the other's random nonce, core/wire_protocol.h's ProveSecret); a connection that fails the
+  // proof, sends a bad hello or stays silent for hello_timeout is dropped and the rank goes on
+  // accepting, so a stranger's connect-and-close cannot break the mesh. Nothing is encrypted.
+  std::string cluster_secret;
+  std::chrono::milliseconds hello_timeout{2000};
 };
 
 class TcpTransport final : public Transport {

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (address sanitizer) in build-fuzz/ and runs each for a
 # bounded time (GRACE_FUZZ_SECONDS, default 20), starting from seed inputs written by the native
-# trace writer and by wire_frame_seeds. Exits non-zero on a crash, leak or timeout.
+# trace writer, by wire_frame_seeds and a few REST policy bodies. Exits non-zero on a crash, leak
+# or timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${GRACE_FUZZ_SECONDS:-20}
 jobs=${GRACE_JOBS:-$(nproc)}
-targets=(native_trace_fuzz wire_frame_fuzz stack_dump_fuzz)
+targets=(native_trace_fuzz wire_frame_fuzz stack_dump_fuzz rest_json_fuzz)
 
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DGRACE_CUDA=OFF -DGRACE_FUZZ=ON >/dev/null
@@ -39,6 +40,13 @@ for f in tests/fixtures/*.pt; do
     >"$corpus/pkl_$(basename "$f")" || true
 done
 { printf '\x02'; cat tests/fixtures/vllm_routed_experts.npy; } >"$corpus/npy_routed_experts"
+# Policy bodies: the defaults, a valid patch, and the bad values the REST tests send.
+corpus=build-fuzz/corpus/rest_json_fuzz
+mkdir -p "$corpus"
+printf '{}' >"$corpus/empty.json"
+printf '{"cooldown_s": 12, "forecast_model": "holt"}' >"$corpus/patch.json"
+printf '{"interval_s": 3600, "cooldown_s": -5, "bogus": 1}' >"$corpus/bad.json"
+printf '{"planner": "grace", "min_gain_ms": 1e308, "horizon_s": [1]}' >"$corpus/types.json"
 
 for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t"

@@ -28,6 +28,16 @@ int main(int argc, char** argv) {
   } catch (const grace::tools::CommandExit& e) {
     std::fflush(stdout);
     return e.code;
+  } catch (const std::bad_alloc&) {
+    // A size no check caught: still a message and bad input, never an abort.
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "gracectl: out of memory: the input asks for more than this machine has\n");
+    return 2;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "gracectl: %s\n", e.what());
+    return 2;
   }
   return 0;
 }

@@ -90,6 +90,38 @@ TEST(WireProtocolTest, EveryMessageRoundTripsEvenByteByByte) {
   EXPECT_EQ(std::get<Prepare>(got[6]).expected_load[1], 1.5f);
 }
 
+TEST(WireProtocolTest, AHelloMayCarryItsPlacement) {
+  Hello h;
+  h.agent_id = "node1";
+  h.epoch = 4;
+  const std::string without = EncodeFrame(h);
+  h.placement_json = R"({"physical_to_logical_map":[[0,1]]})";
+  for (const std::string& frame : {without, EncodeFrame(h)}) {
+    FrameDecoder d;
+    d.Append(frame);
+    WireMessage m;
+    auto more = d.Next(&m);
+    ASSERT_TRUE(more.ok() && *more) << more.status().ToString();
+    EXPECT_EQ(std::get<Hello>(m).placement_json, frame == without ? "" : h.placement_json);
+  }
+}
+
+TEST(WireProtocolTest, TheDaemonsChallengeAndProofAreOptional) {
+  Hello h;
+  h.agent_id = "node1";
+  h.daemon_nonce.emplace().fill(3);  // a nonce without a placement
+  Welcome w{4, "{}", {}, 500, 1000};
+  w.daemon_proof = ProveSecret("s", *h.daemon_nonce);
+  for (const WireMessage& sent : {WireMessage(h), WireMessage(w), WireMessage(Welcome{})}) {
+    FrameDecoder d;
+    d.Append(EncodeFrame(sent));
+    WireMessage m;
+    auto more = d.Next(&m);
+    ASSERT_TRUE(more.ok() && *more) << more.status().ToString();
+    EXPECT_EQ(EncodeFrame(m), EncodeFrame(sent));
+  }
+}
+
 TEST(WireProtocolTest, BadMagicVersionLengthAndChecksumAreErrorsWithOffset) {
   const std::string good = EncodeFrame(Heartbeat{1, 1});
   auto decode = [](std::string bytes, uint32_t limit = kDefaultMaxPayloadBytes) {

@@ -1,10 +1,15 @@
 #include "daemon/agent_server.h"
 
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <mutex>
 
 #include <gtest/gtest.h>
+
+#include "tests/testing/raw_client.h"
 
 namespace grace {
 namespace {
@@ -55,6 +60,9 @@ class TestAgent {
   explicit TestAgent(int port) : socket_(io_) {
     socket_.connect(
         tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+    // A bound on a broken server, so that a test fails instead of hanging; no timing is tested.
+    timeval tv{20, 0};
+    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   }
   WireMessage Receive() {
     while (true) {
@@ -63,14 +71,24 @@ class TestAgent {
       if (!more.ok()) throw std::runtime_error(more.status().ToString());
       if (*more) return m;
       std::array<char, 4096> buf;
-      boost::system::error_code ec;
-      size_t n = socket_.read_some(asio::buffer(buf), ec);
-      if (ec) throw std::runtime_error("closed: " + ec.message());
-      decoder_.Append(std::string_view(buf.data(), n));
+      // recv, not Asio's read_some, which would wait past SO_RCVTIMEO.
+      const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), 0);
+      if (n <= 0) throw std::runtime_error(n == 0 ? "closed" : "no frame within 20 s");
+      decoder_.Append(std::string_view(buf.data(), static_cast<size_t>(n)));
     }
   }
   void Send(const WireMessage& m) { SendRaw(EncodeFrame(m)); }
   void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // True when the server closes the connection within 20 s (a bound on a broken server, not a
+  // timing under test).
+  bool ClosedByServerSoon() {
+    std::array<char, 4096> buf;
+    while (true) {
+      const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), 0);
+      if (n == 0) return true;
+      if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+  }
   // True when the server closed the connection (read hits EOF or an error).
   bool ClosedByServer() {
     std::array<char, 4096> buf;
@@ -97,8 +115,9 @@ class TestAgent {
 
 class AgentServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    AgentServerOptions opt;
+  void SetUp() override { Start({}); }
+  void Start(AgentServerOptions opt) {
+    if (server_) server_->Stop();
     opt.port = 0;
     opt.cluster_secret = "cluster-secret";
     opt.heartbeat_ms = 50;
@@ -106,6 +125,13 @@ class AgentServerTest : public ::testing::Test {
     opt.max_frame_bytes = 1 << 16;
     server_ = std::make_unique<AgentServer>(events_, opt);
     ASSERT_TRUE(server_->Start().ok());
+  }
+  // Options as SetUp's, changed by `edit`.
+  template <typename Edit>
+  void Restart(Edit edit) {
+    AgentServerOptions opt;
+    edit(opt);
+    Start(opt);
   }
   void TearDown() override { server_->Stop(); }
 
@@ -191,6 +217,146 @@ TEST_F(AgentServerTest, ListenerCanRefuseAnAgent) {
   WireMessage r = a.Join("unwanted", "cluster-secret");
   ASSERT_TRUE(std::holds_alternative<Refused>(r));
   EXPECT_NE(std::get<Refused>(r).reason.find("rank 7 is not in the topology"), std::string::npos);
+}
+
+TEST_F(AgentServerTest, AStrangerThatNeverProvesItselfIsClosedAtTheDeadline) {
+  Restart([](AgentServerOptions& o) { o.handshake_timeout_ms = 200; });
+  TestAgent silent(server_->port());
+  (void)silent.Receive();  // the challenge; then nothing
+  EXPECT_TRUE(silent.ClosedByServerSoon());
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  EXPECT_NE(events_.rejected_[0].find("no proven Hello within 200 ms"), std::string::npos);
+}
+
+TEST_F(AgentServerTest, BeforeTheProofFramesAreSmall) {
+  TestAgent big(server_->port());
+  (void)big.Receive();
+  // 32 KiB is within max_frame_bytes (64 KiB here) but not what a Hello needs.
+  std::string frame = EncodeFrame(Refused{std::string(32 * 1024, 'a')});
+  big.SendRaw(frame.substr(0, kFrameHeaderBytes));
+  EXPECT_TRUE(big.ClosedByServerSoon());
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  EXPECT_NE(events_.rejected_[0].find("exceeds the limit of 16384"), std::string::npos);
+  // Once joined, the agent's limit is max_frame_bytes.
+  TestAgent good(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(good.Join("node0", "cluster-secret")));
+  LoadReport r;
+  r.num_layers = 1;
+  r.num_experts = 8000;
+  r.counts.assign(8000, 1);
+  good.Send(r);
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.messages_.empty(); }));
+  EXPECT_EQ(events_.messages_[0], "node0:LoadReport");
+}
+
+TEST_F(AgentServerTest, AFloodOfStrangersDoesNotLockOutAnAgent) {
+  Restart([](AgentServerOptions& o) {
+    o.max_pending = 16;
+    o.handshake_timeout_ms = 60000;  // the cap alone must make room
+  });
+  // This process holds both ends: 150 strangers would take 300 descriptors, over this limit,
+  // unless the server drops the oldest strangers.
+  rlimit was{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &was), 0);
+  rlimit low = was;
+  low.rlim_cur = std::min<rlim_t>(was.rlim_cur, 256);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<std::unique_ptr<testing::RawClient>> strangers;
+  for (int i = 0; i < 150; ++i) {
+    strangers.push_back(std::make_unique<testing::RawClient>(server_->port()));
+  }
+  TestAgent good(server_->port());
+  WireMessage w = good.Join("node0", "cluster-secret");
+  strangers.clear();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &was), 0);
+  EXPECT_TRUE(std::holds_alternative<Welcome>(w));
+}
+
+TEST_F(AgentServerTest, RefusalsAreRateLimitedAndSummed) {
+  Restart([](AgentServerOptions& o) {
+    o.refusals_per_window = 3;
+    o.refusal_window_ms = 1000;
+  });
+  for (int i = 0; i < 30; ++i) {
+    TestAgent bad(server_->port());
+    ASSERT_TRUE(std::holds_alternative<Refused>(bad.Join("intruder", "guess")));
+  }
+  // Every refusal is accounted for, one by one or in a sum, and the sums arrive when their
+  // window ends; however the 30 fell into windows, at most 3 per window came one by one.
+  size_t single = 0, summed = 0, sums = 0;
+  auto count = [&] {
+    single = summed = sums = 0;
+    for (const std::string& r : events_.rejected_) {
+      const size_t at = r.find(" more connections refused");
+      if (at == std::string::npos) {
+        ++single;
+      } else {
+        ++sums;
+        summed += std::stoul(r.substr(0, at));
+      }
+    }
+    return single + summed == 30;
+  };
+  ASSERT_TRUE(events_.WaitFor(count));
+  EXPECT_GE(sums, 1u);
+  EXPECT_LE(single, 3 * (sums + 1));
+}
+
+TEST_F(AgentServerTest, AnAgentIdThatCouldForgeLogLinesIsRefused) {
+  TestAgent forger(server_->port());
+  WireMessage r = forger.Join("node0\n[info] graced: all fine", "cluster-secret");
+  ASSERT_TRUE(std::holds_alternative<Refused>(r));
+  EXPECT_NE(std::get<Refused>(r).reason.find("agent id must be"), std::string::npos);
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  EXPECT_EQ(events_.rejected_[0].find('\n'), std::string::npos);
+  TestAgent long_id(server_->port());
+  EXPECT_TRUE(
+      std::holds_alternative<Refused>(long_id.Join(std::string(65, 'a'), "cluster-secret")));
+  EXPECT_TRUE(events_.joined_.empty());
+}
+
+TEST_F(AgentServerTest, AStepFarBeyondTheStepRateIsNeverPassedOn) {
+  TestAgent agent(server_->port());
+  ASSERT_TRUE(std::holds_alternative<Welcome>(agent.Join("node0", "cluster-secret")));
+  agent.Send(Heartbeat{100, 3});
+  agent.Send(Heartbeat{999999999, 3});  // what a frame injected on the path once made commit
+  LoadReport r;
+  r.step_from = 100;
+  r.step_to = 999999999;
+  r.num_layers = 1;
+  r.num_experts = 2;
+  r.counts = {5, 6};
+  agent.Send(r);
+  agent.Send(Switched{3, 999999999});
+  agent.Send(Heartbeat{101, 3});
+  ASSERT_TRUE(events_.WaitFor([&] { return events_.messages_.size() >= 2; }));
+  std::lock_guard<std::mutex> lock(events_.mu_);
+  EXPECT_EQ(events_.messages_, (std::vector<std::string>{"node0:Heartbeat", "node0:Heartbeat"}));
+  EXPECT_EQ(server_->Agents()[0].step, 101u);
+}
+
+TEST_F(AgentServerTest, TheDaemonProvesTheSecretToAnAgentThatAsks) {
+  TestAgent agent(server_->port());
+  Challenge c = std::get<Challenge>(agent.Receive());
+  Hello h;
+  h.agent_id = "node0";
+  h.ranks = {0, 1};
+  h.slots_per_rank = 4;
+  h.proof = ProveSecret("cluster-secret", c.nonce);
+  h.daemon_nonce.emplace().fill(9);
+  agent.Send(h);
+  Welcome w = std::get<Welcome>(agent.Receive());
+  ASSERT_TRUE(w.daemon_proof.has_value());
+  EXPECT_TRUE(ProofsEqual(*w.daemon_proof, ProveSecret("cluster-secret", *h.daemon_nonce)));
+}
+
+TEST_F(AgentServerTest, ASecondServerOnThePortFails) {
+  AgentServerOptions opt;
+  opt.port = server_->port();
+  AgentServer second(events_, opt);
+  Status s = second.Start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(":" + std::to_string(server_->port())), std::string::npos);
 }
 
 }  // namespace

@@ -204,5 +204,34 @@ TEST_F(ControlLoopTest, AnAgentThatSaysGoodbyeLeftAndWasNotLost) {
   EXPECT_EQ(m.migration_age_s, 0);
 }
 
+TEST_F(ControlLoopTest, AnAgentAheadOfALostHistoryIsAdopted) {
+  // A fresh grace.db (epoch 1) while the agents serve epoch 4: graced takes their epoch and
+  // placement instead of planning epoch 2, which every agent would refuse.
+  ASSERT_EQ(loop_->epoch(), 1u);
+  Placement served;
+  loop_->WithHistory([&](HistoryStore& h) { served = (*h.CurrentPlacement())->placement; });
+  std::swap(served.physical_to_logical[0][0], served.physical_to_logical[0][1]);
+  Hello hello;
+  hello.agent_id = "node1";
+  hello.node = 1;
+  hello.ranks = {1};
+  hello.slots_per_rank = 3;
+  hello.epoch = 4;
+  StatusOr<Welcome> refused = loop_->OnAgentJoined(hello);  // ahead, but no placement
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("did not send its placement"), std::string::npos);
+  hello.placement_json = PlacementToJson(served, config_.topology);
+  StatusOr<Welcome> w = loop_->OnAgentJoined(hello);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(w->epoch, 4u);
+  EXPECT_EQ(loop_->epoch(), 4u);
+  loop_->WithHistory([&](HistoryStore& h) {
+    auto current = h.CurrentPlacement();
+    ASSERT_TRUE(current.ok() && current->has_value());
+    EXPECT_EQ((*current)->epoch, 4u);
+    EXPECT_EQ((*current)->placement.physical_to_logical, served.physical_to_logical);
+  });
+}
+
 }  // namespace
 }  // namespace grace

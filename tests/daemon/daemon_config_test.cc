@@ -72,6 +72,16 @@ TEST(DaemonConfigTest, UnknownKeysAndTablesAreNamed) {
   EXPECT_NE(c.status().message().find("policy.cooldown_s"), std::string::npos);
 }
 
+TEST(DaemonConfigTest, NegativeOrRepeatedLayerIdsAreNamed) {
+  auto negative = ParseDaemonConfig("[model]\nlayers = [0, -3]\n", "g.toml");
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("layer id -3 is out of range"), std::string::npos)
+      << negative.status().message();
+  auto twice = ParseDaemonConfig("[model]\nlayers = [4, 4]\n", "g.toml");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("layer id 4 is listed twice"), std::string::npos);
+}
+
 TEST(DaemonConfigTest, BadAddressesAndShapesAreNamed) {
   auto c = ParseDaemonConfig("[daemon]\nhttp = \"localhost\"\n", "g.toml");
   ASSERT_FALSE(c.ok());

@@ -17,6 +17,7 @@
 #include "core/trace_import.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/real_traces.h"
+#include "tests/testing/run_command.h"
 #include "tools/sim_agents.h"
 
 namespace grace {
@@ -41,6 +42,24 @@ std::optional<json> GetJson(httplib::Client& c, const std::string& path) {
   auto res = c.Get(path);
   if (!res || res->status != 200) return std::nullopt;
   return json::parse(res->body, nullptr, false);
+}
+
+TEST(GracedIntegrationTest, AWebRootThatIsNotADirectoryIsANamedError) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graced_webroot_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string config = (dir / "graced.toml").string();
+  std::ofstream(dir / "index.html") << "not a directory";
+  std::ofstream(config) << "[daemon]\nweb_root = \"" << (dir / "index.html").string()
+                        << "\"\ncluster_secret = \"s\"\nstate_dir = \"" << dir.string()
+                        << "\"\nhttp = \"127.0.0.1:0\"\nagents = \"127.0.0.1:0\"\n";
+  const auto run = grace::testing::RunCommand("timeout 20 " + std::string(GRACED_BINARY) +
+                                              " --config " + config);
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.out.find("web_root " + (dir / "index.html").string() + ": not a directory"),
+            std::string::npos)
+      << run.out;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(GracedIntegrationTest, DriftLeadsToMigrationsThatSurviveSigkill) {

@@ -1,6 +1,7 @@
 #include "daemon/history_store.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -163,6 +164,73 @@ TEST_F(HistoryStoreTest, PolicyChangesAndAgentEventsAreKept) {
   auto events = store->ListAgentEvents({});
   ASSERT_EQ(events->size(), 1u);
   EXPECT_EQ((*events)[0].event, "joined");
+}
+
+TEST_F(HistoryStoreTest, RefusedConnectionsArePrunedAndOtherEventsKept) {
+  auto store = Open();
+  const int64_t day_ms = 24LL * 3600 * 1000, now = 10 * day_ms;
+  ASSERT_TRUE(store->RecordAgentEvent({now - 3 * day_ms, "node0", "joined", ""}).ok());
+  ASSERT_TRUE(store->RecordAgentEvent({now - 2 * day_ms, "1.2.3.4:5", "refused", "old"}).ok());
+  for (int i = 0; i < 1200; ++i) {
+    ASSERT_TRUE(store->RecordAgentEvent({now - 1000 + i, "1.2.3.4:5", "refused", "x"}).ok());
+  }
+  ASSERT_TRUE(store->Compact(now).ok());
+  HistoryQuery page;
+  page.limit = 1000;
+  auto events = store->ListAgentEvents(page);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1000u);  // the newest 1000 refusals...
+  EXPECT_EQ(events->front().time_ms, now - 1000 + 1199);
+  EXPECT_EQ(events->back().time_ms, now - 1000 + 200);
+  page.offset = 1000;
+  events = store->ListAgentEvents(page);
+  ASSERT_EQ(events->size(), 1u);  // ...and the join
+  EXPECT_EQ((*events)[0].event, "joined");
+}
+
+TEST_F(HistoryStoreTest, GarbageInsideTheFileIsFoundAtOpenNamingIt) {
+  {
+    auto store = Open();
+    for (Epoch e = 1; e <= 200; ++e)
+      ASSERT_TRUE(store->CommitPlacement(Record(e, {0, 1, 2, 0})).ok());
+  }
+  const auto size = std::filesystem::file_size(path_);
+  ASSERT_GT(size, 3 * 4096u);
+  {
+    // Pages 2 and 3 (the first table's pages) overwritten; the header stays valid.
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096);
+    const std::string garbage(2 * 4096, '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  auto store = OpenSqliteHistoryStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(store.status().message().find(path_), std::string::npos);
+  EXPECT_NE(store.status().message().find("damaged"), std::string::npos);
+}
+
+TEST_F(HistoryStoreTest, AnOnlineBackupRestoresTheHistory) {
+  auto store = Open();
+  ASSERT_TRUE(store->CommitPlacement(Record(1, {0, 1, 2, 0})).ok());
+  ASSERT_TRUE(store->CommitPlacement(Record(2, {2, 1, 0, 0})).ok());
+  const std::string backup = (dir_ / "backup.db").string();
+  ASSERT_TRUE(CopyHistoryDatabase(path_, backup).ok());  // while the store is open
+  store.reset();
+  std::filesystem::resize_file(path_, 0);  // the history lost
+  ASSERT_TRUE(CopyHistoryDatabase(backup, path_).ok());
+  store = Open();
+  auto current = store->CurrentPlacement();
+  ASSERT_TRUE(current.ok() && current->has_value());
+  EXPECT_EQ((*current)->epoch, 2u);
+  EXPECT_EQ((*current)->placement.physical_to_logical[0], (std::vector<ExpertId>{2, 1, 0, 0}));
+  std::filesystem::resize_file(backup, 5000);
+  {
+    std::ofstream f(backup, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(100);
+    f << std::string(4000, 'x');
+  }
+  EXPECT_FALSE(CopyHistoryDatabase(backup, (dir_ / "again.db").string()).ok());
 }
 
 TEST_F(HistoryStoreTest, UnopenablePathIsNamed) {

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/testing/raw_client.h"
+
 namespace grace {
 namespace {
 
@@ -130,6 +132,45 @@ TEST_F(RestApiTest, MutatingCallsNeedTheToken) {
   res = client_->Post("/api/v1/replan", Auth(), "", "application/json");
   EXPECT_EQ(res->status, 202);
   EXPECT_EQ(control_.replans_, 1);
+}
+
+TEST_F(RestApiTest, AHugeBodyIsRefusedBeforeItIsRead) {
+  // The token is checked, and the size, from the head: neither waits for the gigabyte.
+  testing::RawClient anon(api_->port());
+  ASSERT_TRUE(
+      anon.Send("PUT /api/v1/policy HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{"));
+  EXPECT_EQ(anon.ReadStatus(), 401);
+  testing::RawClient big(api_->port());
+  ASSERT_TRUE(
+      big.Send("PUT /api/v1/policy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n"
+               "Content-Length: 1000000000\r\n\r\n{"));
+  EXPECT_EQ(big.ReadStatus(), 413);
+}
+
+TEST_F(RestApiTest, IdleAndSlowDripConnectionsDoNotStarveHealthz) {
+  std::vector<std::unique_ptr<testing::RawClient>> held;
+  for (int i = 0; i < 200; ++i) held.push_back(std::make_unique<testing::RawClient>(api_->port()));
+  for (int i = 0; i < 8; ++i) {
+    auto drip = std::make_unique<testing::RawClient>(api_->port());
+    ASSERT_TRUE(drip->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n"));
+    held.push_back(std::move(drip));
+  }
+  client_->set_read_timeout(20, 0);
+  for (int i = 0; i < 10; ++i) {
+    auto res = client_->Get("/healthz");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+  }
+}
+
+TEST_F(RestApiTest, ASecondServerOnTheSamePortFailsNamingIt) {
+  RestApiOptions opt;
+  opt.port = api_->port();
+  RestApi second(control_, opt);
+  Status s = second.Start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(":" + std::to_string(api_->port())), std::string::npos);
+  EXPECT_NE(s.message().find("in use"), std::string::npos) << s.message();
 }
 
 TEST_F(RestApiTest, PolicyPutValidatesAndNamesTheField) {

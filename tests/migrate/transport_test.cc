@@ -1,8 +1,12 @@
 // TcpTransport on loopback: 4 ranks as threads, all-to-all-v with uneven sizes, point-to-point,
-// size mismatches reported. NcclTransport: skipped without a GPU.
+// size mismatches reported; strangers at the rendezvous and ranks of another cluster dropped.
+// NcclTransport: skipped without a GPU.
 #include <numeric>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include <boost/asio.hpp>
 
 #include <gtest/gtest.h>
 
@@ -14,7 +18,7 @@ namespace {
 
 // Runs body(transport) on `n` ranks connected over loopback.
 template <typename Body>
-void OnRanks(int n, Body body) {
+void OnRanks(int n, Body body, const std::string& secret = "") {
   auto port = PickFreePort();
   ASSERT_TRUE(port.ok());
   std::vector<std::thread> threads;
@@ -25,6 +29,7 @@ void OnRanks(int n, Body body) {
       o.size = n;
       o.rendezvous_port = static_cast<uint16_t>(*port);
       o.connect_timeout = std::chrono::milliseconds(10000);
+      o.cluster_secret = secret;
       auto t = TcpTransport::Connect(o);
       ASSERT_TRUE(t.ok()) << t.status().ToString();
       body(**t);
@@ -75,6 +80,90 @@ TEST(TcpTransportTest, PointToPointAndSizeMismatch) {
       EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
     }
   });
+}
+
+// Connects to 127.0.0.1:port until it answers, then behaves as `kind` says and closes.
+void Stranger(int port, const std::string& kind) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  const boost::asio::ip::tcp::endpoint ep(boost::asio::ip::make_address("127.0.0.1"),
+                                          static_cast<uint16_t>(port));
+  boost::system::error_code ec;
+  for (int i = 0; i < 500; ++i) {
+    s.connect(ep, ec);
+    if (!ec) break;
+    s.close();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (kind == "garbage") boost::asio::write(s, boost::asio::buffer(std::string(200, 'x')), ec);
+  if (kind == "silent") std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+}
+
+TEST(TcpTransportTest, StrangersAtTheRendezvousDoNotBreakTheMesh) {
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  // They connect before the real ranks: a connect-and-close, garbage, a silent one.
+  std::vector<std::thread> strangers;
+  for (const char* kind : {"close", "garbage", "silent"}) {
+    strangers.emplace_back([&, kind] { Stranger(*port, kind); });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (const std::string secret : {"", "s3cret"}) {
+    std::vector<std::thread> ranks;
+    std::vector<Status> got(3);
+    for (int r = 0; r < 3; ++r) {
+      ranks.emplace_back([&, r] {
+        TcpTransportOptions o;
+        o.rank = r;
+        o.size = 3;
+        o.rendezvous_port = static_cast<uint16_t>(*port);
+        o.connect_timeout = std::chrono::milliseconds(10000);
+        o.hello_timeout = std::chrono::milliseconds(500);
+        o.cluster_secret = secret;
+        auto t = TcpTransport::Connect(o);
+        got[r] = t.status();
+        if (t.ok()) {
+          int token = 7 + r, back = 0;
+          SendOp send{(r + 1) % 3, &token, sizeof(token)};
+          RecvOp recv{(r + 2) % 3, &back, sizeof(back)};
+          got[r] = (*t)->Group({&send, 1}, {&recv, 1});
+          if (got[r].ok() && back != 7 + (r + 2) % 3) got[r] = DataLoss("wrong token");
+        }
+      });
+    }
+    for (auto& t : ranks) t.join();
+    for (int r = 0; r < 3; ++r)
+      EXPECT_TRUE(got[r].ok()) << secret << " rank " << r << ": " << got[r].ToString();
+    if (secret.empty()) {
+      for (const char* kind : {"close", "garbage"}) {
+        strangers.emplace_back([&, kind] { Stranger(*port, kind); });
+      }
+    }
+  }
+  for (auto& t : strangers) t.join();
+}
+
+TEST(TcpTransportTest, ARankWithAnotherSecretIsNotAdmitted) {
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  std::vector<Status> got(2);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.emplace_back([&, r] {
+      TcpTransportOptions o;
+      o.rank = r;
+      o.size = 2;
+      o.rendezvous_port = static_cast<uint16_t>(*port);
+      o.connect_timeout = std::chrono::milliseconds(1500);
+      o.hello_timeout = std::chrono::milliseconds(300);
+      o.cluster_secret = r == 0 ? "ours" : "theirs";
+      got[r] = TcpTransport::Connect(o).status();
+    });
+  }
+  for (auto& t : ranks) t.join();
+  EXPECT_FALSE(got[0].ok());
+  EXPECT_FALSE(got[1].ok());
+  EXPECT_NE(got[1].message().find("cluster-secret proof"), std::string::npos) << got[1].ToString();
 }
 
 TEST(TcpTransportTest, MissingPeerTimesOut) {
