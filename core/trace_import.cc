@@ -69,11 +69,14 @@ StatusOr<Detected> Detect(const std::string& path) {
     d.format = "native";
     return d;
   }
+  // The serving stacks' binary dumps (a torch.save .pt, a .npy array) are told by their magic.
+  const bool stack_dump =
+      LooksLikeZip(prefix) || LooksLikeLegacyTorchSave(prefix) || LooksLikeNpy(prefix);
   const size_t sniffed = prefix.find_first_not_of(" \t\r\n");
-  if (sniffed != std::string::npos && prefix[sniffed] != '{') {
+  if (!stack_dump && sniffed != std::string::npos && prefix[sniffed] != '{') {
     return InvalidArgument(path + ": byte offset " + std::to_string(sniffed) +
-                           ": not a trace grace knows (expected JSON, JSONL or grace's native "
-                           "format)");
+                           ": not a trace grace knows (expected JSON, JSONL, grace's native "
+                           "format, a torch.save .pt or a .npy array)");
   }
   if (sniffed == std::string::npos && prefix.size() == kSniffBytes) {
     return InvalidArgument(path + ": the first " + std::to_string(kSniffBytes) +
