@@ -413,7 +413,8 @@ BoundedHttpServer::BoundedHttpServer(HttpServerLimits limits)
         return res.status;
       });
   set_pre_routing_handler(
-      [admit_body, expects_body](const httplib::Request& req, httplib::Response& res) {
+      [this, admit_body, expects_body](const httplib::Request& req, httplib::Response& res) {
+        if (routing_started_) routing_started_(req);
         if (!expects_body(req) || admit_body(req, res)) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
@@ -428,6 +429,10 @@ BoundedHttpServer::~BoundedHttpServer() {
 
 void BoundedHttpServer::set_body_gate(BodyGate gate) {
   body_gate_ = std::move(gate);
+}
+
+void BoundedHttpServer::set_routing_started(std::function<void(const httplib::Request&)> hook) {
+  routing_started_ = std::move(hook);
 }
 
 StatusOr<int> BoundedHttpServer::Bind(const std::string& host, int port) {

@@ -54,6 +54,9 @@ class BoundedHttpServer : public httplib::Server {
   ~BoundedHttpServer() override;
 
   void set_body_gate(BodyGate gate);
+  // Called as each request's head is routed, before the body gate (for request timing). The
+  // server's own pre-routing handler gates bodies: set this, never set_pre_routing_handler.
+  void set_routing_started(std::function<void(const httplib::Request&)> hook);
 
   // Binds `host:port` (port 0: a free one) and returns the bound port, or fails naming the
   // address and the system's reason.
@@ -70,6 +73,7 @@ class BoundedHttpServer : public httplib::Server {
 
   HttpServerLimits limits_;
   BodyGate body_gate_;
+  std::function<void(const httplib::Request&)> routing_started_;
   std::unique_ptr<Connections> connections_;
 };
 

@@ -155,10 +155,8 @@ void RestApi::Routes() {
     res.set_header("X-Content-Type-Options", "nosniff");
     res.set_header("Referrer-Policy", "no-referrer");
   });
-  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    request_started = std::chrono::steady_clock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  s.set_routing_started(
+      [](const httplib::Request&) { request_started = std::chrono::steady_clock::now(); });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     // A request refused before routing (malformed) has no start time: not counted.
     if (request_started == std::chrono::steady_clock::time_point()) return;
