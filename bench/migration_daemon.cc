@@ -182,6 +182,11 @@ StatusOr<Welcome> MigrationTestDaemon::OnAgentJoined(const Hello& hello) {
   return w;
 }
 
+bool MigrationTestDaemon::connected(const std::string& agent_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connected_.count(agent_id) != 0;
+}
+
 void MigrationTestDaemon::OnAgentLost(const std::string& agent_id, const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   std::fprintf(stderr, "test daemon: agent %s lost: %s\n", agent_id.c_str(), reason.c_str());

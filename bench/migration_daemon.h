@@ -78,6 +78,7 @@ class MigrationTestDaemon final : public AgentEvents {
   std::map<std::string, Epoch> joined_at_epoch() const;  // the epoch each agent's Hello had
   std::map<std::string, Epoch> serving_epoch() const;    // from each agent's last Heartbeat
   std::set<std::string> left() const;                    // agents that said Goodbye
+  bool connected(const std::string& agent_id) const;
   // A restarted daemon's persisted state: the committed epoch and its placement.
   void Restore(Epoch epoch, const Placement& placement);
 

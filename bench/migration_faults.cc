@@ -124,6 +124,12 @@ StatusOr<nlohmann::json> RunFault(const MigrationBenchOptions& o, const Topology
       } else {
         KillAgentProcess(cluster.pids[victim]);
         cluster.pids[victim] = 0;
+        // The held READYs go out only once the daemon has seen the victim's connection close:
+        // released first, they could complete the READY set and commit (a race under load).
+        const auto until = std::chrono::steady_clock::now() + deadline;
+        while (daemon->connected(victim_id) && std::chrono::steady_clock::now() < until) {
+          std::this_thread::sleep_for(milliseconds(5));
+        }
       }
       proxy.Release();
     }));
