@@ -4,10 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +13,7 @@
 #include "daemon/measured_traffic.h"
 #include "daemon/migration_driver.h"
 #include "daemon/policy_restore.h"
+#include "daemon/starting_placement.h"
 #include "migrate/migration_plan.h"
 #include "policy/cost_model.h"
 #include "policy/locality_routing.h"
@@ -112,81 +111,16 @@ struct ControlLoop::Impl {
     }
     if (paused) spdlog::warn("graced: paused, as before the restart (POST /api/v1/resume)");
     GRACE_ASSIGN_OR_RETURN(planner, MakePlacementPolicy(policy.planner));
-    GRACE_ASSIGN_OR_RETURN(std::optional<PlacementRecord> current, store->CurrentPlacement());
-    if (current.has_value()) {
-      GRACE_RETURN_IF_ERROR(CheckRestored(*current));
-      epoch = current->epoch;
-      placement = current->placement;
-      spdlog::info("graced: restored epoch {} from the history", epoch);
-    } else if (!config.initial_placement.empty()) {
-      GRACE_ASSIGN_OR_RETURN(Placement initial, ReadInitialPlacement());
-      PlacementRecord first;
-      first.epoch = 1;
-      first.committed_at_ms = now_ms();
-      first.topology = topology();
-      first.placement = initial;
-      GRACE_RETURN_IF_ERROR(store->CommitPlacement(first));
-      epoch = 1;
-      placement = std::move(initial);
-      spdlog::info("graced: no history; committed epoch 1 from {}", config.initial_placement);
-    } else {
-      // Epoch 1: nothing is known yet, so there is no affinity to exploit: EPLB's balanced
-      // packing on uniform load is the fast, sensible start; grace takes over once load arrives.
-      std::vector<LayerStats> uniform(layers());
-      for (int l = 0; l < layers(); ++l) {
-        uniform[l].layer_id = config.model.layer_ids[l];
-        uniform[l].top_k = config.model.top_k;
-        uniform[l].load.assign(experts(), 1.0);
-      }
-      GRACE_ASSIGN_OR_RETURN(std::unique_ptr<PlacementPolicy> eplb, MakePlacementPolicy("eplb"));
-      GRACE_ASSIGN_OR_RETURN(PlacementPlan plan, PlanAllLayers(*eplb, uniform, topology(), params));
-      PlacementRecord first;
-      first.epoch = 1;
-      first.committed_at_ms = now_ms();
-      first.topology = topology();
-      first.placement = plan.placement;
-      GRACE_RETURN_IF_ERROR(store->CommitPlacement(first));
-      epoch = 1;
-      placement = plan.placement;
-      spdlog::info("graced: no history; committed epoch 1 (EPLB packing on uniform load)");
-    }
+    GRACE_ASSIGN_OR_RETURN(StartingPlacementResult start,
+                           StartingPlacement(config, params, *store, now_ms()));
+    epoch = start.record.epoch;
+    placement = std::move(start.record.placement);
+    spdlog::info("graced: epoch {} from {}", epoch, start.source);
     states = StatesFor(placement, expected_load);
     MakeController();
     next_interval_ms = now_ms() + static_cast<int64_t>(policy.interval_s * 1000);
     counts.assign(static_cast<size_t>(layers()) * experts(), 0.0);
     return Status::Ok();
-  }
-
-  // [daemon].initial_placement: grace's placement JSON, checked against the configured model.
-  StatusOr<Placement> ReadInitialPlacement() const {
-    const std::string& path = config.initial_placement;
-    std::ifstream in(path);
-    if (!in) return InvalidArgument("[daemon].initial_placement: cannot read " + path);
-    std::stringstream text;
-    text << in.rdbuf();
-    GRACE_ASSIGN_OR_RETURN(Placement p, PlacementFromJson(text.str(), path));
-    if (p.num_experts != experts() || p.layer_ids != config.model.layer_ids) {
-      return InvalidArgument(path + ": " + std::to_string(p.num_layers()) + " layers x " +
-                             std::to_string(p.num_experts) +
-                             " experts, not the configured model's layers and experts");
-    }
-    GRACE_RETURN_IF_ERROR(p.Validate(topology()).WithContext(path));
-    return p;
-  }
-
-  Status CheckRestored(const PlacementRecord& r) const {
-    const Placement& p = r.placement;
-    if (p.num_experts != experts() || p.layer_ids != config.model.layer_ids ||
-        r.topology.nodes != topology().nodes ||
-        r.topology.gpus_per_node != topology().gpus_per_node ||
-        r.topology.slots_per_gpu != topology().slots_per_gpu) {
-      return FailedPrecondition(
-          "the history's epoch " + std::to_string(r.epoch) + " (" + r.topology.ToString() + ", " +
-          std::to_string(p.num_experts) + " experts, " + std::to_string(p.num_layers()) +
-          " layers) does not match the configured model and topology (" + topology().ToString() +
-          "); use another --state-dir or restore the old config");
-    }
-    return p.Validate(topology());
   }
 
   // An agent serves a later epoch than the history holds: grace.db was lost or replaced. Its
@@ -206,19 +140,13 @@ struct ControlLoop::Impl {
                                 "history's " + std::to_string(epoch) +
                                 ", and did not send its placement");
     }
-    StatusOr<Placement> p = PlacementFromJson(hello.placement_json, "agent " + hello.agent_id);
-    if (p.ok() && (p->num_experts != experts() || p->layer_ids != config.model.layer_ids)) {
-      p = InvalidArgument("its placement is not the configured model's layers and experts");
-    }
-    if (p.ok()) {
-      if (Status v = p->Validate(topology()); !v.ok()) p = v;
-    }
-    if (!p.ok()) return p.status();
+    GRACE_ASSIGN_OR_RETURN(
+        Placement p, CheckedPlacement(config, hello.placement_json, "agent " + hello.agent_id));
     PlacementRecord r;
     r.epoch = hello.epoch;
     r.committed_at_ms = now_ms();
     r.topology = topology();
-    r.placement = *p;
+    r.placement = p;
     GRACE_RETURN_IF_ERROR(store->CommitPlacement(r));
     spdlog::warn(
         "graced: agent {} serves epoch {}, ahead of the history's epoch {} (grace.db lost or "
@@ -228,7 +156,7 @@ struct ControlLoop::Impl {
                                    "epoch " + std::to_string(epoch) + " -> " +
                                        std::to_string(hello.epoch) + " from the agent"});
     epoch = hello.epoch;
-    placement = std::move(*p);
+    placement = std::move(p);
     states = StatesFor(placement, expected_load);
     return Status::Ok();
   }
