@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/local_cluster.h"
+#include "bench/scratch_graced.h"
 #include "core/trace_import.h"
 #include "tests/testing/child_process.h"
 #include "tools/sim_agents.h"
@@ -44,20 +45,6 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double CpuSeconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(f, line);
-  // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
-  std::istringstream in(line.substr(line.rfind(')') + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // CPU time of every core but idle and iowait, from /proc/stat: what else ran beside the bench.
 double MachineBusySeconds() {
@@ -136,44 +123,26 @@ int main(int argc, char** argv) {
   if (sim.phase_loads.empty()) load_source = "zipf";
   sim.drift_every_reports = drift_every;
 
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("graced_bench_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  auto http_port = grace::PickFreePort();
-  auto agents_port = grace::PickFreePort();
-  if (!http_port.ok() || !agents_port.ok()) return 1;
-  const std::string config = (dir / "graced.toml").string();
-  {
-    std::ofstream f(config);
-    f << "[daemon]\nhttp = \"127.0.0.1:" << *http_port
-      << "\"\nagents = \"127.0.0.1:" << *agents_port << "\"\nstate_dir = \""
-      << (dir / "state").string() << "\"\n"
-      << "[agents]\nheartbeat_ms = 1000\nreport_ms = 1000\nlost_after_ms = 10000\n"
-      << "[topology]\nnodes = " << nodes << "\ngpus_per_node = " << gpus_per_node
-      << "\nslots_per_gpu = " << slots_per_gpu << "\n"
-      << "[model]\nnum_experts = " << experts << "\ntop_k = 8\nhidden = 7168\nexpert_ffn = 2048\n"
-      << "layers = [";
-    for (int l = 0; l < layers; ++l) f << (l ? ", " : "") << l + 3;
-    f << "]\n[policy]\ninterval_s = 1\n";
-  }
-  grace::testing::ChildProcess graced;
-  const std::string graced_binary =
-      std::getenv("GRACED_BINARY") ? std::getenv("GRACED_BINARY") : GRACED_BINARY;
-  graced.Start({graced_binary, "--config", config},
-               {"GRACE_API_TOKEN=bench", "GRACE_CLUSTER_SECRET=bench"},
-               (dir / "graced.log").string());
-  httplib::Client client("127.0.0.1", *http_port);
-  client.set_connection_timeout(1, 0);
-  const auto up_deadline = Clock::now() + std::chrono::seconds(120);
-  while (Clock::now() < up_deadline && graced.Running() && !client.Get("/healthz")) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  if (!client.Get("/healthz")) {
-    std::cerr << "graced did not start; see " << (dir / "graced.log") << "\n";
+  std::ostringstream tables;
+  tables << "[agents]\nheartbeat_ms = 1000\nreport_ms = 1000\nlost_after_ms = 10000\n"
+         << "[topology]\nnodes = " << nodes << "\ngpus_per_node = " << gpus_per_node
+         << "\nslots_per_gpu = " << slots_per_gpu << "\n"
+         << "[model]\nnum_experts = " << experts
+         << "\ntop_k = 8\nhidden = 7168\nexpert_ffn = 2048\nlayers = [";
+  for (int l = 0; l < layers; ++l) tables << (l ? ", " : "") << l + 3;
+  tables << "]\n[policy]\ninterval_s = 1\n";
+  grace::ScratchGraced graced;
+  if (grace::Status up = grace::StartScratchGraced(
+          std::filesystem::temp_directory_path() / ("graced_bench_" + std::to_string(::getpid())),
+          tables.str(), std::chrono::seconds(120), &graced);
+      !up.ok()) {
+    std::cerr << up.message() << "\n";
     return 1;
   }
+  httplib::Client client("127.0.0.1", graced.http_port);
+  client.set_connection_timeout(1, 0);
 
-  sim.daemon_port = *agents_port;
+  sim.daemon_port = graced.agents_port;
   sim.cluster_secret = "bench";
   sim.topology.nodes = nodes;
   sim.topology.gpus_per_node = gpus_per_node;
@@ -200,14 +169,15 @@ int main(int argc, char** argv) {
     return r ? r->body : std::string();
   };
   const double reports0 = MetricValue(metrics(), "grace_load_reports_total");
-  const pid_t pid = graced.pid();
-  const double g0 = CpuSeconds(pid);
-  const double s0 = CpuSeconds(getpid());  // this process: the simulated agents' I/O thread
+  const pid_t pid = graced.process.pid();
+  const double g0 = grace::ProcessCpuSeconds(pid);
+  const double s0 =
+      grace::ProcessCpuSeconds(getpid());  // this process: the simulated agents' I/O thread
   const double m0 = MachineBusySeconds();
   const auto t0 = Clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(seconds));
-  const double g1 = CpuSeconds(pid);
-  const double s1 = CpuSeconds(getpid());
+  const double g1 = grace::ProcessCpuSeconds(pid);
+  const double s1 = grace::ProcessCpuSeconds(getpid());
   const double m1 = MachineBusySeconds();
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   const std::string m = metrics();
@@ -233,7 +203,7 @@ int main(int argc, char** argv) {
   }
   const grace::SimAgentStats st = fleet.Stats();
   fleet.Stop();
-  graced.Kill(SIGTERM);
+  graced.process.Kill(SIGTERM);
 
   nlohmann::json out = {
       {"ranks", nodes * gpus_per_node},
@@ -261,6 +231,6 @@ int main(int argc, char** argv) {
       {"rest_traffic_p50_ms", Percentile(traffic_latencies, 0.5)},
       {"rest_traffic_p99_ms", Percentile(traffic_latencies, 0.99)}};
   std::cout << out.dump(2) << std::endl;
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(graced.dir);
   return 0;
 }

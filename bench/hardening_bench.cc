@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/local_cluster.h"
+#include "bench/scratch_graced.h"
 #include "core/wire_protocol.h"
 #include "tests/testing/child_process.h"
 
@@ -53,19 +54,6 @@ int Connect(int port) {
     return -1;
   }
   return fd;
-}
-
-double ProcStatSeconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(f, line);
-  std::istringstream in(line.substr(line.rfind(')') + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double RssMb(pid_t pid) {
@@ -223,70 +211,50 @@ int main(int argc, char** argv) {
   limit.rlim_cur = limit.rlim_max;
   setrlimit(RLIMIT_NOFILE, &limit);
 
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("graced_harden_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  auto http_port = grace::PickFreePort();
-  auto agents_port = grace::PickFreePort();
-  if (!http_port.ok() || !agents_port.ok()) return 1;
-  const std::string config = (dir / "graced.toml").string();
-  {
-    std::ofstream f(config);
-    f << "[daemon]\nhttp = \"127.0.0.1:" << *http_port
-      << "\"\nagents = \"127.0.0.1:" << *agents_port << "\"\nstate_dir = \""
-      << (dir / "state").string() << "\"\n"
-      << "[topology]\nnodes = 1\ngpus_per_node = 1\nslots_per_gpu = 8\n"
-      << "[model]\nnum_experts = 8\ntop_k = 2\nlayers = [0]\n";
-  }
-  grace::testing::ChildProcess graced;
-  const std::string graced_binary =
-      std::getenv("GRACED_BINARY") ? std::getenv("GRACED_BINARY") : GRACED_BINARY;
-  graced.Start({graced_binary, "--config", config},
-               {"GRACE_API_TOKEN=bench", "GRACE_CLUSTER_SECRET=bench"},
-               (dir / "graced.log").string());
-  {
-    httplib::Client probe("127.0.0.1", *http_port);
-    const auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (Clock::now() < deadline && graced.Running() && !probe.Get("/healthz")) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (!probe.Get("/healthz")) {
-      std::cerr << "graced did not start; see " << (dir / "graced.log") << "\n";
-      return 1;
-    }
+  grace::ScratchGraced graced;
+  if (grace::Status up = grace::StartScratchGraced(
+          std::filesystem::temp_directory_path() / ("graced_harden_" + std::to_string(::getpid())),
+          "[topology]\nnodes = 1\ngpus_per_node = 1\nslots_per_gpu = 8\n"
+          "[model]\nnum_experts = 8\ntop_k = 2\nlayers = [0]\n",
+          std::chrono::seconds(60), &graced);
+      !up.ok()) {
+    std::cerr << up.message() << "\n";
+    return 1;
   }
   nlohmann::json out;
   {
-    HttpAttackers attackers(*http_port, 200, 8);
+    HttpAttackers attackers(graced.http_port, 200, 8);
     std::this_thread::sleep_for(std::chrono::seconds(1));
-    out["healthz_p99_ms"] = Percentile(Paced(*http_port, "/healthz", 50, http_seconds, false), .99);
+    out["healthz_p99_ms"] =
+        Percentile(Paced(graced.http_port, "/healthz", 50, http_seconds, false), .99);
     out["status_keepalive_p99_ms"] =
-        Percentile(Paced(*http_port, "/api/v1/status", 200, http_seconds, true), .99);
-    const std::vector<double> fresh = Paced(*http_port, "/api/v1/status", 200, http_seconds, false);
+        Percentile(Paced(graced.http_port, "/api/v1/status", 200, http_seconds, true), .99);
+    const std::vector<double> fresh =
+        Paced(graced.http_port, "/api/v1/status", 200, http_seconds, false);
     out["status_fresh_p50_ms"] = Percentile(fresh, .5);
     out["status_fresh_p99_ms"] = Percentile(fresh, .99);
     out["http_attacker_reconnects"] = attackers.reopened();
   }
 
-  const pid_t pid = graced.pid();
+  const pid_t pid = graced.process.pid();
   const double rss0 = RssMb(pid);
   std::vector<int> flood;
   for (int i = 0; i < strangers; ++i) {
-    const int fd = Connect(*agents_port);
+    const int fd = Connect(graced.agents_port);
     if (fd >= 0) flood.push_back(fd);
   }
   out["agent_strangers_connected"] = flood.size();
-  out["agent_join_ms"] = JoinMs(*agents_port, "bench");
-  const double cpu0 = ProcStatSeconds(pid);
+  out["agent_join_ms"] = JoinMs(graced.agents_port, "bench");
+  const double cpu0 = grace::ProcessCpuSeconds(pid);
   const auto t0 = Clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(flood_seconds));
-  out["agent_flood_cpu_cores"] =
-      (ProcStatSeconds(pid) - cpu0) / std::chrono::duration<double>(Clock::now() - t0).count();
+  out["agent_flood_cpu_cores"] = (grace::ProcessCpuSeconds(pid) - cpu0) /
+                                 std::chrono::duration<double>(Clock::now() - t0).count();
   out["agent_flood_rss_mb"] = RssMb(pid) - rss0;
-  out["agent_join_after_flood_ms"] = JoinMs(*agents_port, "bench");
+  out["agent_join_after_flood_ms"] = JoinMs(graced.agents_port, "bench");
   for (int fd : flood) ::close(fd);
-  graced.Kill(SIGTERM);
+  graced.process.Kill(SIGTERM);
   std::cout << out.dump(2) << "\n";
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(graced.dir);
   return 0;
 }
