@@ -7,6 +7,7 @@
 
 #include "core/trace_file.h"
 #include "core/trace_import.h"
+#include "tests/testing/import_errors.h"
 #include "tests/testing/run_command.h"
 
 namespace grace {
@@ -140,17 +141,8 @@ TEST(VllmRoutedExperts, SavedApiResponsesOneStepPerRequest) {
   EXPECT_EQ(Ids(t, 1, 0, 4), (std::vector<int>{3, 5}));
 }
 
-std::string WriteTemp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
-std::string ErrorOf(const std::string& path) {
-  StatusOr<Trace> t = ImportTraces({path});
-  EXPECT_FALSE(t.ok()) << path << " imported";
-  return t.ok() ? "" : t.status().message();
-}
+using testing::ImportError;
+using testing::WriteTestFile;
 
 TEST(VllmRoutedExperts, OnePrettyPrintedResponse) {
   StatusOr<std::string> lines = ReadWholeFile(Fixture("vllm_responses.jsonl"));
@@ -167,23 +159,23 @@ TEST(VllmRoutedExperts, OnePrettyPrintedResponse) {
 
 TEST(VllmRoutedExperts, BadResponsesAreNamedWithLineAndField) {
   std::string e =
-      ErrorOf(WriteTemp("bad_b64.jsonl", R"({"choices": [{"routed_experts": "k05V!!"}]})"));
+      ImportError(WriteTestFile("bad_b64.jsonl", R"({"choices": [{"routed_experts": "k05V!!"}]})"));
   EXPECT_NE(e.find("bad_b64.jsonl:1: field \"choices[0].routed_experts\": not base64"),
             std::string::npos)
       << e;
-  e = ErrorOf(WriteTemp("two_d.jsonl", R"({"routed_experts": [[1, 2], [3, 4]]})"));
+  e = ImportError(WriteTestFile("two_d.jsonl", R"({"routed_experts": [[1, 2], [3, 4]]})"));
   EXPECT_NE(e.find("two_d.jsonl:1"), std::string::npos) << e;
-  e = ErrorOf(WriteTemp("none.jsonl",
-                        R"({"choices": [{"routed_experts": [[[1, 2]]]}]})"
-                        "\n"
-                        R"({"choices": [{"text": "x"}], "prompt_routed_experts": null})"));
+  e = ImportError(WriteTestFile("none.jsonl",
+                                R"({"choices": [{"routed_experts": [[[1, 2]]]}]})"
+                                "\n"
+                                R"({"choices": [{"text": "x"}], "prompt_routed_experts": null})"));
   EXPECT_NE(e.find("none.jsonl:2: no routed_experts"), std::string::npos) << e;
   // A header announcing 100000 x 61 x 8 int32 ids over 4 bytes of data: refused, not allocated.
   const std::string header =
       "{'descr': '<i4', 'fortran_order': False, 'shape': (100000, 61, 8), }\n";
-  e = ErrorOf(WriteTemp("short.npy", std::string("\x93NUMPY\x01\x00", 8) +
-                                         static_cast<char>(header.size()) + '\0' + header +
-                                         "abcd"));
+  e = ImportError(WriteTestFile("short.npy", std::string("\x93NUMPY\x01\x00", 8) +
+                                                 static_cast<char>(header.size()) + '\0' + header +
+                                                 "abcd"));
   EXPECT_NE(e.find("short.npy: .npy shape needs"), std::string::npos) << e;
 }
 
