@@ -631,12 +631,6 @@ DaemonMetrics ControlLoop::Metrics() {
     (a.state == "up" ? m.agents_up : a.state == "left" ? m.agents_left : m.agents_lost) += 1;
   }
   impl_->migration.FillGauges(impl_->now_ms(), &m);
-  m.migration_in_progress =
-      impl_->migration.coordinator().phase() != EpochCoordinator::Phase::kIdle;
-  if (m.migration_in_progress) {
-    m.migration_running_s =
-        std::max<int64_t>(0, impl_->now_ms() - impl_->migration.coordinator().begin_ms()) / 1000.0;
-  }
   return m;
 }
 

@@ -1,5 +1,7 @@
 #include "daemon/migration_driver.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace grace {
@@ -85,7 +87,11 @@ std::optional<MigrationTarget> MigrationDriver::Advance(int64_t now_ms,
 
 void MigrationDriver::FillGauges(int64_t now_ms, DaemonMetrics* metrics) const {
   metrics->migration_phase = static_cast<int>(coordinator_.phase());
-  metrics->migration_age_s = static_cast<double>(coordinator_.age_ms(now_ms)) / 1000.0;
+  metrics->migration_age_s =
+      static_cast<double>(std::max<int64_t>(0, coordinator_.age_ms(now_ms))) / 1000.0;
+  // The same two, as the alert rules and the dashboard read them.
+  metrics->migration_in_progress = coordinator_.phase() != EpochCoordinator::Phase::kIdle;
+  metrics->migration_running_s = metrics->migration_age_s;
 }
 
 }  // namespace grace

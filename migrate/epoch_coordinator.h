@@ -85,8 +85,6 @@ class EpochCoordinator {
   const std::string& abort_reason() const { return abort_reason_; }
   // Milliseconds from Begin to the last SWITCHED (valid in kDone).
   int64_t prepare_to_switch_ms() const { return done_ms_ - begin_ms_; }
-  // When the current migration's PREPARE went out (valid out of kIdle).
-  int64_t begin_ms() const { return begin_ms_; }
   // Agents that have not yet answered the current phase.
   std::vector<std::string> Waiting() const;
   // Milliseconds since Begin (0 when idle).
