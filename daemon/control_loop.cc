@@ -414,22 +414,68 @@ struct ControlLoop::Impl {
       if (id.ok()) ids.push_back(*id);
       ++metrics.decisions_total;
     }
-    std::vector<std::string> participants;
-    for (const AgentStatus& a : agents ? agents() : std::vector<AgentStatus>{}) {
-      if (a.state == "up") participants.push_back(a.agent_id);
-    }
     MigrationTarget target{next,
                            next_states,
                            std::move(forecast_load),
                            ids,
                            decision.changed_layers,
                            plan->total_bytes};
+    (void)BeginMigration(now, std::move(target), *plan);
+  }
+
+  // Sends PREPARE of the next epoch for `target` to every agent that is up.
+  StatusOr<Epoch> BeginMigration(int64_t now, MigrationTarget target, const MigrationPlan& plan) {
+    std::vector<std::string> participants;
+    for (const AgentStatus& a : agents ? agents() : std::vector<AgentStatus>{}) {
+      if (a.state == "up") participants.push_back(a.agent_id);
+    }
     const Epoch next_epoch = migration.coordinator().next_epoch(epoch);
-    Status s = migration.Begin(next_epoch, std::move(target), *plan, participants, now);
+    Status s = migration.Begin(next_epoch, std::move(target), plan, participants, now);
+    migration_agents = std::set<std::string>(participants.begin(), participants.end());
     if (!s.ok()) {
       spdlog::warn("graced: migration to epoch {} not started: {}", next_epoch, s.message());
+      return s;
     }
-    migration_agents = std::set<std::string>(participants.begin(), participants.end());
+    return next_epoch;
+  }
+
+  // An operator's placement (POST /api/v1/placement), past the policy's thresholds.
+  StatusOr<Epoch> ApplyPlacement(const std::string& json, const std::string& who) {
+    if (!migration.idle()) {
+      return FailedPrecondition("a migration to epoch " +
+                                std::to_string(migration.coordinator().epoch()) +
+                                " is in progress");
+    }
+    if (paused) return FailedPrecondition("the control loop is paused (POST /api/v1/resume)");
+    GRACE_ASSIGN_OR_RETURN(Placement next, CheckedPlacement(config, json, "placement"));
+    if (std::string why = ReplicaCapViolation(next); !why.empty()) {
+      return InvalidArgument("placement: " + why);
+    }
+    std::vector<int> changed;
+    for (int l = 0; l < layers(); ++l) {
+      if (next.physical_to_logical[l] != placement.physical_to_logical[l]) changed.push_back(l);
+    }
+    if (changed.empty()) {
+      return InvalidArgument("placement: equal to the placement of epoch " + std::to_string(epoch) +
+                             ", nothing to migrate");
+    }
+    GRACE_ASSIGN_OR_RETURN(MigrationPlan plan,
+                           PlanMigration(topology(), placement, next, ExpertWeightBytes(params)));
+    const int64_t now = now_ms();
+    StoredDecision d;
+    d.time_ms = now;
+    d.action = "apply";
+    d.reason = "placement applied by " + who + " (" + std::to_string(changed.size()) +
+               " layers change, " + std::to_string(plan.total_bytes) + " bytes)";
+    d.bytes = plan.total_bytes;
+    std::vector<int64_t> ids;
+    StatusOr<int64_t> id = store->RecordDecision(d);
+    if (id.ok()) ids.push_back(*id);
+    ++metrics.decisions_total;
+    std::vector<LayerState> next_states = StatesFor(next, expected_load);
+    MigrationTarget target{std::move(next),    std::move(next_states), expected_load, ids,
+                           std::move(changed), plan.total_bytes};
+    return BeginMigration(now, std::move(target), plan);
   }
 
   std::string ReplicaCapViolation(const Placement& p) const {
@@ -597,6 +643,12 @@ Status ControlLoop::RequestReplan(const std::string& who) {
   impl_->next_interval_ms = impl_->now_ms();  // decide at the next tick
   (void)impl_->store->RecordAgentEvent({impl_->now_ms(), who, "replan_requested", ""});
   return Status::Ok();
+}
+
+StatusOr<Epoch> ControlLoop::ApplyPlacement(const std::string& placement_json,
+                                            const std::string& who) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->ApplyPlacement(placement_json, who);
 }
 
 void ControlLoop::SetPaused(bool paused, const std::string& who) {

@@ -53,6 +53,8 @@ class ControlLoop : public ControlPlane, public AgentEvents {
   PolicySettings Policy() override;
   Status SetPolicy(const PolicySettings& settings, const std::string& who) override;
   Status RequestReplan(const std::string& who) override;
+  StatusOr<Epoch> ApplyPlacement(const std::string& placement_json,
+                                 const std::string& who) override;
   void SetPaused(bool paused, const std::string& who) override;
   std::vector<AgentStatus> Agents() override;
   DaemonMetrics Metrics() override;

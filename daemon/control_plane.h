@@ -122,6 +122,12 @@ class ControlPlane {
   virtual Status SetPolicy(const PolicySettings& settings, const std::string& who) = 0;
   // Forces a decision now, ignoring the cool-down (not the byte budget).
   virtual Status RequestReplan(const std::string& who) = 0;
+  // Migrates to an operator's placement (grace's placement JSON, `gracectl plan -o`) at once,
+  // past the policy's thresholds: InvalidArgument naming what does not fit the configured model
+  // and topology, FailedPrecondition while a migration runs or the loop is paused. Returns the
+  // epoch the migration prepares.
+  virtual StatusOr<Epoch> ApplyPlacement(const std::string& placement_json,
+                                         const std::string& who) = 0;
   virtual void SetPaused(bool paused, const std::string& who) = 0;
   virtual std::vector<AgentStatus> Agents() = 0;
   virtual DaemonMetrics Metrics() = 0;

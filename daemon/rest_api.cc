@@ -362,6 +362,16 @@ void RestApi::Routes() {
     if (!s.ok()) return SendError(res, 409, s.message());
     SendJson(res, 202, {{"status", "replan requested"}});
   });
+  s.Post("/api/v1/placement",
+         [this, authorized](const httplib::Request& req, httplib::Response& res) {
+           if (!authorized(req, res)) return;
+           StatusOr<Epoch> epoch = control_.ApplyPlacement(req.body, "api");
+           if (!epoch.ok()) {
+             const bool busy = epoch.status().code() == StatusCode::kFailedPrecondition;
+             return SendError(res, busy ? 409 : 400, epoch.status().message(), busy ? "" : "body");
+           }
+           SendJson(res, 202, {{"status", "migration started"}, {"epoch", *epoch}});
+         });
   s.Post("/api/v1/pause", [this, authorized](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
     control_.SetPaused(true, "api");

@@ -1,5 +1,5 @@
 // gracectl as graced's client: status, agents, placement, history, decisions, policy get|set,
-// replan, pause, resume over the REST API (docs/rest-api.md).
+// replan, apply, pause, resume over the REST API (docs/rest-api.md).
 //
 // Server from --server, else $GRACE_SERVER, else http://127.0.0.1:8750; the bearer token for
 // writes from --token, else $GRACE_API_TOKEN. Tables for people, --json for scripts (the
@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/trace_file.h"
 #include "tools/commands.h"
 
 namespace grace::tools {
@@ -289,6 +290,19 @@ void AddClientCommands(CLI::App& app) {
       });
     });
   }
+
+  auto placement_file = std::make_shared<std::string>();
+  CLI::App* apply = add(app.add_subcommand(
+      "apply", "migrate live to a placement file (gracectl plan -o), past the policy"));
+  apply->add_option("placement", *placement_file, "grace's placement JSON")->required();
+  apply->callback([flags, placement_file] {
+    StatusOr<std::string> text = ReadWholeFile(*placement_file);
+    if (!text.ok()) Exit(kExitUsage, text.status().message());
+    Client c(*flags);
+    Output(*flags, c.Send("POST", "/api/v1/placement", *text), [](const json& j) {
+      for (const auto& [k, v] : j.items()) std::printf("%s: %s\n", k.c_str(), Text(v).c_str());
+    });
+  });
 }
 
 }  // namespace grace::tools

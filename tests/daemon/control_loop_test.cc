@@ -233,5 +233,53 @@ TEST_F(ControlLoopTest, AnAgentAheadOfALostHistoryIsAdopted) {
   });
 }
 
+TEST_F(ControlLoopTest, AnAppliedPlacementPreparesTheNextEpochOrSaysWhyNot) {
+  std::vector<std::pair<std::string, Prepare>> sent;
+  loop_->SetSender(
+      [&](const std::string& agent, const WireMessage& m) {
+        if (const auto* p = std::get_if<Prepare>(&m)) sent.emplace_back(agent, *p);
+        return true;
+      },
+      [] {
+        return std::vector<AgentStatus>{{"node0", 0, {0}, "up", 1, 0, 0},
+                                        {"node1", 1, {1}, "up", 1, 0, 0}};
+      });
+  Placement p;
+  loop_->WithHistory([&](HistoryStore& h) { p = (*h.CurrentPlacement())->placement; });
+  const std::string same = PlacementToJson(p, config_.topology);
+  StatusOr<Epoch> refused = loop_->ApplyPlacement(same, "test");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("nothing to migrate"), std::string::npos);
+  refused = loop_->ApplyPlacement("{\"topology\": 1}", "test");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(sent.empty());
+
+  // Rank 0's first slot and rank 1's first slot trade experts in layer 4.
+  std::swap(p.physical_to_logical[1][0], p.physical_to_logical[1][3]);
+  ASSERT_NE(p.physical_to_logical[1][0], p.physical_to_logical[1][3]);
+  StatusOr<Epoch> epoch = loop_->ApplyPlacement(PlacementToJson(p, config_.topology), "test");
+  ASSERT_TRUE(epoch.ok()) << epoch.status().ToString();
+  EXPECT_EQ(*epoch, 2u);
+  ASSERT_EQ(sent.size(), 2u);  // every agent that is up
+  for (const auto& [agent, prepare] : sent) {
+    EXPECT_EQ(prepare.epoch, 2u) << agent;
+    EXPECT_FALSE(prepare.transfers.empty()) << agent;
+  }
+  StatusOr<Epoch> busy = loop_->ApplyPlacement(PlacementToJson(p, config_.topology), "test");
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.status().code(), StatusCode::kFailedPrecondition);
+  bool recorded = false;
+  loop_->WithHistory([&](HistoryStore& h) {
+    auto decisions = h.ListDecisions({});
+    ASSERT_TRUE(decisions.ok());
+    for (const StoredDecision& d : *decisions) {
+      recorded = recorded ||
+                 (d.action == "apply" && d.reason.find("applied by test") != std::string::npos);
+    }
+  });
+  EXPECT_TRUE(recorded);
+}
+
 }  // namespace
 }  // namespace grace

@@ -33,6 +33,13 @@ class FakeControlPlane : public ControlPlane {
     ++replans_;
     return Status::Ok();
   }
+  StatusOr<Epoch> ApplyPlacement(const std::string& json, const std::string&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (json == "busy") return FailedPrecondition("a migration to epoch 4 is in progress");
+    if (json != "{}") return InvalidArgument("placement: not grace's placement JSON");
+    applied_ = json;
+    return Epoch{4};
+  }
   void SetPaused(bool paused, const std::string&) override {
     std::lock_guard<std::mutex> lock(mu_);
     paused_ = paused;
@@ -84,6 +91,7 @@ class FakeControlPlane : public ControlPlane {
   std::string last_who_;
   int replans_ = 0;
   bool paused_ = false;
+  std::string applied_;
 };
 
 class RestApiTest : public ::testing::Test {
@@ -132,6 +140,25 @@ TEST_F(RestApiTest, MutatingCallsNeedTheToken) {
   res = client_->Post("/api/v1/replan", Auth(), "", "application/json");
   EXPECT_EQ(res->status, 202);
   EXPECT_EQ(control_.replans_, 1);
+}
+
+TEST_F(RestApiTest, AnAppliedPlacementStartsAMigrationOrNamesWhyNot) {
+  auto res = client_->Post("/api/v1/placement", "{}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  EXPECT_TRUE(control_.applied_.empty());
+  res = client_->Post("/api/v1/placement", Auth(), "{}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 202);
+  EXPECT_EQ(json::parse(res->body)["epoch"], 4);
+  EXPECT_EQ(control_.applied_, "{}");
+  res = client_->Post("/api/v1/placement", Auth(), "[1]", "application/json");
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["field"], "body");
+  res = client_->Post("/api/v1/placement", Auth(), "busy", "application/json");
+  EXPECT_EQ(res->status, 409);
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("in progress"),
+            std::string::npos);
 }
 
 TEST_F(RestApiTest, AHugeBodyIsRefusedBeforeItIsRead) {
