@@ -31,8 +31,9 @@
 namespace grace {
 
 struct MigrationBenchOptions {
-  std::string agent_binary;  // default FindAgentBinary()
-  std::string work_dir;      // default a fresh temp dir, removed afterwards
+  std::string agent_binary;   // default FindAgentBinary()
+  std::string graced_binary;  // the fault case that kills graced; default FindGracedBinary()
+  std::string work_dir;       // default a fresh temp dir, removed afterwards
   int experts = 16, top_k = 2, hidden = 64, ffn = 128, layers = 2;
   int slots_per_rank = 6;
   int tokens_per_rank = 32;
@@ -57,7 +58,8 @@ StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& options)
 
 // The epoch protocol's fault cases (docs/protocol.md, "Epochs"), each run on 4 agents behind a
 // frame proxy (tests/testing/frame_proxy.h) with one migration and the fault injected, then one
-// more migration: {case, outcome ("committed" or "aborted"), mixed_epoch_steps, tokens_lost,
+// more migration (graced_sigkilled_between_commits with the real graced, the others with the
+// test daemon): {case, outcome ("committed" or "aborted"), mixed_epoch_steps, tokens_lost,
 // checksum_mismatches, abort_reason, unconfirmed, epochs_served, next_migration_switched}.
 std::vector<std::string> MigrationFaultCases();
 StatusOr<nlohmann::json> RunMigrationFaultCase(const MigrationBenchOptions& options,

@@ -8,6 +8,7 @@
 
 #include "agent/local_cluster.h"
 #include "bench/migration_bench.h"
+#include "bench/migration_graced_fault.h"
 #include "bench/migration_run.h"
 #include "tests/testing/frame_proxy.h"
 
@@ -191,7 +192,8 @@ std::vector<std::string> MigrationFaultCases() {
           "agent_sigkilled_after_ready",
           "agent_sigstopped_after_ready",
           "switched_never_reported",
-          "agent_sigterm"};
+          "agent_sigterm",
+          kGracedKilledBetweenCommits};
 }
 
 StatusOr<nlohmann::json> RunMigrationFaultCase(const MigrationBenchOptions& in,
@@ -208,7 +210,9 @@ StatusOr<nlohmann::json> RunMigrationFaultCase(const MigrationBenchOptions& in,
   topo.nodes = 2;
   topo.gpus_per_node = 2;
   topo.slots_per_gpu = o.slots_per_rank;
-  StatusOr<nlohmann::json> j = RunFault(o, topo, name);
+  StatusOr<nlohmann::json> j = name == kGracedKilledBetweenCommits
+                                   ? RunGracedKilledBetweenCommits(o, topo)
+                                   : RunFault(o, topo, name);
   if (own_dir && j.ok()) std::filesystem::remove_all(o.work_dir);
   return j;
 }

@@ -20,6 +20,7 @@ class EpochFaultTest : public ::testing::TestWithParam<FaultCase> {};
 TEST_P(EpochFaultTest, NoStepMixesEpochsAndOutputStaysExact) {
   MigrationBenchOptions o;
   o.agent_binary = GRACE_AGENT_BINARY;
+  o.graced_binary = GRACED_BINARY;
   o.hidden = 32;
   o.ffn = 64;
   o.tokens_per_rank = 8;
@@ -56,7 +57,8 @@ INSTANTIATE_TEST_SUITE_P(
                       FaultCase{"agent_sigkilled_after_ready", "aborted"},
                       FaultCase{"agent_sigstopped_after_ready", "aborted"},
                       FaultCase{"switched_never_reported", "committed"},
-                      FaultCase{"agent_sigterm", "left"}),
+                      FaultCase{"agent_sigterm", "left"},
+                      FaultCase{"graced_sigkilled_between_commits", "committed"}),
     [](const ::testing::TestParamInfo<FaultCase>& i) { return std::string(i.param.name); });
 
 }  // namespace
