@@ -1,7 +1,8 @@
-// BoundedHttpServer's connection handling: the event thread (epoll) that reads request heads, the
-// worker pool that runs httplib's request processing on an HttpConnectionStream
-// (daemon/http_connection.h), and the lingering close of connections answered without their
-// body. This file is where socket errors become log lines and Status values.
+// BoundedHttpServer's connection handling: the event thread (epoll) that completes TLS handshakes
+// and reads request heads, the worker pool that runs httplib's request processing on an
+// HttpConnectionStream (daemon/http_connection.h), and the lingering close of connections
+// answered without their body. This file is where socket errors become log lines and Status
+// values.
 #include "daemon/http_server.h"
 
 #include "daemon/http_connection.h"
@@ -11,6 +12,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -46,13 +49,23 @@ constexpr size_t kDrainMaxBytes = 1 << 20;
 thread_local HttpRequestState* tls_request = nullptr;
 
 // Best effort, for answers the event thread gives without a worker.
-void SendSimple(int fd, int status, const char* reason, const std::string& message) {
+void SendSimple(HttpConnection& c, int status, const char* reason, const std::string& message) {
   const std::string body = "{\"error\":\"" + message + "\"}";
   const std::string text =
       "HTTP/1.1 " + std::to_string(status) + " " + reason +
       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\nConnection: close\r\n\r\n" + body;
-  (void)::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  short wait = 0;
+  (void)SendSome(c, text.data(), text.size(), &wait);
+}
+
+// OpenSSL writes to its socket with write(2), which raises SIGPIPE when the peer has gone; the
+// server's threads block it, so that such a write fails with EPIPE instead of ending the process.
+void BlockSigpipe() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 // The accept loop hands each connection to process_and_close_socket(), which only passes it to
@@ -75,6 +88,9 @@ class BoundedHttpServer::Connections {
  public:
   Connections(BoundedHttpServer& server, const HttpServerLimits& limits)
       : server_(server), limits_(limits) {}
+
+  // Before Start(): null serves plaintext.
+  void set_tls(std::shared_ptr<const TlsServerContext> tls) { tls_ = std::move(tls); }
   ~Connections() { Stop(); }
 
   Status Start() {
@@ -85,9 +101,15 @@ class BoundedHttpServer::Connections {
     ev.events = EPOLLIN;
     ev.data.fd = wake_;
     ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
-    events_thread_ = std::thread([this] { EventLoop(); });
+    events_thread_ = std::thread([this] {
+      BlockSigpipe();
+      EventLoop();
+    });
     for (int i = 0; i < std::max(1, limits_.workers); ++i) {
-      workers_.emplace_back([this] { WorkerLoop(); });
+      workers_.emplace_back([this] {
+        BlockSigpipe();
+        WorkerLoop();
+      });
     }
     return Status::Ok();
   }
@@ -100,6 +122,16 @@ class BoundedHttpServer::Connections {
     auto c = std::make_unique<HttpConnection>();
     c->fd = fd;
     c->waiting_since = Clock::now();
+    if (tls_) {
+      c->ssl = tls_->NewSession(fd);
+      if (!c->ssl) {
+        spdlog::warn("http: OpenSSL cannot make a TLS session; connection closed");
+        ::close(fd);
+        return;
+      }
+      c->handshaking = true;
+      c->handshake_until = c->waiting_since + milliseconds(limits_.handshake_timeout_ms);
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) {
@@ -143,6 +175,7 @@ class BoundedHttpServer::Connections {
   }
 
   void Close(std::unique_ptr<HttpConnection> c) {
+    EndTls(*c);
     std::lock_guard<std::mutex> lock(mu_);
     open_fds_.erase(c->fd);
     ::close(c->fd);
@@ -186,8 +219,43 @@ class BoundedHttpServer::Connections {
     ev.events = EPOLLIN;
     ev.data.fd = c->fd;
     if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, c->fd, &ev) != 0) return Close(std::move(c));
+    c->watching = EPOLLIN;
     const int fd = c->fd;
-    waiting_.emplace(fd, std::move(c));
+    const bool buffered = !c->draining && HasBufferedInput(*c);
+    auto it = waiting_.emplace(fd, std::move(c)).first;
+    // The next request may sit whole in the TLS session's buffer: the socket would not say so.
+    if (buffered) Receive(it);
+  }
+
+  // Waits for `events` on `c` from now on.
+  void Watch(HttpConnection& c, uint32_t events) {
+    if (c.watching == events) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = c.fd;
+    ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
+    c.watching = events;
+  }
+
+  // One step of a TLS handshake; true once it is complete (the connection then waits for its
+  // first request), false while it waits or after it failed (the connection is then gone).
+  bool Handshake(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
+    HttpConnection& c = *it->second;
+    switch (TlsHandshake(c.ssl.get())) {
+      case TlsIo::kDone:
+        c.handshaking = false;
+        c.waiting_since = Clock::now();
+        Watch(c, EPOLLIN);
+        return true;
+      case TlsIo::kWantRead: Watch(c, EPOLLIN); return false;
+      case TlsIo::kWantWrite: Watch(c, EPOLLOUT); return false;
+      case TlsIo::kClosed:
+      case TlsIo::kFailed: break;
+    }
+    // Garbage, a plaintext request or a refused protocol version: nothing more to say to it.
+    c.tls_over = true;
+    Forget(it);
+    return false;
   }
 
   // Over max_connections, closes the connections that have waited longest without a request
@@ -201,6 +269,7 @@ class BoundedHttpServer::Connections {
     const size_t cap = static_cast<size_t>(std::max(1, limits_.max_connections));
     if (open <= cap) return;
     std::vector<std::pair<Clock::time_point, int>> idle;
+    // A connection still in its TLS handshake has sent no request: it is idle too.
     for (const auto& [fd, c] : waiting_) {
       if (c->in.size() == c->used || c->draining) idle.emplace_back(c->waiting_since, fd);
     }
@@ -218,19 +287,16 @@ class BoundedHttpServer::Connections {
 
   void Receive(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
     HttpConnection& c = *it->second;
+    if (c.draining) return Drain(it);
+    if (c.handshaking && !Handshake(it)) return;
     char buf[16 * 1024];
     while (true) {
-      const ssize_t n = ::recv(c.fd, buf, sizeof(buf), 0);
+      short wait = 0;
+      const ssize_t n = ReceiveSome(c, buf, sizeof(buf), &wait);
       if (n == 0) return Forget(it);
       if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        return Forget(it);
-      }
-      if (c.draining) {
-        c.drained += static_cast<size_t>(n);
-        if (c.drained > kDrainMaxBytes) return Forget(it);
-        continue;
+        if (wait == 0) return Forget(it);
+        return Watch(c, wait == POLLOUT ? EPOLLOUT : EPOLLIN);
       }
       if (c.in.size() == c.used) c.head_started = Clock::now();
       c.in.append(buf, static_cast<size_t>(n));
@@ -240,7 +306,7 @@ class BoundedHttpServer::Connections {
                                         c.in.begin() + static_cast<long>(end), '\n')) -
                 2 >
             limits_.max_header_count) {
-          SendSimple(c.fd, 431, "Request Header Fields Too Large",
+          SendSimple(c, 431, "Request Header Fields Too Large",
                      "more than " + std::to_string(limits_.max_header_count) + " headers");
           return Forget(it);
         }
@@ -252,19 +318,39 @@ class BoundedHttpServer::Connections {
       }
       if (c.in.size() - c.used > limits_.max_head_bytes) break;
     }
-    SendSimple(c.fd, 431, "Request Header Fields Too Large",
+    SendSimple(c, 431, "Request Header Fields Too Large",
                "request head over " + std::to_string(limits_.max_head_bytes) + " bytes");
     Forget(it);
+  }
+
+  // Reads and discards what a connection answered without its body still sends (the raw bytes:
+  // a TLS session has already said close_notify), up to kDrainMaxBytes.
+  void Drain(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
+    HttpConnection& c = *it->second;
+    char buf[16 * 1024];
+    while (true) {
+      const ssize_t n = ::recv(c.fd, buf, sizeof(buf), 0);
+      if (n == 0) return Forget(it);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        return Forget(it);
+      }
+      c.drained += static_cast<size_t>(n);
+      if (c.drained > kDrainMaxBytes) return Forget(it);
+    }
   }
 
   void Sweep(Clock::time_point now) {
     std::vector<int> expired;
     for (auto& [fd, c] : waiting_) {
-      if (c->draining) {
+      if (c->handshaking) {
+        if (now >= c->handshake_until) expired.push_back(fd);
+      } else if (c->draining) {
         if (now >= c->drain_until) expired.push_back(fd);
       } else if (c->in.size() > c->used) {
         if (now - c->head_started > milliseconds(limits_.head_timeout_ms)) {
-          SendSimple(fd, 408, "Request Timeout",
+          SendSimple(*c, 408, "Request Timeout",
                      "request head not complete within " + std::to_string(limits_.head_timeout_ms) +
                          " ms");
           expired.push_back(fd);
@@ -320,6 +406,7 @@ class BoundedHttpServer::Connections {
       c->used = 0;
       c->waiting_since = Clock::now();
       if (state.skip_body) {
+        EndTls(*c);
         ::shutdown(c->fd, SHUT_WR);
         c->draining = true;
         c->drain_until = c->waiting_since + kDrainTime;
@@ -348,6 +435,7 @@ class BoundedHttpServer::Connections {
 
   BoundedHttpServer& server_;
   const HttpServerLimits& limits_;
+  std::shared_ptr<const TlsServerContext> tls_;  // set before Start(), then only read
   int epoll_ = -1;
   int wake_ = -1;
   std::thread events_thread_;
@@ -429,6 +517,10 @@ BoundedHttpServer::~BoundedHttpServer() {
 
 void BoundedHttpServer::set_body_gate(BodyGate gate) {
   body_gate_ = std::move(gate);
+}
+
+void BoundedHttpServer::set_tls(std::shared_ptr<const TlsServerContext> tls) {
+  connections_->set_tls(std::move(tls));
 }
 
 void BoundedHttpServer::set_routing_started(std::function<void(const httplib::Request&)> hook) {
