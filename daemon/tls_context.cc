@@ -74,6 +74,11 @@ StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerContext::Load(
                            OpenSslErrorText("no certificate found") + ")");
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      ERR_clear_error();
+      return InvalidArgument("TLS key file " + key_file + " does not match the certificate in " +
+                             cert_file);
+    }
     return InvalidArgument("TLS key file " + key_file + ": not an unencrypted PEM private key (" +
                            OpenSslErrorText("no key found") + ")");
   }
