@@ -1,6 +1,6 @@
 // BoundedHttpServer: cpp-httplib's Server (routes, parsing, responses) with graced's own
-// connection handling in place of the library's thread-per-connection loop, so that no client
-// can hold the server's threads, memory or port:
+// connection handling (HttpEventLoop, daemon/http_event_loop.h) in place of the library's
+// thread-per-connection loop, so that no client can hold the server's threads, memory or port:
 //
 // - One event thread owns every connection between requests. It reads a request's head
 //   (request line and headers) without blocking, bounded in bytes, header count and time, and
@@ -34,6 +34,8 @@
 #include "daemon/tls_context.h"
 
 namespace grace {
+
+class HttpEventLoop;
 
 struct HttpServerLimits {
   int workers = 8;                  // threads that run handlers
@@ -76,13 +78,12 @@ class BoundedHttpServer : public httplib::Server {
   void Shutdown();
 
  private:
-  class Connections;
   bool process_and_close_socket(socket_t sock) override;
 
   HttpServerLimits limits_;
   BodyGate body_gate_;
   std::function<void(const httplib::Request&)> routing_started_;
-  std::unique_ptr<Connections> connections_;
+  std::unique_ptr<HttpEventLoop> connections_;
 };
 
 }  // namespace grace
