@@ -67,7 +67,10 @@ StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerContext::Load(
   // Renegotiation is a way to make the server compute for free; a peer's end of stream without
   // close_notify is an ordinary close, not an error (HTTP/1.1 delimits its own messages).
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Idle sessions give their record buffers back, so that connections kept alive cost little
+  // memory.
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_default_passwd_cb(ctx, NoPassphrase);
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {
     return InvalidArgument("TLS certificate file " + cert_file + ": not a PEM certificate (" +
