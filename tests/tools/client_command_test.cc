@@ -170,7 +170,16 @@ TEST(ClientCommand, HttpsServerIsVerifiedAgainstTheCaFile) {
   r = testing::RunCommand(ctl + https + " --ca-file " + missing);
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("CA file " + missing + ": no such file"), std::string::npos) << r.out;
-  // Plaintext gets no answer from a TLS listener.
+  // /healthz over TLS for a client that trusts the authority; plaintext gets no answer.
+  httplib::Client verified("https://127.0.0.1:" + std::to_string(*http));
+  verified.set_ca_cert_path(certs.ca_file);
+  verified.enable_server_certificate_verification(true);
+  auto healthz = verified.Get("/healthz");
+  ASSERT_TRUE(healthz) << httplib::to_string(healthz.error());
+  EXPECT_EQ(healthz->status, 200);
+  httplib::Client plain("127.0.0.1", *http);
+  plain.set_read_timeout(20, 0);
+  EXPECT_FALSE(plain.Get("/healthz"));
   r = testing::RunCommand(ctl + " --server http://127.0.0.1:" + std::to_string(*http));
   EXPECT_EQ(r.exit_code, 3) << r.out;
   EXPECT_NE(r.out.find("https://"), std::string::npos) << r.out;
