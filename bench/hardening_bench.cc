@@ -12,10 +12,16 @@
 //        agent_flood_rss_mb      graced's resident memory growth from the flood   (< 50 MB)
 // Prints one JSON object. Bounded: about 40 s and 2,208 connections.
 //
-//   hardening_bench [--http-seconds 10] [--strangers 2000] [--flood-seconds 10]
+// With --tls the REST API serves https:// only (a throw-away certificate authority made here):
+// the measuring clients verify it, the idle connections are completed TLS sessions that send
+// nothing, and the slow-drip ones send their head one byte per TLS record.
+//
+//   hardening_bench [--http-seconds 10] [--strangers 2000] [--flood-seconds 10] [--tls]
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -24,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -76,29 +83,63 @@ double Ms(Clock::duration d) {
 }
 
 // Holds `idle` silent connections and `drip` connections that send a request head one byte
-// every 500 ms, reopening any that graced closes, until stopped.
+// every 500 ms, reopening any that graced closes, until stopped. With `tls` (a client context
+// that trusts graced) each connection first completes its TLS handshake.
 class HttpAttackers {
  public:
-  HttpAttackers(int port, int idle, int drip) : port_(port), idle_(idle), drip_(drip) {
+  HttpAttackers(int port, int idle, int drip, SSL_CTX* tls)
+      : port_(port), idle_(idle), drip_(drip), tls_(tls) {
     thread_ = std::thread([this] { Run(); });
   }
   ~HttpAttackers() {
     stop_ = true;
     thread_.join();
-    for (int fd : fds_) ::close(fd);
+    for (size_t i = 0; i < fds_.size(); ++i) Drop(i);
   }
   int reopened() const { return reopened_; }
 
  private:
+  void Open(size_t i) {
+    fds_[i] = Connect(port_);
+    if (fds_[i] < 0 || tls_ == nullptr) return;
+    timeval tv{5, 0};
+    ::setsockopt(fds_[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sessions_[i] = SSL_new(tls_);
+    SSL_set_fd(sessions_[i], fds_[i]);
+    if (SSL_connect(sessions_[i]) != 1) return Drop(i);
+    ::fcntl(fds_[i], F_SETFL, ::fcntl(fds_[i], F_GETFL) | O_NONBLOCK);
+  }
+  // Whether graced answered or closed connection i (it became readable). Over TLS the server
+  // also sends session tickets after the handshake: those are read and the session kept.
+  bool Ended(size_t i) {
+    if (sessions_[i] == nullptr) return true;
+    char buf[4096];
+    size_t n = 0;
+    if (SSL_read_ex(sessions_[i], buf, sizeof(buf), &n) == 1) return true;
+    return SSL_get_error(sessions_[i], 0) != SSL_ERROR_WANT_READ;
+  }
+  void Drop(size_t i) {
+    if (sessions_[i] != nullptr) SSL_free(sessions_[i]);
+    sessions_[i] = nullptr;
+    if (fds_[i] >= 0) ::close(fds_[i]);
+    fds_[i] = -1;
+  }
+  bool SendByte(size_t i, char c) {
+    if (sessions_[i] == nullptr) return ::send(fds_[i], &c, 1, MSG_NOSIGNAL) == 1;
+    size_t n = 0;
+    return SSL_write_ex(sessions_[i], &c, 1, &n) == 1;
+  }
+
   void Run() {
     const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     fds_.assign(idle_ + drip_, -1);
+    sessions_.assign(fds_.size(), nullptr);
     std::vector<size_t> sent(fds_.size(), 0);
     auto next_drip = Clock::now();
     while (!stop_) {
       for (size_t i = 0; i < fds_.size(); ++i) {
         if (fds_[i] < 0) {
-          fds_[i] = Connect(port_);
+          Open(i);
           sent[i] = 0;
         }
       }
@@ -106,17 +147,15 @@ class HttpAttackers {
       for (size_t i = 0; i < fds_.size(); ++i) p[i] = {fds_[i], POLLIN, 0};
       ::poll(p.data(), p.size(), 50);
       for (size_t i = 0; i < fds_.size(); ++i) {
-        if (p[i].revents & (POLLIN | POLLHUP | POLLERR)) {  // graced answered or closed it
-          ::close(fds_[i]);
-          fds_[i] = -1;
+        if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) && Ended(i)) {
+          Drop(i);
           ++reopened_;
         }
       }
       if (Clock::now() >= next_drip) {
         for (int i = idle_; i < idle_ + drip_; ++i) {
           if (fds_[i] < 0) continue;
-          const char c = sent[i] < head.size() ? head[sent[i]] : 'a';
-          if (::send(fds_[i], &c, 1, MSG_NOSIGNAL) == 1) ++sent[i];
+          if (SendByte(i, sent[i] < head.size() ? head[sent[i]] : 'a')) ++sent[i];
         }
         next_drip = Clock::now() + std::chrono::milliseconds(500);
       }
@@ -124,17 +163,19 @@ class HttpAttackers {
   }
 
   int port_, idle_, drip_;
+  SSL_CTX* tls_;
   std::vector<int> fds_;
+  std::vector<SSL*> sessions_;
   std::atomic<bool> stop_{false};
   std::atomic<int> reopened_{0};
   std::thread thread_;
 };
 
 // Paced GETs of `path` at `rps` for `seconds`; latencies in ms (a failed request counts 10 s).
-std::vector<double> Paced(int port, const std::string& path, int rps, int seconds,
-                          bool keep_alive) {
+std::vector<double> Paced(const grace::ScratchGraced& graced, const std::string& path, int rps,
+                          int seconds, bool keep_alive) {
   std::vector<double> out;
-  httplib::Client kept("127.0.0.1", port);
+  httplib::Client kept = graced.Client();
   kept.set_keep_alive(true);
   const auto period = std::chrono::duration<double>(1.0 / rps);
   const auto t0 = Clock::now();
@@ -146,7 +187,7 @@ std::vector<double> Paced(int port, const std::string& path, int rps, int second
       auto r = kept.Get(path);
       ok = r && r->status == 200;
     } else {
-      httplib::Client fresh("127.0.0.1", port);
+      httplib::Client fresh = graced.Client();
       auto r = fresh.Get(path);
       ok = r && r->status == 200;
     }
@@ -198,43 +239,64 @@ double JoinMs(int port, const std::string& secret) {
 
 int main(int argc, char** argv) {
   int http_seconds = 10, strangers = 2000, flood_seconds = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool tls = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    const int v = std::atoi(argv[i + 1]);
+    if (a == "--tls") {
+      tls = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    const int v = std::atoi(argv[++i]);
     if (a == "--http-seconds") http_seconds = std::clamp(v, 1, 60);
     if (a == "--strangers") strangers = std::clamp(v, 1, 10000);
     if (a == "--flood-seconds") flood_seconds = std::clamp(v, 1, 60);
   }
+  // The clients here write through OpenSSL (write(2)) to a server that may close first.
+  std::signal(SIGPIPE, SIG_IGN);
   // This process holds every attacker connection.
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);
   limit.rlim_cur = limit.rlim_max;
   setrlimit(RLIMIT_NOFILE, &limit);
 
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graced_harden_" + std::to_string(::getpid()));
+  grace::testing::TestCertificates certs;
+  if (tls && !grace::testing::MakeTestCertificates(dir / "tls", &certs)) {
+    std::cerr << "cannot write test certificates into " << (dir / "tls").string() << "\n";
+    return 1;
+  }
   grace::ScratchGraced graced;
-  if (grace::Status up = grace::StartScratchGraced(
-          std::filesystem::temp_directory_path() / ("graced_harden_" + std::to_string(::getpid())),
-          "[topology]\nnodes = 1\ngpus_per_node = 1\nslots_per_gpu = 8\n"
-          "[model]\nnum_experts = 8\ntop_k = 2\nlayers = [0]\n",
-          std::chrono::seconds(60), &graced);
+  if (grace::Status up =
+          grace::StartScratchGraced(dir,
+                                    "[topology]\nnodes = 1\ngpus_per_node = 1\nslots_per_gpu = 8\n"
+                                    "[model]\nnum_experts = 8\ntop_k = 2\nlayers = [0]\n",
+                                    std::chrono::seconds(60), &graced, tls ? &certs : nullptr);
       !up.ok()) {
     std::cerr << up.message() << "\n";
     return 1;
   }
   nlohmann::json out;
+  out["tls"] = tls;
+  SSL_CTX* attacker_tls = nullptr;
+  if (tls) {
+    attacker_tls = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_locations(attacker_tls, certs.ca_file.c_str(), nullptr);
+    SSL_CTX_set_verify(attacker_tls, SSL_VERIFY_PEER, nullptr);
+  }
   {
-    HttpAttackers attackers(graced.http_port, 200, 8);
+    HttpAttackers attackers(graced.http_port, 200, 8, attacker_tls);
     std::this_thread::sleep_for(std::chrono::seconds(1));
-    out["healthz_p99_ms"] =
-        Percentile(Paced(graced.http_port, "/healthz", 50, http_seconds, false), .99);
+    out["healthz_p99_ms"] = Percentile(Paced(graced, "/healthz", 50, http_seconds, false), .99);
     out["status_keepalive_p99_ms"] =
-        Percentile(Paced(graced.http_port, "/api/v1/status", 200, http_seconds, true), .99);
-    const std::vector<double> fresh =
-        Paced(graced.http_port, "/api/v1/status", 200, http_seconds, false);
+        Percentile(Paced(graced, "/api/v1/status", 200, http_seconds, true), .99);
+    const std::vector<double> fresh = Paced(graced, "/api/v1/status", 200, http_seconds, false);
     out["status_fresh_p50_ms"] = Percentile(fresh, .5);
     out["status_fresh_p99_ms"] = Percentile(fresh, .99);
     out["http_attacker_reconnects"] = attackers.reopened();
   }
+  if (attacker_tls != nullptr) SSL_CTX_free(attacker_tls);
 
   const pid_t pid = graced.process.pid();
   const double rss0 = RssMb(pid);
@@ -255,6 +317,6 @@ int main(int argc, char** argv) {
   for (int fd : flood) ::close(fd);
   graced.process.Kill(SIGTERM);
   std::cout << out.dump(2) << "\n";
-  std::filesystem::remove_all(graced.dir);
+  std::filesystem::remove_all(dir);
   return 0;
 }

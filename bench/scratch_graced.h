@@ -17,6 +17,7 @@
 #include "agent/local_cluster.h"
 #include "core/status.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/test_certificate.h"
 
 namespace grace {
 
@@ -24,14 +25,25 @@ struct ScratchGraced {
   std::filesystem::path dir;
   int http_port = 0;
   int agents_port = 0;
+  std::string ca_file;            // set: the REST API is https:// only, signed by this authority
   testing::ChildProcess process;  // killed when this goes
+
+  // A client of the REST API (https:// verified against ca_file when set).
+  httplib::Client Client() const {
+    httplib::Client client((ca_file.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") +
+                           std::to_string(http_port));
+    if (!ca_file.empty()) client.set_ca_cert_path(ca_file);
+    return client;
+  }
 };
 
 // Writes `dir`/graced.toml (a [daemon] table with the ports and state_dir, then `tables`),
 // starts graced with API token and cluster secret "bench", and waits for /healthz up to
-// `timeout`. On failure the message names the log.
+// `timeout`. With `tls`, the REST API serves https:// only with tls's certificate (an [http]
+// table; `tables` must not have one). On failure the message names the log.
 inline Status StartScratchGraced(const std::filesystem::path& dir, const std::string& tables,
-                                 std::chrono::seconds timeout, ScratchGraced* g) {
+                                 std::chrono::seconds timeout, ScratchGraced* g,
+                                 const testing::TestCertificates* tls = nullptr) {
   g->dir = dir;
   std::filesystem::create_directories(dir);
   GRACE_ASSIGN_OR_RETURN(g->http_port, PickFreePort());
@@ -43,12 +55,17 @@ inline Status StartScratchGraced(const std::filesystem::path& dir, const std::st
       << "\"\nagents = \"127.0.0.1:" << g->agents_port << "\"\nstate_dir = \""
       << (dir / "state").string() << "\"\n"
       << tables;
+    if (tls != nullptr) {
+      f << "[http]\ntls_cert_file = \"" << tls->cert_file << "\"\ntls_key_file = \""
+        << tls->key_file << "\"\n";
+      g->ca_file = tls->ca_file;
+    }
   }
   const char* env = std::getenv("GRACED_BINARY");
   const std::string log = (dir / "graced.log").string();
   g->process.Start({env != nullptr ? env : GRACED_BINARY, "--config", config},
                    {"GRACE_API_TOKEN=bench", "GRACE_CLUSTER_SECRET=bench"}, log);
-  httplib::Client probe("127.0.0.1", g->http_port);
+  httplib::Client probe = g->Client();
   probe.set_connection_timeout(1, 0);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline && g->process.Running() &&

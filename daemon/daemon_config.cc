@@ -1,5 +1,7 @@
 #include "daemon/daemon_config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -25,7 +27,42 @@ Status ParseHostPort(const std::string& text, const std::string& flag, std::stri
   return Status::Ok();
 }
 
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  const std::string bare = host.size() > 2 && host.front() == '[' && host.back() == ']'
+                               ? host.substr(1, host.size() - 2)
+                               : host;
+  return ::inet_pton(AF_INET6, bare.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+Status CheckHttpTransport(const DaemonConfig& c) {
+  const bool cert = !c.http_tls_cert_file.empty();
+  const bool key = !c.http_tls_key_file.empty();
+  if (cert != key) {
+    return InvalidArgument(std::string("[http].") + (cert ? "tls_key_file" : "tls_cert_file") +
+                           ": TLS needs both tls_cert_file and tls_key_file");
+  }
+  if (cert || c.http_allow_plaintext || IsLoopbackHost(c.http_host)) return Status::Ok();
+  return InvalidArgument(
+      "[http].tls_cert_file: the REST API listens on " + c.http_host + ":" +
+      std::to_string(c.http_port) +
+      ", off loopback, without TLS: set [http].tls_cert_file and tls_key_file (PEM), or "
+      "[http].allow_plaintext = true when something else encrypts the traffic");
+}
+
 namespace {
+
+Status ParseHttpTable(const toml::table& t, const std::string& source, DaemonConfig* c) {
+  TomlFields f(t, source, "http");
+  GRACE_RETURN_IF_ERROR(f.RejectUnknown({"tls_cert_file", "tls_key_file", "allow_plaintext"}));
+  GRACE_RETURN_IF_ERROR(f.String("tls_cert_file", "", &c->http_tls_cert_file));
+  GRACE_RETURN_IF_ERROR(f.String("tls_key_file", "", &c->http_tls_key_file));
+  GRACE_RETURN_IF_ERROR(f.Bool("allow_plaintext", false, &c->http_allow_plaintext));
+  return Status::Ok();
+}
 
 Status ParseDaemonTable(const toml::table& t, const std::string& source, DaemonConfig* c) {
   TomlFields f(t, source, "daemon");
@@ -138,15 +175,19 @@ StatusOr<DaemonConfig> ParseDaemonConfig(std::string_view toml_text, const std::
   DaemonConfig c;
   for (const auto& [key, node] : root) {
     const std::string k(key.str());
-    if (k != "daemon" && k != "agents" && k != "topology" && k != "model" && k != "policy") {
+    if (k != "daemon" && k != "http" && k != "agents" && k != "topology" && k != "model" &&
+        k != "policy") {
       return InvalidArgument(source + ": unknown table [" + k + "] (line " +
                              std::to_string(node.source().begin.line) +
-                             "; known: daemon, agents, topology, model, policy)");
+                             "; known: daemon, http, agents, topology, model, policy)");
     }
     if (!node.is_table()) return InvalidArgument(source + ": '" + k + "' must be a table");
   }
   if (const toml::table* t = root["daemon"].as_table()) {
     GRACE_RETURN_IF_ERROR(ParseDaemonTable(*t, source, &c));
+  }
+  if (const toml::table* t = root["http"].as_table()) {
+    GRACE_RETURN_IF_ERROR(ParseHttpTable(*t, source, &c));
   }
   if (const toml::table* t = root["agents"].as_table()) {
     GRACE_RETURN_IF_ERROR(ParseAgentsTable(*t, source, &c));

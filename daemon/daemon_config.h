@@ -3,6 +3,7 @@
 // GRACE_CLUSTER_SECRET). Unknown keys are refused, naming the key and line.
 //
 //   [daemon]   http, agents, state_dir, web_root, initial_placement, api_token, cluster_secret
+//   [http]     tls_cert_file, tls_key_file, allow_plaintext (the REST API's transport)
 //   [agents]   heartbeat_ms, report_ms, lost_after_ms, max_frame_mb, ready_timeout_ms,
 //              switch_timeout_ms
 //   [topology] as core/topology.h
@@ -43,6 +44,13 @@ struct DaemonConfig {
   std::string api_token;
   std::string cluster_secret;
 
+  // [http]: the REST API over TLS when both files are set (PEM: the certificate chain, server
+  // first, and its unencrypted key). Without them the listener must be on loopback, unless
+  // http_allow_plaintext (see CheckHttpTransport).
+  std::string http_tls_cert_file;
+  std::string http_tls_key_file;
+  bool http_allow_plaintext = false;
+
   uint32_t heartbeat_ms = 500;
   uint32_t report_ms = 1000;
   uint32_t lost_after_ms = 5000;
@@ -59,6 +67,14 @@ struct DaemonConfig {
 
 // Parses graced.toml text (`source` names it in errors).
 StatusOr<DaemonConfig> ParseDaemonConfig(std::string_view toml_text, const std::string& source);
+
+// The REST listener's transport rule, checked once the flags have set the address: TLS needs
+// both files; plaintext is for loopback (127.0.0.0/8, ::1, localhost) unless
+// http_allow_plaintext. The refusal names the field to set.
+Status CheckHttpTransport(const DaemonConfig& c);
+
+// Whether `host` names only this machine (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackHost(const std::string& host);
 
 // Splits "host:port"; the message names `flag` when it is malformed.
 Status ParseHostPort(const std::string& text, const std::string& flag, std::string* host,

@@ -121,6 +121,11 @@ int main(int argc, char** argv) {
     spdlog::info("graced: copied the history {} to {}", from, to);
     return 0;
   }
+  if (grace::Status s = grace::CheckHttpTransport(*config); !s.ok()) return Fail(s);
+  if (config->http_tls_cert_file.empty() && !grace::IsLoopbackHost(config->http_host)) {
+    spdlog::warn("graced: the REST API on {} is plaintext ([http].allow_plaintext = true)",
+                 config->http_host);
+  }
   if (const char* t = std::getenv("GRACE_API_TOKEN"); t != nullptr && *t) config->api_token = t;
   if (const char* s = std::getenv("GRACE_CLUSTER_SECRET"); s != nullptr && *s) {
     config->cluster_secret = s;
@@ -168,6 +173,8 @@ int main(int argc, char** argv) {
   rest_opt.port = config->http_port;
   rest_opt.api_token = config->api_token;
   rest_opt.web_root = config->web_root;
+  rest_opt.tls_cert_file = config->http_tls_cert_file;
+  rest_opt.tls_key_file = config->http_tls_key_file;
   for (const char* dir : {GRACE_WEB_STAGE_DIR, GRACE_WEB_INSTALL_DIR}) {
     if (!rest_opt.web_root.empty()) break;
     if (std::filesystem::is_regular_file(std::filesystem::path(dir) / "index.html")) {
@@ -180,9 +187,9 @@ int main(int argc, char** argv) {
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  spdlog::info("graced: epoch {}, REST and UI on http://{}:{}/, agents on {}:{}, state in {}",
-               loop.epoch(), config->http_host, rest.port(), config->agents_host,
-               agent_server.port(), db_path);
+  spdlog::info("graced: epoch {}, REST and UI on {}://{}:{}/, agents on {}:{}, state in {}",
+               loop.epoch(), rest.tls() ? "https" : "http", config->http_host, rest.port(),
+               config->agents_host, agent_server.port(), db_path);
   sd_notify(0, "READY=1");
   // The control rounds run on their own thread, so that a stop does not wait for a round that
   // takes long (a re-plan of a large topology): the round gets kShutdownGraceMs to finish.

@@ -1,5 +1,6 @@
-// HttpConnectionStream: reads from the head the event thread buffered, then from the socket by
-// deadline (poll, never select), and gathers the response into large sends.
+// HttpConnection's reads and writes (plain, or through its TLS session) and HttpConnectionStream:
+// reads from the head the event thread buffered, then from the connection by deadline (poll,
+// never select), and gathers the response into large sends.
 #include "daemon/http_connection.h"
 
 #include <arpa/inet.h>
@@ -34,7 +35,58 @@ void AddressOf(const sockaddr_storage& addr, std::string& ip, int& port) {
   ip = text;
 }
 
+// -1 with `*wait` set from a TLS step that moved nothing.
+ssize_t Blocked(HttpConnection& c, TlsIo io, short* wait) {
+  *wait = io == TlsIo::kWantRead ? POLLIN : io == TlsIo::kWantWrite ? POLLOUT : 0;
+  if (*wait == 0) c.tls_over = true;
+  return -1;
+}
+
 }  // namespace
+
+ssize_t ReceiveSome(HttpConnection& c, char* buf, size_t size, short* wait) {
+  *wait = 0;
+  if (c.ssl) {
+    size_t n = 0;
+    const TlsIo io = TlsRead(c.ssl.get(), buf, size, &n);
+    if (io == TlsIo::kDone) return static_cast<ssize_t>(n);
+    if (io == TlsIo::kClosed) return 0;
+    return Blocked(c, io, wait);
+  }
+  while (true) {
+    const ssize_t n = ::recv(c.fd, buf, size, 0);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) *wait = POLLIN;
+    return -1;
+  }
+}
+
+ssize_t SendSome(HttpConnection& c, const char* buf, size_t size, short* wait) {
+  *wait = 0;
+  if (c.ssl) {
+    size_t n = 0;
+    const TlsIo io = TlsWrite(c.ssl.get(), buf, size, &n);
+    if (io == TlsIo::kDone) return static_cast<ssize_t>(n);
+    return Blocked(c, io == TlsIo::kClosed ? TlsIo::kFailed : io, wait);
+  }
+  while (true) {
+    const ssize_t n = ::send(c.fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) *wait = POLLOUT;
+    return -1;
+  }
+}
+
+bool HasBufferedInput(const HttpConnection& c) {
+  return c.ssl && TlsHasPending(c.ssl.get());
+}
+
+void EndTls(HttpConnection& c) {
+  if (c.ssl && !c.tls_over && !c.handshaking) TlsClose(c.ssl.get());
+  c.tls_over = true;
+}
 
 bool WaitFor(int fd, short events, Clock::time_point deadline) {
   while (true) {
@@ -59,7 +111,7 @@ HttpConnectionStream::~HttpConnectionStream() {
 }
 
 bool HttpConnectionStream::is_readable() const {
-  return c_.used < c_.in.size() || WaitFor(c_.fd, POLLIN, body_deadline_);
+  return c_.used < c_.in.size() || HasBufferedInput(c_) || WaitFor(c_.fd, POLLIN, body_deadline_);
 }
 
 bool HttpConnectionStream::is_writable() const {
@@ -73,10 +125,11 @@ ssize_t HttpConnectionStream::read(char* ptr, size_t size) {
     c_.used += n;
     return static_cast<ssize_t>(n);
   }
-  while (WaitFor(c_.fd, POLLIN, body_deadline_)) {
-    const ssize_t n = ::recv(c_.fd, ptr, size, 0);
+  while (true) {
+    short wait = 0;
+    const ssize_t n = ReceiveSome(c_, ptr, size, &wait);
     if (n >= 0) return n;
-    if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) break;
+    if (wait == 0 || !WaitFor(c_.fd, wait, body_deadline_)) break;
   }
   state_.failed = true;
   return -1;
@@ -93,15 +146,11 @@ bool HttpConnectionStream::Flush() {
   const auto deadline = Clock::now() + write_timeout_;
   size_t done = 0;
   while (done < out_.size() && !state_.failed) {
-    const ssize_t n = ::send(c_.fd, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+    short wait = 0;
+    const ssize_t n = SendSome(c_, out_.data() + done, out_.size() - done, &wait);
     if (n > 0) {
       done += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-               WaitFor(c_.fd, POLLOUT, deadline)) {
-      continue;
-    } else {
+    } else if (n == 0 || wait == 0 || !WaitFor(c_.fd, wait, deadline)) {
       state_.failed = true;
     }
   }

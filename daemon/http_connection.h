@@ -1,14 +1,18 @@
 // HttpConnection and HttpConnectionStream: one client connection of BoundedHttpServer
-// (daemon/http_server.h), and the httplib::Stream through which httplib parses one request on
-// it. A connection belongs to one thread at a time (the event thread while it waits for a
-// head, then one worker); its stream lives for one request on that worker.
+// (daemon/http_server.h), plain or TLS, and the httplib::Stream through which httplib parses one
+// request on it. A connection belongs to one thread at a time (the event thread while it
+// completes its TLS handshake or waits for a head, then one worker); its stream lives for one
+// request on that worker.
 #pragma once
 
 #include <httplib.h>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
+
+#include "daemon/tls_context.h"
 
 namespace grace {
 
@@ -16,7 +20,12 @@ namespace grace {
 // worker while a request runs.
 struct HttpConnection {
   int fd = -1;
-  std::string in;  // received and not yet consumed
+  SslSession ssl;            // null: plaintext
+  bool handshaking = false;  // TLS: the handshake is not complete
+  bool tls_over = false;     // TLS: failed or closed: nothing more goes through `ssl`
+  uint32_t watching = 0;     // the epoll events the event thread waits for
+  std::chrono::steady_clock::time_point handshake_until;  // TLS: the handshake's deadline
+  std::string in;                                         // received and not yet consumed
   size_t used = 0;
   std::chrono::steady_clock::time_point waiting_since;  // when it last began to wait for a request
   std::chrono::steady_clock::time_point
@@ -26,6 +35,17 @@ struct HttpConnection {
   size_t drained = 0;
   int served = 0;
 };
+
+// One non-blocking read or write, through the TLS session when the connection has one. Returns
+// the bytes moved (> 0), 0 when the peer closed (reads only), or -1 when nothing can move now:
+// `*wait` is then POLLIN or POLLOUT to wait for, or 0 when the connection failed.
+ssize_t ReceiveSome(HttpConnection& c, char* buf, size_t size, short* wait);
+ssize_t SendSome(HttpConnection& c, const char* buf, size_t size, short* wait);
+// Whether a read would return bytes the socket itself no longer signals (TLS buffers them).
+bool HasBufferedInput(const HttpConnection& c);
+// Ends the TLS session with close_notify, best effort (nothing for plaintext, or a session that
+// failed or never finished its handshake); the socket stays open.
+void EndTls(HttpConnection& c);
 
 // Index just past the head's blank line, or npos while the head is incomplete.
 inline size_t HeadEnd(const HttpConnection& c) {

@@ -1,59 +1,26 @@
-// BoundedHttpServer's connection handling: the event thread (epoll) that reads request heads, the
-// worker pool that runs httplib's request processing on an HttpConnectionStream
-// (daemon/http_connection.h), and the lingering close of connections answered without their
-// body. This file is where socket errors become log lines and Status values.
+// BoundedHttpServer: httplib's Server configured for graced (exclusive bind, backlog, keep-alive),
+// the gate that decides from a request's head whether its body may be read, and the hand-off of
+// accepted connections to HttpEventLoop (daemon/http_event_loop.h). This file is where binding
+// errors become Status values.
 #include "daemon/http_server.h"
 
-#include "daemon/http_connection.h"
-
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "daemon/http_connection.h"
+#include "daemon/http_event_loop.h"
 
 namespace grace {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-
-// How long and how much a connection answered without its body is read and discarded before it
-// is closed, so that the client reads the answer instead of a reset.
-constexpr milliseconds kDrainTime{2000};
-constexpr size_t kDrainMaxBytes = 1 << 20;
-
+// The request the worker on this thread runs (the pre-routing handler marks a refused body).
 thread_local HttpRequestState* tls_request = nullptr;
-
-// Best effort, for answers the event thread gives without a worker.
-void SendSimple(int fd, int status, const char* reason, const std::string& message) {
-  const std::string body = "{\"error\":\"" + message + "\"}";
-  const std::string text =
-      "HTTP/1.1 " + std::to_string(status) + " " + reason +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\nConnection: close\r\n\r\n" + body;
-  (void)::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-}
 
 // The accept loop hands each connection to process_and_close_socket(), which only passes it to
 // the event thread; running that inline costs nothing and keeps httplib's thread pool out.
@@ -71,299 +38,16 @@ void SetError(httplib::Response& res, int status, const std::string& message) {
 
 }  // namespace
 
-class BoundedHttpServer::Connections {
- public:
-  Connections(BoundedHttpServer& server, const HttpServerLimits& limits)
-      : server_(server), limits_(limits) {}
-  ~Connections() { Stop(); }
-
-  Status Start() {
-    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
-    wake_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epoll_ < 0 || wake_ < 0) return Internal(std::string("epoll: ") + std::strerror(errno));
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = wake_;
-    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
-    events_thread_ = std::thread([this] { EventLoop(); });
-    for (int i = 0; i < std::max(1, limits_.workers); ++i) {
-      workers_.emplace_back([this] { WorkerLoop(); });
-    }
-    return Status::Ok();
-  }
-
-  // From the accept thread.
-  void Adopt(int fd) {
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    const int yes = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-    auto c = std::make_unique<HttpConnection>();
-    c->fd = fd;
-    c->waiting_since = Clock::now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) {
-        ::close(fd);
-        return;
-      }
-      open_fds_.insert(fd);
-      incoming_.push_back(std::move(c));
-    }
-    Wake();
-  }
-
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-      // Wakes workers blocked on a body or a slow reader.
-      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
-    }
-    ready_cv_.notify_all();
-    Wake();
-    if (events_thread_.joinable()) events_thread_.join();
-    for (std::thread& t : workers_) t.join();
-    workers_.clear();
-    for (auto& [fd, c] : waiting_) Close(std::move(c));
-    waiting_.clear();
-    for (auto& c : incoming_) Close(std::move(c));
-    incoming_.clear();
-    for (auto& c : ready_) Close(std::move(c));
-    ready_.clear();
-    if (epoll_ >= 0) ::close(epoll_);
-    if (wake_ >= 0) ::close(wake_);
-    epoll_ = wake_ = -1;
-  }
-
- private:
-  void Wake() {
-    const uint64_t one = 1;
-    if (wake_ >= 0) (void)::write(wake_, &one, sizeof(one));
-  }
-
-  void Close(std::unique_ptr<HttpConnection> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_fds_.erase(c->fd);
-    ::close(c->fd);
-  }
-
-  // ---- event thread ----
-
-  void EventLoop() {
-    std::vector<epoll_event> events(128);
-    auto last_sweep = Clock::now();
-    while (true) {
-      const int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 100);
-      std::vector<std::unique_ptr<HttpConnection>> incoming;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_) return;
-        incoming.swap(incoming_);
-      }
-      for (auto& c : incoming) Admit(std::move(c));
-      if (!incoming.empty()) Trim();
-      for (int i = 0; i < n; ++i) {
-        if (events[i].data.fd == wake_) {
-          uint64_t count;
-          (void)::read(wake_, &count, sizeof(count));
-          continue;
-        }
-        auto it = waiting_.find(events[i].data.fd);
-        if (it != waiting_.end()) Receive(it);
-      }
-      const auto now = Clock::now();
-      if (now - last_sweep >= milliseconds(100)) {
-        Sweep(now);
-        last_sweep = now;
-      }
-    }
-  }
-
-  void Admit(std::unique_ptr<HttpConnection> c) {
-    if (!c->draining && HeadEnd(*c) != std::string::npos) return Dispatch(std::move(c));
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = c->fd;
-    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, c->fd, &ev) != 0) return Close(std::move(c));
-    const int fd = c->fd;
-    waiting_.emplace(fd, std::move(c));
-  }
-
-  // Over max_connections, closes the connections that have waited longest without a request
-  // (idle, or draining), so that a flood of idle clients cannot lock out a new one.
-  void Trim() {
-    size_t open;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      open = open_fds_.size();
-    }
-    const size_t cap = static_cast<size_t>(std::max(1, limits_.max_connections));
-    if (open <= cap) return;
-    std::vector<std::pair<Clock::time_point, int>> idle;
-    for (const auto& [fd, c] : waiting_) {
-      if (c->in.size() == c->used || c->draining) idle.emplace_back(c->waiting_since, fd);
-    }
-    const size_t drop = std::min(open - cap, idle.size());
-    std::partial_sort(idle.begin(), idle.begin() + static_cast<long>(drop), idle.end());
-    for (size_t i = 0; i < drop; ++i) Forget(waiting_.find(idle[i].second));
-  }
-
-  void Forget(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
-    std::unique_ptr<HttpConnection> c = std::move(it->second);
-    waiting_.erase(it);
-    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c->fd, nullptr);
-    Close(std::move(c));
-  }
-
-  void Receive(std::unordered_map<int, std::unique_ptr<HttpConnection>>::iterator it) {
-    HttpConnection& c = *it->second;
-    char buf[16 * 1024];
-    while (true) {
-      const ssize_t n = ::recv(c.fd, buf, sizeof(buf), 0);
-      if (n == 0) return Forget(it);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        return Forget(it);
-      }
-      if (c.draining) {
-        c.drained += static_cast<size_t>(n);
-        if (c.drained > kDrainMaxBytes) return Forget(it);
-        continue;
-      }
-      if (c.in.size() == c.used) c.head_started = Clock::now();
-      c.in.append(buf, static_cast<size_t>(n));
-      const size_t end = HeadEnd(c);
-      if (end != std::string::npos) {
-        if (static_cast<int>(std::count(c.in.begin() + static_cast<long>(c.used),
-                                        c.in.begin() + static_cast<long>(end), '\n')) -
-                2 >
-            limits_.max_header_count) {
-          SendSimple(c.fd, 431, "Request Header Fields Too Large",
-                     "more than " + std::to_string(limits_.max_header_count) + " headers");
-          return Forget(it);
-        }
-        if (end - c.used > limits_.max_head_bytes) break;
-        std::unique_ptr<HttpConnection> ready = std::move(it->second);
-        waiting_.erase(it);
-        ::epoll_ctl(epoll_, EPOLL_CTL_DEL, ready->fd, nullptr);
-        return Dispatch(std::move(ready));
-      }
-      if (c.in.size() - c.used > limits_.max_head_bytes) break;
-    }
-    SendSimple(c.fd, 431, "Request Header Fields Too Large",
-               "request head over " + std::to_string(limits_.max_head_bytes) + " bytes");
-    Forget(it);
-  }
-
-  void Sweep(Clock::time_point now) {
-    std::vector<int> expired;
-    for (auto& [fd, c] : waiting_) {
-      if (c->draining) {
-        if (now >= c->drain_until) expired.push_back(fd);
-      } else if (c->in.size() > c->used) {
-        if (now - c->head_started > milliseconds(limits_.head_timeout_ms)) {
-          SendSimple(fd, 408, "Request Timeout",
-                     "request head not complete within " + std::to_string(limits_.head_timeout_ms) +
-                         " ms");
-          expired.push_back(fd);
-        }
-      } else if (now - c->waiting_since > milliseconds(limits_.idle_timeout_ms)) {
-        expired.push_back(fd);
-      }
-    }
-    for (int fd : expired) Forget(waiting_.find(fd));
-  }
-
-  void Dispatch(std::unique_ptr<HttpConnection> c) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_.push_back(std::move(c));
-    }
-    ready_cv_.notify_one();
-  }
-
-  // ---- workers ----
-
-  void WorkerLoop() {
-    while (true) {
-      std::unique_ptr<HttpConnection> c;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        ready_cv_.wait(lock, [this] { return stopping_ || !ready_.empty(); });
-        if (stopping_) return;
-        c = std::move(ready_.front());
-        ready_.pop_front();
-      }
-      Serve(std::move(c));
-    }
-  }
-
-  // Runs the requests whose heads are buffered, then hands the connection back to the event
-  // thread, or closes it.
-  void Serve(std::unique_ptr<HttpConnection> c) {
-    while (true) {
-      HttpRequestState state;
-      bool connection_closed = false;
-      const bool last = ++c->served >= limits_.max_requests_per_connection;
-      bool ok;
-      {
-        HttpConnectionStream stream(*c, limits_.body_timeout_ms, limits_.write_timeout_ms, state);
-        tls_request = &state;
-        ok = server_.process_request(stream, last, connection_closed, nullptr);
-        tls_request = nullptr;
-        ok = stream.Flush() && ok;
-      }
-      if (!ok || state.failed || connection_closed || last) return Close(std::move(c));
-      c->in.erase(0, c->used);
-      c->used = 0;
-      c->waiting_since = Clock::now();
-      if (state.skip_body) {
-        ::shutdown(c->fd, SHUT_WR);
-        c->draining = true;
-        c->drain_until = c->waiting_since + kDrainTime;
-        c->in.clear();
-        return Return(std::move(c));
-      }
-      if (HeadEnd(*c) == std::string::npos) {
-        c->head_started = c->waiting_since;
-        return Return(std::move(c));
-      }
-    }
-  }
-
-  void Return(std::unique_ptr<HttpConnection> c) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) {
-        open_fds_.erase(c->fd);
-        ::close(c->fd);
-        return;
-      }
-      incoming_.push_back(std::move(c));
-    }
-    Wake();
-  }
-
-  BoundedHttpServer& server_;
-  const HttpServerLimits& limits_;
-  int epoll_ = -1;
-  int wake_ = -1;
-  std::thread events_thread_;
-  std::vector<std::thread> workers_;
-
-  std::mutex mu_;
-  bool stopping_ = false;                                  // guarded by mu_
-  std::unordered_set<int> open_fds_;                       // guarded by mu_
-  std::vector<std::unique_ptr<HttpConnection>> incoming_;  // guarded by mu_: to the event thread
-  std::deque<std::unique_ptr<HttpConnection>> ready_;      // guarded by mu_: to the workers
-  std::condition_variable ready_cv_;
-  std::unordered_map<int, std::unique_ptr<HttpConnection>> waiting_;  // event thread only
-};
-
 BoundedHttpServer::BoundedHttpServer(HttpServerLimits limits)
-    : limits_(limits), connections_(std::make_unique<Connections>(*this, limits_)) {
+    : limits_(limits),
+      connections_(std::make_unique<HttpEventLoop>(
+          limits_,
+          [this](HttpConnectionStream& stream, bool last, bool& closed, HttpRequestState& state) {
+            tls_request = &state;
+            const bool ok = process_request(stream, last, closed, nullptr);
+            tls_request = nullptr;
+            return ok;
+          })) {
   new_task_queue = [] { return new InlineTaskQueue(); };
   set_keep_alive_timeout(std::max(1, limits_.idle_timeout_ms / 1000));
   set_keep_alive_max_count(static_cast<size_t>(std::max(1, limits_.max_requests_per_connection)));
@@ -429,6 +113,10 @@ BoundedHttpServer::~BoundedHttpServer() {
 
 void BoundedHttpServer::set_body_gate(BodyGate gate) {
   body_gate_ = std::move(gate);
+}
+
+void BoundedHttpServer::set_tls(std::shared_ptr<const TlsServerContext> tls) {
+  connections_->set_tls(std::move(tls));
 }
 
 void BoundedHttpServer::set_routing_started(std::function<void(const httplib::Request&)> hook) {

@@ -1,6 +1,6 @@
 // BoundedHttpServer: cpp-httplib's Server (routes, parsing, responses) with graced's own
-// connection handling in place of the library's thread-per-connection loop, so that no client
-// can hold the server's threads, memory or port:
+// connection handling (HttpEventLoop, daemon/http_event_loop.h) in place of the library's
+// thread-per-connection loop, so that no client can hold the server's threads, memory or port:
 //
 // - One event thread owns every connection between requests. It reads a request's head
 //   (request line and headers) without blocking, bounded in bytes, header count and time, and
@@ -10,6 +10,10 @@
 //   max_body_bytes; otherwise the answer (401, 411, 413) goes out before any of the body is read.
 // - Over max_connections the connections idle longest are closed to admit new ones (those in
 //   the middle of a request are not: they finish first).
+// - With set_tls(), every connection is TLS: the event thread drives the non-blocking handshake
+//   within handshake_timeout_ms (a stalled or garbage handshake holds neither a worker nor the
+//   loop, and counts as idle against max_connections), then requests are read and answered
+//   through the session under the same bounds as plaintext. A plaintext request gets no answer.
 // - The port is bound exclusively (SO_REUSEADDR, never SO_REUSEPORT): a second daemon on the same
 //   port fails with the address named. The listen backlog is listen_backlog; TCP_NODELAY is set
 //   on every connection (no Nagle/delayed-ACK stall between a response's header and body).
@@ -27,17 +31,21 @@
 #include <string>
 
 #include "core/status.h"
+#include "daemon/tls_context.h"
 
 namespace grace {
 
+class HttpEventLoop;
+
 struct HttpServerLimits {
-  int workers = 8;               // threads that run handlers
-  int max_connections = 1000;    // open client connections
-  int listen_backlog = 1024;     // pending connections the kernel queues before accept
-  int idle_timeout_ms = 5000;    // a connection with no request started
-  int head_timeout_ms = 5000;    // from a request's first byte to the end of its headers
-  int body_timeout_ms = 10000;   // reading a body
-  int write_timeout_ms = 10000;  // writing a response
+  int workers = 8;                  // threads that run handlers
+  int max_connections = 1000;       // open client connections
+  int listen_backlog = 1024;        // pending connections the kernel queues before accept
+  int handshake_timeout_ms = 5000;  // TLS: from accept to the end of the handshake
+  int idle_timeout_ms = 5000;       // a connection with no request started
+  int head_timeout_ms = 5000;       // from a request's first byte to the end of its headers
+  int body_timeout_ms = 10000;      // reading a body
+  int write_timeout_ms = 10000;     // writing a response
   size_t max_head_bytes = 32 * 1024;
   int max_header_count = 100;
   size_t max_body_bytes = 1 << 20;
@@ -54,6 +62,8 @@ class BoundedHttpServer : public httplib::Server {
   ~BoundedHttpServer() override;
 
   void set_body_gate(BodyGate gate);
+  // Serves TLS with `tls` (daemon/tls_context.h) instead of plaintext; call before Bind().
+  void set_tls(std::shared_ptr<const TlsServerContext> tls);
   // Called as each request's head is routed, before the body gate (for request timing). The
   // server's own pre-routing handler gates bodies: set this, never set_pre_routing_handler.
   void set_routing_started(std::function<void(const httplib::Request&)> hook);
@@ -68,13 +78,12 @@ class BoundedHttpServer : public httplib::Server {
   void Shutdown();
 
  private:
-  class Connections;
   bool process_and_close_socket(socket_t sock) override;
 
   HttpServerLimits limits_;
   BodyGate body_gate_;
   std::function<void(const httplib::Request&)> routing_started_;
-  std::unique_ptr<Connections> connections_;
+  std::unique_ptr<HttpEventLoop> connections_;
 };
 
 }  // namespace grace

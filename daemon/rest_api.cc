@@ -130,6 +130,12 @@ RestApi::~RestApi() {
 }
 
 Status RestApi::Start() {
+  if (tls()) {
+    StatusOr<std::shared_ptr<const TlsServerContext>> tls =
+        TlsServerContext::Load(options_.tls_cert_file, options_.tls_key_file);
+    if (!tls.ok()) return tls.status().WithContext("[http]");
+    server_->set_tls(*std::move(tls));
+  }
   Routes();
   StatusOr<int> bound = server_->Bind(options_.host, options_.port);
   if (!bound.ok()) return bound.status();

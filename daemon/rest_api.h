@@ -27,6 +27,9 @@ struct RestApiOptions {
   int port = 8750;        // 0: pick a free port (see RestApi::port())
   std::string api_token;  // empty: every mutating call is refused
   std::string web_root;   // static UI files; empty: none served
+  // Both set: HTTPS only, with this PEM certificate chain and key (daemon/tls_context.h).
+  std::string tls_cert_file;
+  std::string tls_key_file;
   HttpServerLimits limits;
 };
 
@@ -37,10 +40,12 @@ class RestApi {
   RestApi(const RestApi&) = delete;
   RestApi& operator=(const RestApi&) = delete;
 
-  // Binds and starts serving in the background; fails naming the address when it cannot bind.
+  // Loads the TLS certificate and key when set, binds and starts serving in the background;
+  // fails naming the file that cannot be used, or the address when it cannot bind.
   Status Start();
   void Stop();
   int port() const { return bound_port_; }
+  bool tls() const { return !options_.tls_cert_file.empty(); }
 
  private:
   void Routes();

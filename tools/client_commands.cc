@@ -2,11 +2,14 @@
 // replan, apply, pause, resume over the REST API (docs/rest-api.md).
 //
 // Server from --server, else $GRACE_SERVER, else http://127.0.0.1:8750; the bearer token for
-// writes from --token, else $GRACE_API_TOKEN. Tables for people, --json for scripts (the
+// writes from --token, else $GRACE_API_TOKEN. An https:// server's certificate is verified
+// against --ca-file, else $GRACE_CA_FILE, else the system's trusted authorities; there is no
+// way to skip the check. Tables for people, --json for scripts (the
 // server's JSON as it is). Exit codes: 0 success; 1 the server answered with an error (its
 // message is printed as it is); 2 bad usage; 3 the server could not be reached.
 #include <httplib.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -18,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/trace_file.h"
+#include "daemon/tls_context.h"
 #include "tools/commands.h"
 
 namespace grace::tools {
@@ -33,6 +37,7 @@ constexpr int kExitUnreachable = 3;
 struct ClientFlags {
   std::string server;
   std::string token;
+  std::string ca_file;
   bool json = false;
 };
 
@@ -51,10 +56,20 @@ class Client {
   explicit Client(const ClientFlags& f)
       : server_(f.server.empty() ? FromEnv("GRACE_SERVER", "http://127.0.0.1:8750") : f.server),
         token_(f.token.empty() ? FromEnv("GRACE_API_TOKEN", "") : f.token),
+        ca_file_(f.ca_file.empty() ? FromEnv("GRACE_CA_FILE", "") : f.ca_file),
+        https_(server_.rfind("https://", 0) == 0),
         http_(server_) {
-    if (server_.rfind("http://", 0) != 0 || !http_.is_valid()) {
-      Exit(kExitUsage, "--server: '" + server_ + "' is not an http:// URL");
+    if ((!https_ && server_.rfind("http://", 0) != 0) || !http_.is_valid()) {
+      Exit(kExitUsage, "--server: '" + server_ + "' is not an http:// or https:// URL");
     }
+    if (!ca_file_.empty()) {
+      if (Status ok = CheckCaFile(ca_file_); !ok.ok()) Exit(kExitUsage, ok.message());
+      http_.set_ca_cert_path(ca_file_);
+    }
+    http_.enable_server_certificate_verification(true);
+    // OpenSSL writes with write(2): a server that closes first must fail the request, not end
+    // gracectl by SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
     http_.set_connection_timeout(std::chrono::seconds(5));
     http_.set_read_timeout(std::chrono::seconds(30));
   }
@@ -73,8 +88,17 @@ class Client {
  private:
   json Check(const std::string& method, const std::string& path, const httplib::Result& res) {
     if (!res) {
-      Exit(kExitUnreachable,
-           method + " " + server_ + path + ": " + httplib::to_string(res.error()));
+      std::string why = httplib::to_string(res.error());
+      if (res.error() == httplib::Error::SSLServerVerification) {
+        why = "the server's TLS certificate is not trusted (" +
+              CertificateVerifyText(http_.get_openssl_verify_result()) +
+              "): pass the authority that signed it with --ca-file or GRACE_CA_FILE";
+      } else if (https_ && res.error() == httplib::Error::SSLConnection) {
+        why += " (is the server serving TLS on that port?)";
+      } else if (!https_ && res.error() == httplib::Error::Read) {
+        why += " (if graced serves TLS, use an https:// URL)";
+      }
+      Exit(kExitUnreachable, method + " " + server_ + path + ": " + why);
     }
     json j = json::parse(res->body, nullptr, false);
     if (res->status / 100 != 2) {
@@ -88,7 +112,8 @@ class Client {
     return j;
   }
 
-  std::string server_, token_;
+  std::string server_, token_, ca_file_;
+  bool https_;
   httplib::Client http_;
 };
 
@@ -147,6 +172,9 @@ void AddClientCommands(CLI::App& app) {
     cmd->add_option("--server", flags->server,
                     "graced's URL (default $GRACE_SERVER or http://127.0.0.1:8750)");
     cmd->add_option("--token", flags->token, "API token for changes (default $GRACE_API_TOKEN)");
+    cmd->add_option("--ca-file", flags->ca_file,
+                    "PEM authority that signed an https:// server's certificate (default "
+                    "$GRACE_CA_FILE, else the system's)");
     cmd->add_flag("--json", flags->json, "print the server's JSON");
     return cmd;
   };

@@ -91,5 +91,46 @@ TEST(DaemonConfigTest, BadAddressesAndShapesAreNamed) {
   EXPECT_NE(c.status().message().find("4 slots for 64 experts"), std::string::npos);
 }
 
+TEST(DaemonConfigTest, OffLoopbackTheRestApiNeedsTlsOrAllowPlaintext) {
+  auto c = ParseDaemonConfig("", "g.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(CheckHttpTransport(*c).ok());  // the laptop default: plaintext on loopback
+  for (const char* host : {"127.0.0.1", "127.8.0.1", "localhost", "::1", "[::1]"}) {
+    c->http_host = host;
+    EXPECT_TRUE(CheckHttpTransport(*c).ok()) << host;
+  }
+  for (const char* host : {"0.0.0.0", "10.1.2.3", "::", "grace.example.com"}) {
+    c->http_host = host;
+    Status refused = CheckHttpTransport(*c);
+    ASSERT_FALSE(refused.ok()) << host;
+    EXPECT_NE(refused.message().find("[http].tls_cert_file"), std::string::npos)
+        << refused.message();
+    EXPECT_NE(refused.message().find("allow_plaintext"), std::string::npos);
+  }
+
+  auto plain = ParseDaemonConfig(
+      "[daemon]\nhttp = \"0.0.0.0:8750\"\n[http]\nallow_plaintext = true\n", "g.toml");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_TRUE(plain->http_allow_plaintext);
+  EXPECT_TRUE(CheckHttpTransport(*plain).ok());
+
+  auto tls = ParseDaemonConfig(
+      "[daemon]\nhttp = \"0.0.0.0:8750\"\n[http]\ntls_cert_file = \"/etc/grace/c.pem\"\n"
+      "tls_key_file = \"/etc/grace/k.pem\"\n",
+      "g.toml");
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  EXPECT_EQ(tls->http_tls_cert_file, "/etc/grace/c.pem");
+  EXPECT_EQ(tls->http_tls_key_file, "/etc/grace/k.pem");
+  EXPECT_TRUE(CheckHttpTransport(*tls).ok());
+  tls->http_tls_key_file.clear();
+  Status half = CheckHttpTransport(*tls);
+  ASSERT_FALSE(half.ok());
+  EXPECT_NE(half.message().find("[http].tls_key_file"), std::string::npos) << half.message();
+
+  auto unknown = ParseDaemonConfig("[http]\ntls_cert = \"c.pem\"\n", "g.toml");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("[http].tls_cert"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace grace

@@ -62,6 +62,33 @@ TEST(GracedIntegrationTest, AWebRootThatIsNotADirectoryIsANamedError) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(GracedIntegrationTest, OffLoopbackWithoutTlsGracedRefusesToStart) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graced_notls_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  const std::string graced = "GRACE_CLUSTER_SECRET=s timeout 20 " + std::string(GRACED_BINARY) +
+                             " --state-dir " + dir.string() + " --agents 127.0.0.1:0";
+  // Without the check graced would serve plaintext on every interface until `timeout` (124).
+  auto run = grace::testing::RunCommand(graced + " --http 0.0.0.0:" + std::to_string(*port));
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.out.find("[http].tls_cert_file: the REST API listens on 0.0.0.0"),
+            std::string::npos)
+      << run.out;
+
+  // A certificate file that is not there is named, before anything listens.
+  const std::string config = (dir / "graced.toml").string();
+  const std::string missing = (dir / "missing.pem").string();
+  std::ofstream(config) << "[http]\ntls_cert_file = \"" << missing << "\"\ntls_key_file = \""
+                        << missing << "\"\n";
+  run = grace::testing::RunCommand(graced + " --http 127.0.0.1:0 --config " + config);
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.out.find("TLS certificate file " + missing + ": no such file"), std::string::npos)
+      << run.out;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(GracedIntegrationTest, DriftLeadsToMigrationsThatSurviveSigkill) {
   GRACE_REQUIRE_REAL_TRACES(traces);
   // Real per-layer loads, one phase per text domain.

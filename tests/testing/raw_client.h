@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <string>
 
 namespace grace::testing {
@@ -38,6 +39,15 @@ class RawClient {
     ssize_t n;
     while ((n = ::recv(fd_, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
     return out;
+  }
+  // Reads and drops what comes until the server closes: true at its close, false when the 20 s
+  // bound passed first (the server kept the connection).
+  bool WaitClosed() {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd_, buf, sizeof(buf), 0)) > 0) {
+    }
+    return n == 0 || (n < 0 && errno == ECONNRESET);
   }
   // The status of the first response ("HTTP/1.1 200 OK" -> 200), or 0.
   int ReadStatus() {

@@ -13,6 +13,7 @@
 #include "agent/local_cluster.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/run_command.h"
+#include "tests/testing/test_certificate.h"
 
 namespace grace {
 namespace {
@@ -121,6 +122,69 @@ TEST(ClientCommand, UnreachableIsThreeAndABadUrlTwo) {
   EXPECT_EQ(r.exit_code, 3) << r.out;
   r = testing::RunCommand(std::string(GRACECTL_PATH) + " status --server ':not a url'");
   EXPECT_EQ(r.exit_code, 2) << r.out;
+}
+
+// gracectl against a graced that serves https:// only: the server's certificate is verified
+// against the CA file given, and refused without it.
+TEST(ClientCommand, HttpsServerIsVerifiedAgainstTheCaFile) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gracectl_tls_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  testing::TestCertificates certs;
+  ASSERT_TRUE(testing::MakeTestCertificates(dir, &certs));
+  auto http = PickFreePort();
+  auto agents = PickFreePort();
+  ASSERT_TRUE(http.ok() && agents.ok());
+  const std::string config = (dir / "graced.toml").string();
+  std::ofstream(config) << "[daemon]\nhttp = \"127.0.0.1:" << *http
+                        << "\"\nagents = \"127.0.0.1:" << *agents << "\"\nstate_dir = \""
+                        << (dir / "state").string() << "\"\n[http]\ntls_cert_file = \""
+                        << certs.cert_file << "\"\ntls_key_file = \"" << certs.key_file << "\"\n";
+  testing::ChildProcess graced;
+  ASSERT_TRUE(graced.Start({GRACED_BINARY, "--config", config},
+                           {"GRACE_API_TOKEN=t", "GRACE_CLUSTER_SECRET=s"},
+                           (dir / "graced.log").string()));
+  const std::string https = " --server https://127.0.0.1:" + std::to_string(*http);
+  const std::string gracectl = GRACECTL_PATH;
+  const std::string ctl = gracectl + " status";
+  testing::CommandRun r;
+  for (int i = 0; i < 300; ++i) {
+    r = testing::RunCommand(ctl + https + " --ca-file " + certs.ca_file);
+    if (r.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("epoch 1"), std::string::npos) << r.out;
+  r = testing::RunCommand("GRACE_CA_FILE=" + certs.ca_file + " " + ctl + https);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  r = testing::RunCommand("GRACE_API_TOKEN=t " + gracectl + " pause" + https + " --ca-file " +
+                          certs.ca_file);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+
+  // Not trusted without the authority; a missing CA file is a usage error naming it.
+  r = testing::RunCommand(ctl + https);
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  EXPECT_NE(r.out.find("TLS certificate is not trusted"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--ca-file"), std::string::npos) << r.out;
+  const std::string missing = (dir / "missing.pem").string();
+  r = testing::RunCommand(ctl + https + " --ca-file " + missing);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("CA file " + missing + ": no such file"), std::string::npos) << r.out;
+  // /healthz over TLS for a client that trusts the authority; plaintext gets no answer.
+  httplib::Client verified("https://127.0.0.1:" + std::to_string(*http));
+  verified.set_ca_cert_path(certs.ca_file);
+  verified.enable_server_certificate_verification(true);
+  auto healthz = verified.Get("/healthz");
+  ASSERT_TRUE(healthz) << httplib::to_string(healthz.error());
+  EXPECT_EQ(healthz->status, 200);
+  httplib::Client plain("127.0.0.1", *http);
+  plain.set_read_timeout(20, 0);
+  EXPECT_FALSE(plain.Get("/healthz"));
+  r = testing::RunCommand(ctl + " --server http://127.0.0.1:" + std::to_string(*http));
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  EXPECT_NE(r.out.find("https://"), std::string::npos) << r.out;
+  graced.Stop();
+  if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
 }
 
 }  // namespace
