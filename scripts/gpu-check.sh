@@ -42,7 +42,7 @@ cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 phase "built ${targets[*]}"
 
 # The GPU tests and the CPU twins' own tests (bf16 rounding, the CPU expert backend).
-ctest --test-dir "$build" -R 'CudaKernelsTest|CudaMoeLayerTest|NcclTransportTest|Bf16Test|CpuExpertBackendTest' \
+ctest --test-dir "$build" -R 'CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|Bf16Test|CpuExpertBackendTest' \
   --output-on-failure --no-tests=error --timeout 300
 phase "tests done"
 
