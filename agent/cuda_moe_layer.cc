@@ -17,9 +17,6 @@ double Since(Clock::time_point& t) {
   return s;
 }
 
-// The gate kernel keeps one float per expert in shared memory (48 KiB without opting in).
-constexpr int kMaxGateExperts = 12288;
-
 Status CopyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream,
                  const char* what) {
   if (bytes == 0) return Status::Ok();
@@ -68,6 +65,7 @@ CudaMoeLayer::CudaMoeLayer(const ModelShape& shape, int slots_per_rank, int rank
 CudaMoeLayer::~CudaMoeLayer() {
   // Queued copies may still read the pinned buffers the members free next.
   if (ffn_ != nullptr && ffn_->UseDevice().ok()) cudaStreamSynchronize(stream());
+  if (gate_blas_ != nullptr) cublasDestroy(gate_blas_);
   if (host_wait_ != nullptr) cudaEventDestroy(host_wait_);
 }
 
@@ -75,6 +73,11 @@ Status CudaMoeLayer::Init() {
   GRACE_RETURN_IF_ERROR(ffn_->UseDevice());
   GRACE_RETURN_IF_ERROR(
       CudaStatus(cudaEventCreateWithFlags(&host_wait_, cudaEventDisableTiming), "cudaEventCreate"));
+  GRACE_RETURN_IF_ERROR(CublasStatus(cublasCreate(&gate_blas_), "cublasCreate"));
+  GRACE_RETURN_IF_ERROR(CublasStatus(cublasSetStream(gate_blas_, stream()), "cublasSetStream"));
+  // Full float32 (no TF32): the gate's top-k should pick what the CPU twin picks.
+  GRACE_RETURN_IF_ERROR(
+      CublasStatus(cublasSetMathMode(gate_blas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
   const size_t experts = static_cast<size_t>(shape_.num_experts);
   const size_t layers = static_cast<size_t>(shape_.num_layers);
   GRACE_RETURN_IF_ERROR(load_.Resize(layers * experts));
@@ -93,11 +96,6 @@ Status CudaMoeLayer::Init() {
 Status CudaMoeLayer::LoadGate(int layer_index, const float* gate_weight) {
   if (layer_index < 0 || layer_index >= shape_.num_layers) {
     return InvalidArgument("cuda moe layer: no layer " + std::to_string(layer_index));
-  }
-  if (shape_.num_experts > kMaxGateExperts) {
-    return InvalidArgument("cuda moe layer: the device gate takes at most " +
-                           std::to_string(kMaxGateExperts) + " experts, the model has " +
-                           std::to_string(shape_.num_experts) + " (replay a trace instead)");
   }
   GRACE_RETURN_IF_ERROR(ffn_->UseDevice());
   const size_t per_layer = static_cast<size_t>(shape_.num_experts) * shape_.hidden;
@@ -171,6 +169,9 @@ Status CudaMoeLayer::BeginStep(const RoutingTable& table, const int64_t* token_i
   GRACE_RETURN_IF_ERROR(ids_.Resize(routed));
   GRACE_RETURN_IF_ERROR(weights_.Resize(routed));
   GRACE_RETURN_IF_ERROR(slots_.Resize(pairs));
+  if (!replay_) {
+    GRACE_RETURN_IF_ERROR(logits_.Resize(static_cast<size_t>(tokens) * shape_.num_experts));
+  }
   GRACE_RETURN_IF_ERROR(meta_host_.Resize(3 * pairs));
   if (n > 0) std::memcpy(x_stage_.data(), x, n * sizeof(float));
   if (tokens > 0) std::memcpy(token_stage_.data(), token_ids, tokens * sizeof(int64_t));
@@ -236,8 +237,18 @@ Status CudaMoeLayer::Run(int layer_index, uint64_t step, uint64_t route_seed, St
   int32_t* ids = ids_.data() + at;
   float* gate_weights = weights_.data() + at;
   if (!replay_ && tokens > 0) {
-    cuda::GateTopK(x_.data(), gate_weights_.data() + static_cast<size_t>(layer_index) * experts * h,
-                   tokens, h, experts, k, ids, gate_weights, stream());
+    // Gate: logits = x G^T as one float32 GEMM (row-major [tokens x experts] is column-major
+    // [experts x tokens] = G, op T of its column-major [hidden x experts], times x^T), then the
+    // softmax and top-k.
+    const float one = 1.0f, zero = 0.0f;
+    GRACE_RETURN_IF_ERROR(CublasStatus(
+        cublasSgemm(gate_blas_, CUBLAS_OP_T, CUBLAS_OP_N, experts, tokens, h, &one,
+                    gate_weights_.data() + static_cast<size_t>(layer_index) * experts * h, h,
+                    x_.data(), h, &zero, logits_.data(), experts),
+        "cublasSgemm gate logits"));
+    GRACE_RETURN_IF_ERROR(CudaStatus(
+        cuda::SoftmaxTopK(logits_.data(), tokens, experts, k, ids, gate_weights, stream()),
+        "SoftmaxTopK launch"));
   }
   cuda::SelectReplicas(table_device_.view(), layer_index, me, ids, token_ids_.data(), tokens, k,
                        route_seed, step, slots_.data(), stream());

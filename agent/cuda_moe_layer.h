@@ -8,7 +8,8 @@
 //   for (li ...) layer->Run(li, step, seed, &times);         // everything stays on the device
 //   layer->EndStep(x);                                       // the step's one copy back
 //
-// Per layer, on the grouped FFN's stream: the gate top-k (or the step's replayed ids, uploaded
+// Per layer, on the grouped FFN's stream: the gate (logits as one float32 cuBLAS GEMM, then
+// softmax and top-k with the CPU twin's tie rule; or the step's replayed ids, uploaded
 // once in BeginStep), the replica choice from a device copy of the routing table, load counts,
 // the permute of each token's record per destination rank (the cost model's dedup rule, the same
 // DispatchLayout as the CPU path, so measured() counts the same sends), dispatch, the grouped
@@ -103,7 +104,8 @@ class CudaMoeLayer {
   Transport* device_transport_;
   CudaGroupedFfn* ffn_;
   int sample_every_;
-  cudaEvent_t host_wait_ = nullptr;  // recorded where the host must see what came before
+  cudaEvent_t host_wait_ = nullptr;     // recorded where the host must see what came before
+  cublasHandle_t gate_blas_ = nullptr;  // the gate's logits GEMM, on the FFN's stream
   DeviceRoutingTable table_device_;
   const RoutingTable* table_ = nullptr;  // the last table copied, and its epoch
   Epoch table_epoch_ = 0;
@@ -116,6 +118,7 @@ class CudaMoeLayer {
   DeviceArray<int64_t> token_ids_;
   DeviceArray<int32_t> ids_, slots_;  // ids: [layers][pairs] when replaying, else [pairs]
   DeviceArray<float> weights_;        // as ids
+  DeviceArray<float> logits_;         // [tokens x experts], the gate's scratch
   DeviceArray<unsigned long long> load_, coactivation_;
   PinnedArray<float> x_stage_;
   PinnedArray<int64_t> token_stage_;

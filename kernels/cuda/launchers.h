@@ -15,6 +15,11 @@ namespace grace::cuda {
 void GateTopK(const float* hidden, const float* gate_weight, int tokens, int hidden_size,
               int experts, int top_k, int32_t* ids, float* weights, cudaStream_t stream);
 
+// The second half of GateTopK on logits computed elsewhere (a cuBLAS GEMM: the device MoE
+// layer's gate): logits [tokens x experts] are overwritten (scratch). Returns the launch's error.
+cudaError_t SoftmaxTopK(float* logits, int tokens, int experts, int top_k, int32_t* ids,
+                        float* weights, cudaStream_t stream);
+
 // The routing table flattened for the device (kernels/cuda/device_routing_table.h).
 struct RoutingView {
   const uint32_t* entry_offset;  // [layer][rank][expert]
