@@ -37,7 +37,8 @@ fi
 phase "GPU: $gpu_name; CUDA architecture $arch; build tree $build; $jobs jobs"
 
 cmake -S . -B "$build" -G Ninja -DGRACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-targets=(cuda_kernels_test cuda_moe_layer_test nccl_transport_test kernels_test gracectl)
+targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test kernels_test
+  gracectl)
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 phase "built ${targets[*]}"
 
