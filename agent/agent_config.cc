@@ -75,13 +75,16 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "transport", source));
     TomlFields f(*t, source, "transport");
-    GRACE_RETURN_IF_ERROR(
-        f.RejectUnknown({"kind", "rendezvous", "listen_host", "connect_timeout_ms"}));
+    GRACE_RETURN_IF_ERROR(f.RejectUnknown(
+        {"kind", "rendezvous", "listen_host", "connect_timeout_ms", "nccl_timeout_ms"}));
     GRACE_RETURN_IF_ERROR(f.String("kind", "tcp", &c.transport));
-    if (c.transport != "tcp") {
-      return InvalidArgument(f.Where("kind") + ": expected \"tcp\" (the agent's data path runs " +
-                             "on host memory; NCCL is for GPU builds), got \"" + c.transport +
-                             "\"");
+    if (c.transport != "tcp" && c.transport != "nccl") {
+      return InvalidArgument(f.Where("kind") + ": expected \"tcp\" or \"nccl\", got \"" +
+                             c.transport + "\"");
+    }
+    if (c.transport == "nccl" && c.backend != "cuda") {
+      return InvalidArgument(f.Where("kind") + ": \"nccl\" moves device memory; it needs " +
+                             "[agent].backend = \"cuda\" (backend is \"" + c.backend + "\")");
     }
     std::string rendezvous;
     GRACE_RETURN_IF_ERROR(f.String("rendezvous", "127.0.0.1:29500", &rendezvous));
@@ -89,6 +92,7 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
         ParseHostPort(f, "rendezvous", rendezvous, &c.rendezvous_host, &c.rendezvous_port));
     GRACE_RETURN_IF_ERROR(f.String("listen_host", "127.0.0.1", &c.listen_host));
     GRACE_RETURN_IF_ERROR(f.Int("connect_timeout_ms", 30000, 100, 3600000, &c.connect_timeout_ms));
+    GRACE_RETURN_IF_ERROR(f.Int("nccl_timeout_ms", 60000, 100, 3600000, &c.nccl_timeout_ms));
   }
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "model", source));

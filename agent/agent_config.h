@@ -28,11 +28,12 @@ struct AgentConfig {
   std::string backend = "cpu";  // "cpu" or "cuda"
 
   // [transport]
-  std::string transport = "tcp";
+  std::string transport = "tcp";  // "tcp", or "nccl" (backend "cuda": records device to device)
   std::string rendezvous_host = "127.0.0.1";
   uint16_t rendezvous_port = 29500;
   std::string listen_host = "127.0.0.1";
   int connect_timeout_ms = 30000;
+  int nccl_timeout_ms = 60000;  // kind = "nccl": set-up and each exchange, then abort
 
   // [model]
   ModelShape model;

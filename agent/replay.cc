@@ -20,7 +20,9 @@
 #include "kernels/gate.h"
 #include "migrate/tcp_transport.h"
 #if defined(GRACE_HAVE_CUDA)
+#include "agent/cuda_replay_step.h"
 #include "kernels/cuda_expert_backend.h"
+#include "migrate/nccl_transport.h"
 #endif
 
 namespace grace {
@@ -217,6 +219,31 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       }
     }
     MoeLayer layer(shape, topo.slots_per_gpu, topo.gpus_per_node, transport.get(), backend.get());
+#if defined(GRACE_HAVE_CUDA)
+    // backend = "cuda": the device-resident layers; with [transport].kind = "nccl" their records
+    // go device to device over NCCL, bootstrapped by (and counted over) the TCP mesh.
+    std::unique_ptr<NcclTransport> nccl;
+    std::unique_ptr<CudaMoeLayer> cuda_layer;
+    if (c.backend == "cuda") {
+      if (c.transport == "nccl") {
+        auto made = NcclTransport::Create(
+            *transport, {.device = rank - c.first_rank,
+                         .timeout = std::chrono::milliseconds(c.nccl_timeout_ms)});
+        if (!made.ok()) {
+          if (fault_tolerant && IsTransportFailure(made.status())) continue;
+          return made.status().WithContext("rank " + std::to_string(rank));
+        }
+        nccl = std::move(*made);
+      }
+      GRACE_ASSIGN_OR_RETURN(
+          cuda_layer, CudaMoeLayer::Create(shape, topo.slots_per_gpu, topo.gpus_per_node,
+                                           transport.get(), nccl.get(), CudaGroupedFfnOf(*backend),
+                                           c.coactivation_sample_every));
+      for (int li = 0; c.trace_file.empty() && li < shape.num_layers; ++li) {
+        GRACE_RETURN_IF_ERROR(cuda_layer->LoadGate(li, model.weights.gate[li].data()));
+      }
+    }
+#endif
     Status failed;
     for (; s < max_steps; ++s) {
       if (reader) {
@@ -288,7 +315,21 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
         GenerateHidden(c.seed, token_ids[t], shape.hidden, &x[t * shape.hidden]);
       ids.resize(static_cast<size_t>(n) * shape.top_k);
       gw.resize(ids.size());
-      for (int li = 0; li < shape.num_layers && failed.ok(); ++li) {
+#if defined(GRACE_HAVE_CUDA)
+      if (cuda_layer != nullptr) {
+        failed = RunCudaReplayStep(*cuda_layer, table, shape, reader ? &step.tokens : nullptr, rows,
+                                   token_ids, static_cast<uint64_t>(s), c.seed, progress, x, ids,
+                                   gw, &times);
+        if (!failed.ok()) {
+          failed =
+              failed.WithContext("rank " + std::to_string(rank) + " step " + std::to_string(s));
+        }
+      }
+      const bool layers_on_cpu = cuda_layer == nullptr;
+#else
+      const bool layers_on_cpu = true;
+#endif
+      for (int li = 0; layers_on_cpu && li < shape.num_layers && failed.ok(); ++li) {
         auto t0 = std::chrono::steady_clock::now();
         if (reader) {
           TraceRouting(step.tokens, li, shape.top_k, rows.data(), n, ids.data(), gw.data());
@@ -345,6 +386,9 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       progress.next_step.store(s + 1, std::memory_order_release);
     }
     remote_bytes += layer.remote_bytes_sent();
+#if defined(GRACE_HAVE_CUDA)
+    if (cuda_layer != nullptr) remote_bytes += cuda_layer->remote_bytes_sent();
+#endif
     if (failed.ok()) {
       finished = true;
     } else if (!fault_tolerant || !IsTransportFailure(failed)) {

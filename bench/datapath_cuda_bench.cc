@@ -8,10 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "agent/cuda_moe_layer.h"
+#include "agent/local_cluster.h"
 #include "kernels/bf16.h"
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_expert_backend.h"
 #include "kernels/cuda_grouped_ffn.h"
+#include "migrate/tcp_transport.h"
 #endif
 
 namespace grace {
@@ -204,6 +207,115 @@ StatusOr<nlohmann::json> MeasureShape(const FfnShape& f, const CudaDatapathBench
   return out;
 }
 
+// The whole MoE layer on one GPU (agent/cuda_moe_layer.h), gate to combine, at the OLMoE shape
+// (64 experts in 64 slots, top-8, hidden 2048, ffn 1024, 8,192 tokens), against the grouped FFN
+// alone on the rows the layer's routing gave each slot.
+StatusOr<nlohmann::json> MeasureLayer(const CudaDatapathBenchOptions& o) {
+  const ModelShape shape{
+      .num_experts = 64, .top_k = 8, .hidden = 2048, .ffn = 1024, .num_layers = 1};
+  const int tokens = 8192;
+  const Topology topo{.nodes = 1, .gpus_per_node = 1, .slots_per_gpu = shape.num_experts};
+  Placement placement = Placement::Empty(shape.num_experts, {0}, topo.total_slots());
+  for (SlotId s = 0; s < topo.total_slots(); ++s) placement.physical_to_logical[0][s] = s;
+  GRACE_ASSIGN_OR_RETURN(std::shared_ptr<const RoutingTable> table,
+                         RoutingTableBuilder(1, topo, placement).Build());
+  // One rank: the layer never sends, but takes its rank and size from a transport.
+  GRACE_ASSIGN_OR_RETURN(int port, PickFreePort());
+  TcpTransportOptions to;
+  to.rendezvous_port = static_cast<uint16_t>(port);
+  GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> control, TcpTransport::Connect(to));
+  GRACE_ASSIGN_OR_RETURN(auto ffn, CudaGroupedFfn::Create(shape, 1, shape.num_experts, 0));
+  const size_t slot_elements = static_cast<size_t>(shape.ffn) * shape.hidden;
+  std::vector<std::vector<float>> w;  // two distinct experts, loaded alternately
+  for (int i = 0; i < 6; ++i) {
+    const float fan_in = i % 3 == 2 ? shape.ffn : shape.hidden;
+    w.push_back(RandomFloats(slot_elements, 1.0f / std::sqrt(fan_in), o.seed + 10 + i));
+  }
+  for (int s = 0; s < shape.num_experts; ++s) {
+    const int e = 3 * (s % 2);
+    GRACE_RETURN_IF_ERROR(ffn->LoadSlot(0, s, w[e].data(), w[e + 1].data(), w[e + 2].data()));
+  }
+  GRACE_ASSIGN_OR_RETURN(
+      std::unique_ptr<CudaMoeLayer> layer,
+      CudaMoeLayer::Create(shape, shape.num_experts, 1, control.get(), nullptr, ffn.get()));
+  const std::vector<float> gate =
+      RandomFloats(static_cast<size_t>(shape.num_experts) * shape.hidden,
+                   1.0f / std::sqrt(float(shape.hidden)), o.seed + 20);
+  GRACE_RETURN_IF_ERROR(layer->LoadGate(0, gate.data()));
+  const std::vector<float> x0 =
+      RandomFloats(static_cast<size_t>(tokens) * shape.hidden, 1.0f, o.seed + 21);
+  std::vector<float> x(x0.size());
+  std::vector<int64_t> token_ids(tokens);
+  for (int t = 0; t < tokens; ++t) token_ids[t] = t;
+  Timer timer;
+  GRACE_RETURN_IF_ERROR(timer.Init());
+  cudaEvent_t begin = nullptr, end = nullptr;
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&begin), "cudaEventCreate"));
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&end), "cudaEventCreate"));
+  std::vector<double> step_ms, layer_ms;
+  StepTimes times;
+  Status failed;
+  for (int i = 0; i < o.repeats + 2 && failed.ok(); ++i) {
+    // Every step starts from the same hidden states: the same routing each time.
+    failed = [&]() -> Status {
+      const auto t0 = std::chrono::steady_clock::now();
+      GRACE_RETURN_IF_ERROR(
+          layer->BeginStep(*table, token_ids.data(), tokens, x0.data(), nullptr, nullptr));
+      GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(begin, ffn->stream()), "cudaEventRecord"));
+      GRACE_RETURN_IF_ERROR(layer->Run(0, static_cast<uint64_t>(i), o.seed, &times));
+      GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(end, ffn->stream()), "cudaEventRecord"));
+      GRACE_RETURN_IF_ERROR(layer->EndStep(x.data()));
+      const double wall =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      float device = 0;
+      GRACE_RETURN_IF_ERROR(
+          CudaStatus(cudaEventElapsedTime(&device, begin, end), "cudaEventElapsedTime"));
+      if (i >= 2) {  // two warm-ups
+        step_ms.push_back(wall);
+        layer_ms.push_back(device);
+      }
+      return Status::Ok();
+    }();
+  }
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  GRACE_RETURN_IF_ERROR(failed);
+  std::sort(step_ms.begin(), step_ms.end());
+  std::sort(layer_ms.begin(), layer_ms.end());
+  // The FFN alone on the same rows per slot.
+  const std::vector<int32_t>& pairs = layer->measured().slot_pairs;
+  std::vector<int32_t> offsets(pairs.size() + 1, 0);
+  for (size_t s = 0; s < pairs.size(); ++s) offsets[s + 1] = offsets[s] + pairs[s];
+  const size_t rows = static_cast<size_t>(offsets.back());
+  DeviceArray<uint16_t> xin, yout;
+  GRACE_RETURN_IF_ERROR(xin.Resize(rows * shape.hidden));
+  GRACE_RETURN_IF_ERROR(yout.Resize(rows * shape.hidden));
+  GRACE_RETURN_IF_ERROR(CudaStatus(
+      cudaMemsetAsync(xin.data(), 0, rows * shape.hidden * sizeof(uint16_t), ffn->stream()),
+      "cudaMemsetAsync rows"));
+  GRACE_ASSIGN_OR_RETURN(double ffn_ms, timer.MedianMs(o.repeats, ffn->stream(), [&] {
+    return ffn->Enqueue(0, offsets.data(), xin.data(), yout.data());
+  }));
+  bool finite = true;
+  for (float v : x) finite = finite && std::isfinite(v);
+  const double n = o.repeats + 2;  // the phase times include the warm-ups
+  return nlohmann::json{{"experts", shape.num_experts},
+                        {"top_k", shape.top_k},
+                        {"hidden", shape.hidden},
+                        {"ffn", shape.ffn},
+                        {"tokens", tokens},
+                        {"rows", rows},
+                        {"step_ms", step_ms[step_ms.size() / 2]},
+                        {"layer_ms", layer_ms[layer_ms.size() / 2]},
+                        {"ffn_ms", ffn_ms},
+                        {"layer_vs_ffn", layer_ms[layer_ms.size() / 2] / ffn_ms},
+                        {"host_route_ms", 1e3 * times.route / n},
+                        {"host_permute_ms", 1e3 * times.permute / n},
+                        {"host_ffn_enqueue_ms", 1e3 * times.ffn / n},
+                        {"host_combine_ms", 1e3 * times.combine / n},
+                        {"output_finite", finite}};
+}
+
 }  // namespace
 
 StatusOr<nlohmann::json> RunCudaDatapathBench(const CudaDatapathBenchOptions& o) {
@@ -231,6 +343,7 @@ StatusOr<nlohmann::json> RunCudaDatapathBench(const CudaDatapathBenchOptions& o)
     out["ffn"][f.name] = figures;
   }
   out["ffn_vs_gemm_min"] = worst;
+  GRACE_ASSIGN_OR_RETURN(out["layer"]["olmoe"], MeasureLayer(o));
   out["targets"] = {{"ffn_vs_gemm", 0.6}};
   return out;
 }

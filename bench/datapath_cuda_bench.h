@@ -7,6 +7,13 @@
 //     ffn_vs_gemm      grouped_tflops / gemm_tflops (target >= 0.6)
 //     run_ms           the CUDA ExpertBackend's Run from float32 host rows to float32 host
 //                      rows (bf16 conversion on the CPU, pinned copies, one sync)
+//   the whole layer on one GPU (agent/cuda_moe_layer.h) at the OLMoE shape, gate to combine
+//   (layer.olmoe; 8,192 tokens, 64 slots):
+//     step_ms          host wall time of one step: x to the device, the layer, x back
+//     layer_ms         device time from the layer's first kernel to its last (CUDA events),
+//                      including the gaps where the device waits for the host's dispatch layout
+//     ffn_ms           the grouped FFN alone on the same rows per slot; layer_vs_ffn the ratio
+//     host_*_ms        the host's time per phase of Run (queuing; the waits show in route)
 // Run by `gracectl bench datapath --backend cuda [--json]`. Without a GPU (or in a build without
 // CUDA) it returns Unavailable naming why; it never crashes. Timings are reported, never asserted.
 #pragma once

@@ -13,6 +13,7 @@ class CudaExpertBackend final : public ExpertBackend {
       : shape_(shape), local_slots_(local_slots), ffn_(std::move(ffn)) {}
 
   const char* name() const override { return "cuda"; }
+  CudaGroupedFfn* ffn() const { return ffn_.get(); }
 
   Status LoadSlot(int layer_index, int local_slot, const float* w1, const float* w3,
                   const float* w2) override {
@@ -63,6 +64,11 @@ class CudaExpertBackend final : public ExpertBackend {
 };
 
 }  // namespace
+
+CudaGroupedFfn* CudaGroupedFfnOf(ExpertBackend& backend) {
+  auto* cuda = dynamic_cast<CudaExpertBackend*>(&backend);
+  return cuda == nullptr ? nullptr : cuda->ffn();
+}
 
 StatusOr<std::unique_ptr<ExpertBackend>> MakeCudaExpertBackend(const ModelShape& shape,
                                                                int num_layers, int local_slots,

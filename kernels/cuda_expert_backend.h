@@ -15,10 +15,17 @@
 
 namespace grace {
 
+class CudaGroupedFfn;
+
 // Fails (naming the cause) when no CUDA device can be used, or when hidden or ffn is not a
 // multiple of 8.
 StatusOr<std::unique_ptr<ExpertBackend>> MakeCudaExpertBackend(const ModelShape& shape,
                                                                int num_layers, int local_slots,
                                                                int device);
+
+// The grouped FFN a backend made by MakeCudaExpertBackend runs on (owned by the backend), null
+// for any other backend: the device-resident MoE layer (agent/cuda_moe_layer.h) queues its FFN
+// there, while LoadSlot and AdoptSlot keep going through the backend.
+CudaGroupedFfn* CudaGroupedFfnOf(ExpertBackend& backend);
 
 }  // namespace grace

@@ -1,5 +1,7 @@
 #include "migrate/nccl_transport.h"
 
+#include <thread>
+
 #include <nccl.h>
 
 #include "kernels/cuda_device.h"
@@ -7,9 +9,10 @@
 namespace grace {
 namespace {
 
-// The one place NCCL errors become Status values.
+// The one place NCCL errors become Status values. ncclInProgress is not an error: a
+// non-blocking communicator's operation has been queued.
 Status NcclStatus(ncclResult_t result, const char* what) {
-  if (result == ncclSuccess) return Status::Ok();
+  if (result == ncclSuccess || result == ncclInProgress) return Status::Ok();
   const StatusCode code =
       result == ncclInvalidArgument || result == ncclInvalidUsage ? StatusCode::kInvalidArgument
       : result == ncclRemoteError || result == ncclSystemError    ? StatusCode::kUnavailable
@@ -23,42 +26,103 @@ ncclComm_t Comm(void* p) {
 cudaStream_t Stream(void* p) {
   return static_cast<cudaStream_t>(p);
 }
+cudaEvent_t Event(void* p) {
+  return static_cast<cudaEvent_t>(p);
+}
 
 }  // namespace
 
-StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(Transport& bootstrap, int device) {
+StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
+    Transport& bootstrap, const NcclTransportOptions& options) {
   std::string why;
   if (!CudaDeviceAvailable(&why)) return Unavailable("nccl transport: " + why);
   std::unique_ptr<NcclTransport> t(new NcclTransport());
   t->rank_ = bootstrap.rank();
   t->size_ = bootstrap.size();
-  t->device_ = device;
+  t->device_ = options.device;
+  t->timeout_ = options.timeout;
   ncclUniqueId id{};
   if (t->rank_ == 0) GRACE_RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), "ncclGetUniqueId"));
   // Rank 0's id to everyone: an all-to-all where only rank 0's blocks matter.
   std::vector<ncclUniqueId> send(t->size_, id), recv(t->size_);
   GRACE_RETURN_IF_ERROR(bootstrap.AllToAll(send.data(), recv.data(), sizeof(ncclUniqueId)));
   id = recv[0];
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(options.device), "cudaSetDevice"));
+  int least = 0, greatest = 0;
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaDeviceGetStreamPriorityRange(&least, &greatest),
+                                   "cudaDeviceGetStreamPriorityRange"));
   cudaStream_t stream = nullptr;
-  GRACE_RETURN_IF_ERROR(
-      CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"));
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking,
+                                                                options.low_priority ? least : 0),
+                                   "cudaStreamCreateWithPriority"));
   t->stream_ = stream;
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&t->barrier_buffer_, 2 * t->size_), "cudaMalloc"));
-  ncclComm_t comm = nullptr;
+  cudaEvent_t done = nullptr;
   GRACE_RETURN_IF_ERROR(
-      NcclStatus(ncclCommInitRank(&comm, t->size_, id, t->rank_), "ncclCommInitRank"));
+      CudaStatus(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreate"));
+  t->done_ = done;
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&t->barrier_buffer_, 2 * t->size_), "cudaMalloc"));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;  // every wait is ours, with a deadline
+  ncclComm_t comm = nullptr;
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  const ncclResult_t init = ncclCommInitRankConfig(&comm, t->size_, id, t->rank_, &config);
   t->comm_ = comm;
+  if (init != ncclSuccess && init != ncclInProgress) {
+    return t->Abort(NcclStatus(init, "ncclCommInitRankConfig"));
+  }
+  GRACE_RETURN_IF_ERROR(t->WaitUntilDone(nullptr, deadline, "ncclCommInitRankConfig"));
   return t;
 }
 
 NcclTransport::~NcclTransport() {
-  if (comm_ != nullptr) ncclCommDestroy(Comm(comm_));
+  if (comm_ != nullptr) {
+    // A healthy communicator whose peers are gone may not finalise; aborting never waits.
+    ncclCommAbort(Comm(comm_));
+  }
+  if (stream_ != nullptr) cudaStreamSynchronize(Stream(stream_));
   if (barrier_buffer_ != nullptr) cudaFree(barrier_buffer_);
+  if (done_ != nullptr) cudaEventDestroy(Event(done_));
   if (stream_ != nullptr) cudaStreamDestroy(Stream(stream_));
 }
 
+Status NcclTransport::Abort(Status why) {
+  if (comm_ != nullptr) {
+    ncclCommAbort(Comm(comm_));
+    comm_ = nullptr;
+  }
+  aborted_ = Status(why.code(), why.message() + " (communicator aborted)");
+  return aborted_;
+}
+
+Status NcclTransport::WaitUntilDone(void* done, std::chrono::steady_clock::time_point deadline,
+                                    const char* what) {
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t query = ncclCommGetAsyncError(Comm(comm_), &state);
+    if (query != ncclSuccess) return Abort(NcclStatus(query, "ncclCommGetAsyncError"));
+    if (state != ncclSuccess && state != ncclInProgress) {
+      return Abort(NcclStatus(state, what)
+                       .WithContext("rank " + std::to_string(rank_) + " (a peer failed or left?)"));
+    }
+    if (state == ncclSuccess) {
+      if (done == nullptr) return Status::Ok();
+      const cudaError_t e = cudaEventQuery(Event(done));
+      if (e == cudaSuccess) return Status::Ok();
+      if (e != cudaErrorNotReady) return Abort(CudaStatus(e, what));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Abort(DeadlineExceeded(std::string("nccl transport: rank ") + std::to_string(rank_) +
+                                    ": " + what + " did not complete within " +
+                                    std::to_string(timeout_.count()) +
+                                    " ms (a peer dead or stuck?)"));
+    }
+    std::this_thread::yield();
+  }
+}
+
 Status NcclTransport::Group(std::span<const SendOp> sends, std::span<const RecvOp> recvs) {
+  if (!aborted_.ok()) return aborted_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
   GRACE_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
   GRACE_RETURN_IF_ERROR(NcclStatus(ncclGroupStart(), "ncclGroupStart"));
   Status enqueue;
@@ -72,9 +136,16 @@ Status NcclTransport::Group(std::span<const SendOp> sends, std::span<const RecvO
     enqueue = NcclStatus(
         ncclRecv(op.data, op.bytes, ncclInt8, op.peer, Comm(comm_), Stream(stream_)), "ncclRecv");
   }
-  GRACE_RETURN_IF_ERROR(NcclStatus(ncclGroupEnd(), "ncclGroupEnd"));
-  GRACE_RETURN_IF_ERROR(enqueue);
-  return CudaStatus(cudaStreamSynchronize(Stream(stream_)), "cudaStreamSynchronize");
+  const Status ended = NcclStatus(ncclGroupEnd(), "ncclGroupEnd");
+  if (!ended.ok()) return Abort(ended);
+  if (!enqueue.ok()) return Abort(enqueue);
+  // A non-blocking group may still be issuing its operations: wait for that, then record the
+  // event behind them and wait for the stream to pass it.
+  GRACE_RETURN_IF_ERROR(WaitUntilDone(nullptr, deadline, "ncclGroupEnd"));
+  const Status recorded =
+      CudaStatus(cudaEventRecord(Event(done_), Stream(stream_)), "cudaEventRecord");
+  if (!recorded.ok()) return Abort(recorded);
+  return WaitUntilDone(done_, deadline, "send/receive group");
 }
 
 Status NcclTransport::Barrier() {

@@ -6,21 +6,41 @@
 // sends it to every rank.
 //
 //   GRACE_ASSIGN_OR_RETURN(auto tcp, TcpTransport::Connect(options));
-//   GRACE_ASSIGN_OR_RETURN(auto nccl, NcclTransport::Create(*tcp, /*device=*/0));
+//   GRACE_ASSIGN_OR_RETURN(auto nccl, NcclTransport::Create(*tcp, {.device = 0}));
+//
+// Never blocks for ever: the communicator is non-blocking, and its initialisation and every
+// Group() poll ncclCommGetAsyncError and the stream against a deadline (options.timeout). A
+// failure (a dead peer, a network error) or the deadline ends in ncclCommAbort and a clear
+// error (Unavailable, or DeadlineExceeded for the deadline); the transport then refuses further
+// calls, and the owner forms a new one.
 //
 // Thread contract: one thread at a time (Transport's). Built only with CUDA.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "migrate/transport.h"
 
 namespace grace {
 
+struct NcclTransportOptions {
+  int device = 0;
+  // Communicator set-up, and each Group() from its call to its completion.
+  std::chrono::milliseconds timeout{60000};
+  // The stream is created at the lowest priority, so the data path's kernels go first (the
+  // migration's weight copies).
+  bool low_priority = false;
+};
+
 class NcclTransport final : public Transport {
  public:
   // Collective over `bootstrap`'s ranks; fails (naming the cause) without a usable device.
-  static StatusOr<std::unique_ptr<NcclTransport>> Create(Transport& bootstrap, int device);
+  static StatusOr<std::unique_ptr<NcclTransport>> Create(Transport& bootstrap,
+                                                         const NcclTransportOptions& options);
+  static StatusOr<std::unique_ptr<NcclTransport>> Create(Transport& bootstrap, int device) {
+    return Create(bootstrap, NcclTransportOptions{.device = device});
+  }
   ~NcclTransport() override;
 
   RankId rank() const override { return rank_; }
@@ -29,17 +49,27 @@ class NcclTransport final : public Transport {
   Status Group(std::span<const SendOp> sends, std::span<const RecvOp> recvs) override;
   Status Barrier() override;
 
-  // The stream NCCL work is enqueued on.
+  // The stream NCCL work is enqueued on (a cudaStream_t).
   void* stream() const { return stream_; }
 
  private:
   NcclTransport() = default;
+  // Polls until the communicator has no operation in progress and, when `done` (a cudaEvent_t)
+  // is set, that event has completed; aborts the communicator on an error or at the deadline.
+  Status WaitUntilDone(void* done, std::chrono::steady_clock::time_point deadline,
+                       const char* what);
+  // ncclCommAbort, once; later calls are refused with `why`.
+  Status Abort(Status why);
+
   RankId rank_ = 0;
   int size_ = 1;
   int device_ = 0;
+  std::chrono::milliseconds timeout_{60000};
   void* comm_ = nullptr;    // ncclComm_t
   void* stream_ = nullptr;  // cudaStream_t
+  void* done_ = nullptr;    // cudaEvent_t recorded after each Group's work
   void* barrier_buffer_ = nullptr;
+  Status aborted_;  // non-Ok once the communicator was aborted
 };
 
 }  // namespace grace

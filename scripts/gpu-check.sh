@@ -2,8 +2,9 @@
 # scripts/gpu-check.sh: one command for a machine with an NVIDIA GPU. Configures a separate build
 # tree (build-gpu/, CUDA required, CMAKE_CUDA_ARCHITECTURES from nvidia-smi or 90), builds only
 # the GPU tests and gracectl, runs every GPU test and `gracectl bench datapath --backend cuda
-# --json`, and prints the figures (also written to build-gpu/gpu-figures.json). Sized for under
-# 6 minutes on one H200, build included. On a machine without a usable GPU it compiles, runs the
+# --json`, and prints the figures (grouped FFN against one GEMM, and the whole layer per step
+# against the FFN alone; also written to build-gpu/gpu-figures.json). Sized for under 6 minutes
+# on one H200, build included. On a machine without a usable GPU it compiles, runs the
 # GPU tests (which report themselves skipped), says that no GPU was found and exits 0, so it can
 # be dry-run anywhere nvcc is installed.
 #
@@ -36,12 +37,13 @@ fi
 phase "GPU: $gpu_name; CUDA architecture $arch; build tree $build; $jobs jobs"
 
 cmake -S . -B "$build" -G Ninja -DGRACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-targets=(cuda_kernels_test nccl_transport_test kernels_test gracectl)
+targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test kernels_test
+  gracectl)
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 phase "built ${targets[*]}"
 
 # The GPU tests and the CPU twins' own tests (bf16 rounding, the CPU expert backend).
-ctest --test-dir "$build" -R 'CudaKernelsTest|NcclTransportTest|Bf16Test|CpuExpertBackendTest' \
+ctest --test-dir "$build" -R 'CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|Bf16Test|CpuExpertBackendTest' \
   --output-on-failure --no-tests=error --timeout 300
 phase "tests done"
 
@@ -64,6 +66,10 @@ for name, f in j["ffn"].items():
     print(f"{name:17} grouped bf16 FFN {f['grouped_tflops']:.1f} TFLOP/s ({f['grouped_ms']:.3f} ms), "
           f"one GEMM {f['gemm_tflops']:.1f} TFLOP/s, ratio {f['ffn_vs_gemm']:.2f} (target 0.6), "
           f"Run from host {f['run_ms']:.2f} ms")
+for name, l in j.get("layer", {}).items():
+    print(f"{name:17} whole layer on one GPU (gate to combine) {l['step_ms']:.2f} ms per step "
+          f"(x in and out), {l['layer_ms']:.2f} ms on the device; grouped FFN alone "
+          f"{l['ffn_ms']:.2f} ms (layer / FFN {l['layer_vs_ffn']:.2f})")
 PY
 fi
 phase "done"

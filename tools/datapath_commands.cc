@@ -32,6 +32,13 @@ void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
         f["gemm_tflops"].get<double>(), f["ffn_vs_gemm"].get<double>(), f["run_ms"].get<double>());
   }
   std::printf("lowest ratio %.2f (target >= 0.6)\n", j["ffn_vs_gemm_min"].get<double>());
+  for (const auto& [name, l] : j["layer"].items()) {
+    std::printf(
+        "%-17s whole layer on one GPU (gate to combine): %.2f ms per step (x in and out), "
+        "%.2f ms on the device; the grouped FFN alone %.2f ms (layer / FFN %.2f)\n",
+        name.c_str(), l["step_ms"].get<double>(), l["layer_ms"].get<double>(),
+        l["ffn_ms"].get<double>(), l["layer_vs_ffn"].get<double>());
+  }
 }
 
 }  // namespace

@@ -39,7 +39,42 @@ __global__ void GateTopKKernel(const T* hidden, const T* gate_weight, int hidden
   }
 }
 
+// One thread per token over its row of logits, rewritten in place with exp(l - max): the CPU
+// twin's softmax and repeated argmax (lower id first on ties), taken entries marked -1.
+__global__ void SoftmaxTopKKernel(float* logits, int tokens, int experts, int top_k, int32_t* ids,
+                                  float* weights) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= tokens) return;
+  float* row = logits + static_cast<int64_t>(t) * experts;
+  float max_logit = row[0];
+  for (int e = 1; e < experts; ++e) max_logit = fmaxf(max_logit, row[e]);
+  float sum = 0;
+  for (int e = 0; e < experts; ++e) {
+    row[e] = expf(row[e] - max_logit);
+    sum += row[e];
+  }
+  for (int k = 0; k < top_k; ++k) {
+    int best = -1;
+    for (int e = 0; e < experts; ++e) {
+      if (row[e] < 0) continue;
+      if (best < 0 || row[e] > row[best]) best = e;
+    }
+    ids[static_cast<int64_t>(t) * top_k + k] = best;
+    weights[static_cast<int64_t>(t) * top_k + k] = row[best] / sum;
+    row[best] = -1.0f;
+  }
+}
+
 }  // namespace
+
+cudaError_t SoftmaxTopK(float* logits, int tokens, int experts, int top_k, int32_t* ids,
+                        float* weights, cudaStream_t stream) {
+  if (tokens <= 0) return cudaSuccess;
+  const int threads = 128;
+  SoftmaxTopKKernel<<<(tokens + threads - 1) / threads, threads, 0, stream>>>(
+      logits, tokens, experts, top_k, ids, weights);
+  return cudaGetLastError();
+}
 
 void GateTopK(const float* hidden, const float* gate_weight, int tokens, int hidden_size,
               int experts, int top_k, int32_t* ids, float* weights, cudaStream_t stream) {

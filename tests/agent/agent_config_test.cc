@@ -43,6 +43,27 @@ TEST(AgentConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_EQ(c->coactivation_max_pairs, 512);
 }
 
+TEST(AgentConfigTest, NcclTransportNeedsTheCudaBackend) {
+  auto nccl = ParseAgentConfig(
+      std::string(kMinimal) +
+          "[agent]\nbackend = \"cuda\"\n[transport]\nkind = \"nccl\"\nnccl_timeout_ms = 5000\n",
+      "agent.toml");
+  ASSERT_TRUE(nccl.ok()) << nccl.status().ToString();
+  EXPECT_EQ(nccl->transport, "nccl");
+  EXPECT_EQ(nccl->nccl_timeout_ms, 5000);
+  EXPECT_EQ(ParseAgentConfig(kMinimal, "agent.toml")->nccl_timeout_ms, 60000);
+  auto cpu =
+      ParseAgentConfig(std::string(kMinimal) + "[transport]\nkind = \"nccl\"\n", "agent.toml");
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_NE(cpu.status().message().find("backend = \"cuda\""), std::string::npos)
+      << cpu.status().ToString();
+  auto other =
+      ParseAgentConfig(std::string(kMinimal) + "[transport]\nkind = \"rdma\"\n", "agent.toml");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("[transport].kind"), std::string::npos)
+      << other.status().ToString();
+}
+
 TEST(AgentConfigTest, CoactivationMaxPairsIsBoundedByTheWire) {
   auto c = ParseAgentConfig(std::string(kMinimal) + "[replay]\ncoactivation_max_pairs = 64\n",
                             "agent.toml");
