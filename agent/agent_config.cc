@@ -175,8 +175,8 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "migration", source));
     TomlFields f(*t, source, "migration");
-    GRACE_RETURN_IF_ERROR(
-        f.RejectUnknown({"rendezvous", "chunk_bytes", "max_bytes_per_s", "step_budget"}));
+    GRACE_RETURN_IF_ERROR(f.RejectUnknown(
+        {"rendezvous", "chunk_bytes", "max_bytes_per_s", "step_budget", "spare_slots"}));
     std::string rendezvous;
     GRACE_RETURN_IF_ERROR(f.String("rendezvous", "127.0.0.1:29600", &rendezvous));
     GRACE_RETURN_IF_ERROR(ParseHostPort(f, "rendezvous", rendezvous, &c.migration_rendezvous_host,
@@ -184,6 +184,8 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
     GRACE_RETURN_IF_ERROR(f.Int("chunk_bytes", 256 << 10, 4096, 1 << 30, &c.chunk_bytes));
     GRACE_RETURN_IF_ERROR(f.Double("max_bytes_per_s", 0, 0, 1e12, &c.max_bytes_per_s));
     GRACE_RETURN_IF_ERROR(f.Double("step_budget", 1.25, 1.0, 100.0, &c.step_budget));
+    // Default: as many spares as slots, so any migration stages in one round.
+    GRACE_RETURN_IF_ERROR(f.Int("spare_slots", c.topology.slots_per_gpu, 0, 4096, &c.spare_slots));
   }
   GRACE_RETURN_IF_ERROR(c.model.Validate().WithContext(source));
   return c;

@@ -67,6 +67,9 @@ struct AgentConfig {
   int chunk_bytes = 256 << 10;
   double max_bytes_per_s = 0;  // 0: no rate cap
   double step_budget = 1.25;   // pause copies while a step takes longer than this x its baseline
+  // Physical expert slots per layer beyond slots_per_rank, staged into before READY; default
+  // slots_per_rank. A migration that needs more new slots on a rank runs in rounds (graced).
+  int spare_slots = 0;
 
   // [output]
   std::string output_dir = ".";

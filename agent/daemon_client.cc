@@ -150,6 +150,7 @@ Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, 
         h.placement_json = placement_json;
         RAND_bytes(nonce.data(), static_cast<int>(nonce.size()));
         h.daemon_nonce = nonce;
+        h.spare_slots = c_.spare_slots;
         h.proof = ProveSecret(c_.cluster_secret, ch->nonce);
         GRACE_RETURN_IF_ERROR(SendFrame(h));
         hello_sent = true;

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "policy/locality_routing.h"
 
@@ -34,7 +35,13 @@ StatusOr<std::shared_ptr<const RoutingTable>> EpochRoutingTable(
 
 EpochSwitcher::EpochSwitcher(const AgentConfig& config, ServingState& state,
                              std::vector<RankSlotWeights>& sources, SendFn send)
-    : c_(config), state_(state), sources_(sources), send_(std::move(send)) {}
+    : c_(config),
+      state_(state),
+      sources_(sources),
+      send_(std::move(send)),
+      maps_(config.local_ranks, std::make_shared<const SlotMap>(SlotMap::Identity(
+                                    config.model.num_layers, config.topology.slots_per_gpu))),
+      replaced_(config.local_ranks) {}
 
 EpochSwitcher::~EpochSwitcher() {
   DropUncommitted();
@@ -97,6 +104,7 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
   pending_->table = *table;
   const int n = c_.local_ranks;
   pending_->results.resize(n, StatusOr<StagedCopies>(Unavailable("not run")));
+  pending_->staging.resize(n);
   auto transfers = std::make_shared<const std::vector<WireTransfer>>(p.transfers);
   for (int i = 0; i < n; ++i) {
     TransferOptions o;
@@ -120,10 +128,38 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
     Pending* pp = pending_.get();
     // A snapshot of the sources: the control thread updates its own at each switch.
     auto src = std::make_shared<const RankSlotWeights>(sources_[i]);
-    pp->threads.emplace_back([o, transfers, src, pp, i] {
+    ExpertBackend* backend = state_.backends[i].get();
+    std::shared_ptr<const SlotMap> map = maps_[i];
+    // The slots earlier switches replaced and Advance has not returned yet: this thread
+    // returns them before it stages (its spares may be among them).
+    std::vector<Replaced> replaced = std::move(replaced_[i]);
+    replaced_[i].clear();
+    const auto wait_past_switch = std::chrono::milliseconds(c_.connect_timeout_ms);
+    pp->threads.emplace_back([o, transfers, src, pp, i, backend, map, replaced, wait_past_switch] {
       // The copy yields the CPU to the data path's threads.
       setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
-      pp->results[i] = RunRankTransfers(o, *transfers, *src);
+      StatusOr<StagedCopies> copies = RunRankTransfers(o, *transfers, *src);
+      // Every rank normally runs the new epoch by now; the wait is bounded because this rank's
+      // own data path switched before this PREPARE was taken up, which is what makes the
+      // release safe here.
+      const auto deadline = std::chrono::steady_clock::now() + wait_past_switch;
+      for (const Replaced& r : replaced) {
+        while (o.progress->mesh_epoch.load(std::memory_order_acquire) < r.epoch &&
+               !o.cancel->load() && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        ReleaseSlots(*backend, r.slots);
+      }
+      if (copies.ok()) {
+        StatusOr<BackendStaging> st =
+            StageIntoBackend(*backend, *map, copies->staged, o.mesh.rank, o.slots_per_rank);
+        if (st.ok()) {
+          pp->staging[i] = std::move(*st);
+        } else {
+          copies = st.status();
+        }
+      }
+      pp->results[i] = std::move(copies);
       pp->finished.fetch_add(1, std::memory_order_release);
     });
   }
@@ -162,6 +198,7 @@ void EpochSwitcher::Publish(uint64_t switch_step) {
   for (auto& r : p.results) {
     for (StagedSlot& s : r->staged) view->staged.push_back(s);
   }
+  for (const auto& st : p.staging) view->slot_maps.push_back(st->map);
   state_.view.store(std::move(view));
 }
 
@@ -213,16 +250,43 @@ void EpochSwitcher::DropUncommitted() {
   retired_.push_back(std::move(pending_));  // staged buffers go when its threads are reaped
 }
 
+void EpochSwitcher::ReleaseReplacedSlots() {
+  for (int i = 0; i < c_.local_ranks; ++i) {
+    const Epoch past = state_.ranks[i].mesh_epoch.load(std::memory_order_acquire);
+    std::vector<Replaced>& list = replaced_[i];
+    for (auto it = list.begin(); it != list.end();) {
+      if (it->epoch <= past) {
+        ReleaseSlots(*state_.backends[i], it->slots);
+        it = list.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void EpochSwitcher::ReleaseStagedSlots(Pending& p) {
+  for (size_t i = 0; i < p.staging.size(); ++i) {
+    if (p.staging[i].has_value()) ReleaseSlots(*state_.backends[i], p.staging[i]->acquired);
+    p.staging[i].reset();
+  }
+}
+
 void EpochSwitcher::Advance() {
   for (auto it = retired_.begin(); it != retired_.end();) {
+    // Counted against results: a migration dropped after READY has joined its threads.
     if ((*it)->finished.load(std::memory_order_acquire) ==
-        static_cast<int>((*it)->threads.size())) {
-      for (std::thread& t : (*it)->threads) t.join();
+        static_cast<int>((*it)->results.size())) {
+      for (std::thread& t : (*it)->threads) {
+        if (t.joinable()) t.join();
+      }
+      ReleaseStagedSlots(**it);  // never published as current: no step reads them
       it = retired_.erase(it);
     } else {
       ++it;
     }
   }
+  ReleaseReplacedSlots();
   if (pending_ == nullptr) return;
   Pending& p = *pending_;
   const int n = static_cast<int>(p.threads.size());
@@ -272,6 +336,11 @@ void EpochSwitcher::Advance() {
         }
       }
     }
+  }
+  // The new maps serve; the slots the old ones named wait until every rank is past the switch.
+  for (int i = 0; i < c_.local_ranks; ++i) {
+    maps_[i] = p.staging[i]->map;
+    replaced_[i].push_back({p.epoch, std::move(p.staging[i]->replaced)});
   }
   LogOutcome("switched", "");
   pending_.reset();

@@ -2,17 +2,20 @@
 // (DESIGN.md, "Migration"), driven by DaemonClient with the daemon's messages:
 //   PREPARE(n+1, placement, transfers) -> build epoch n+1's routing table, copy into staging
 //       over the migration mesh (agent/migration_executor.h, one background thread per local
-//       rank, lowest CPU priority) -> READY once every copy is in;
-//       -> publish {current, next = n+1 staged, in doubt} -> READY;
+//       rank, lowest CPU priority), then into spare physical slots of the rank's backend
+//       (agent/slot_staging.h) -> publish {current, next = n+1 staged, its slot maps, in
+//       doubt} -> READY once every rank has staged;
 //   COMMIT(n+1, s) -> publish the switch step s; the workers switch at the first step >= s
 //       at which some rank knows the commit, agreed in band (agent/epoch_agreement.h), so a
 //       late or lost COMMIT still switches every rank at the same step -> SWITCHED(n+1, the
 //       step) once every local worker serves n+1 -> publish {next}; the old view and buffers go
-//       with their last reader;
+//       with their last reader; the physical slots the old maps named return to the backend's
+//       pool once every rank of the job serves n+1 (RankProgress::mesh_epoch);
 //   ABORT, a failed copy (ABORT to the daemon) or a lost connection before READY -> cancel the
-//       copies and drop the staged buffers; epoch n serves on. A lost connection after READY
-//       leaves the migration in doubt: the reconnection's Welcome decides it (its epoch is n+1:
-//       committed, switch now; n: aborted, drop); a PREPARE of a later epoch means committed.
+//       copies, drop the staged buffers and return the staged slots; epoch n serves on. A lost
+//       connection after READY leaves the migration in doubt: the reconnection's Welcome decides it
+//       (its epoch is n+1: committed, switch now; n: aborted, drop); a PREPARE of a later epoch
+//       means committed.
 // Each outcome is appended to <output dir>/<agent id>.migrations.jsonl (bytes staged and sent,
 // time since PREPARE), which `gracectl bench migration` sums.
 //
@@ -32,6 +35,7 @@
 #include "agent/agent_config.h"
 #include "agent/migration_executor.h"
 #include "agent/serving_state.h"
+#include "agent/slot_staging.h"
 #include "core/placement.h"
 #include "core/routing_table.h"
 #include "core/wire_protocol.h"
@@ -82,6 +86,7 @@ class EpochSwitcher {
     std::shared_ptr<const RoutingTable> table;
     std::vector<std::thread> threads;
     std::vector<StatusOr<StagedCopies>> results;
+    std::vector<std::optional<BackendStaging>> staging;  // per local rank, once staged
     std::atomic<int> finished{0};
     std::atomic<bool> cancel{false};
     bool ready_sent = false;
@@ -97,6 +102,10 @@ class EpochSwitcher {
   void Publish(uint64_t switch_step);
   // The staged `epoch` is known committed without its COMMIT: switch from the current step.
   void CommitLocally(Epoch epoch, const char* why);
+  // Returns the slots old maps named once every rank serves past their switch.
+  void ReleaseReplacedSlots();
+  // Returns the slots a dropped migration staged (its threads have all finished).
+  void ReleaseStagedSlots(Pending& p);
 
   const AgentConfig& c_;
   ServingState& state_;
@@ -108,6 +117,14 @@ class EpochSwitcher {
   // Cancelled migrations whose copy threads have not returned yet (one may sit in the mesh
   // rendezvous until its timeout); reaped once they have, so the control loop never waits.
   std::vector<std::unique_ptr<Pending>> retired_;
+  // Per local rank: the slot map of the serving epoch, and the physical slots replaced by
+  // switches (the epoch each came with) not yet returned to the pool.
+  struct Replaced {
+    Epoch epoch = 0;
+    std::vector<PhysicalSlot> slots;
+  };
+  std::vector<std::shared_ptr<const SlotMap>> maps_;
+  std::vector<std::vector<Replaced>> replaced_;
 };
 
 }  // namespace grace

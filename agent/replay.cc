@@ -128,18 +128,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
   to.cluster_secret = c.cluster_secret;  // only ranks that prove it join the data-path mesh
   to.connect_timeout = std::chrono::milliseconds(c.connect_timeout_ms);
 
-  std::unique_ptr<ExpertBackend> backend;
-  if (c.backend == "cuda") {
-#if defined(GRACE_HAVE_CUDA)
-    GRACE_ASSIGN_OR_RETURN(backend, MakeCudaExpertBackend(shape, shape.num_layers,
-                                                          topo.slots_per_gpu, rank - c.first_rank));
-#else
-    return FailedPrecondition(c.source +
-                              ": [agent].backend = \"cuda\" but grace was built without CUDA");
-#endif
-  } else {
-    backend = MakeCpuExpertBackend(shape, shape.num_layers, topo.slots_per_gpu);
-  }
+  ExpertBackend* backend = state.backends[rank - c.first_rank].get();
   Epoch applied_epoch = 0;
   {
     const std::shared_ptr<const EpochView> view = state.view.load();
@@ -218,7 +207,7 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
         trace_offset += step.tokens.num_tokens;
       }
     }
-    MoeLayer layer(shape, topo.slots_per_gpu, topo.gpus_per_node, transport.get(), backend.get());
+    MoeLayer layer(shape, topo.slots_per_gpu, topo.gpus_per_node, transport.get(), backend);
 #if defined(GRACE_HAVE_CUDA)
     // backend = "cuda": the device-resident layers; with [transport].kind = "nccl" their records
     // go device to device over NCCL, bootstrapped by (and counted over) the TCP mesh.
@@ -269,6 +258,9 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       failed = transport->AllToAll(claims_out.data(), claims_in.data(), sizeof(EpochClaim));
       if (!failed.ok()) break;
       const Epoch agreed_epoch = AgreedEpoch(claims_in, static_cast<uint64_t>(s));
+      Epoch mesh_epoch = claims_in[0].serving;
+      for (const EpochClaim& claim : claims_in) mesh_epoch = std::min(mesh_epoch, claim.serving);
+      progress.mesh_epoch.store(mesh_epoch, std::memory_order_release);
       const RoutingTable* chosen = nullptr;
       if (view->current->epoch() == agreed_epoch) chosen = view->current.get();
       if (view->next != nullptr && view->next->epoch() == agreed_epoch) chosen = view->next.get();
@@ -280,12 +272,11 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       }
       const RoutingTable& table = *chosen;
       if (table.epoch() != applied_epoch) {
-        // First step of a committed epoch: this rank's slots point at their staged buffers
-        // (the CPU backend adopts them in place: the switch copies nothing).
-        for (const StagedSlot& st : view->staged) {
-          if (st.slot / topo.slots_per_gpu != rank) continue;
-          GRACE_RETURN_IF_ERROR(
-              backend->AdoptSlot(st.layer_index, st.slot % topo.slots_per_gpu, st.weights));
+        // First step of a committed epoch: its experts are staged in spare physical slots
+        // already (before READY); publishing the slot map is the whole switch.
+        const size_t local = static_cast<size_t>(rank - c.first_rank);
+        if (local < view->slot_maps.size() && view->slot_maps[local] != nullptr) {
+          GRACE_RETURN_IF_ERROR(backend->UseSlotMap(view->slot_maps[local]));
         }
         applied_epoch = table.epoch();
         progress.epoch_since.store(static_cast<uint64_t>(s), std::memory_order_relaxed);
@@ -415,6 +406,22 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
   return Status::Ok();
 }
 
+// Rank `rank`'s expert backend, with [migration].spare_slots spare physical slots per layer
+// when a daemon may migrate (standalone: none).
+StatusOr<std::unique_ptr<ExpertBackend>> MakeRankBackend(const AgentConfig& c, RankId rank) {
+  const int spare = c.daemon_address.empty() ? 0 : c.spare_slots;
+  if (c.backend == "cuda") {
+#if defined(GRACE_HAVE_CUDA)
+    return MakeCudaExpertBackend(c.model, c.model.num_layers, c.topology.slots_per_gpu,
+                                 rank - c.first_rank, spare);
+#else
+    return FailedPrecondition(c.source +
+                              ": [agent].backend = \"cuda\" but grace was built without CUDA");
+#endif
+  }
+  return MakeCpuExpertBackend(c.model, c.model.num_layers, c.topology.slots_per_gpu, spare);
+}
+
 // The weights of local rank `rank`'s slots under `placement`.
 RankSlotWeights SlotWeights(const AgentConfig& c, const ExpertWeights& w,
                             const Placement& placement, RankId rank) {
@@ -477,6 +484,11 @@ Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready,
     if (daemon) {
       sources.push_back(SlotWeights(c, model.weights, model.table->placement(), c.first_rank + i));
     }
+  }
+  for (int i = 0; i < c.local_ranks; ++i) {
+    GRACE_ASSIGN_OR_RETURN(std::unique_ptr<ExpertBackend> backend,
+                           MakeRankBackend(c, c.first_rank + i));
+    state.backends.push_back(std::move(backend));
   }
   std::vector<Status> results(c.local_ranks);
   std::atomic<int> joined_ranks{0};

@@ -51,6 +51,8 @@ struct MigrationBenchOptions {
   // [transport].connect_timeout_ms of the agents: how long a re-formed mesh waits for a
   // restarted peer, and a cancelled copy for its mesh rendezvous.
   int connect_timeout_ms = 20000;
+  // [migration].spare_slots of the agents; negative: their default (slots_per_rank).
+  int spare_slots = -1;
   std::chrono::milliseconds timeout{120000};
 };
 

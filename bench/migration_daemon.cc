@@ -170,11 +170,21 @@ std::map<std::string, Epoch> MigrationTestDaemon::serving_epoch() const {
   return heartbeat_epoch_;
 }
 
+std::vector<int> MigrationTestDaemon::spare_slots_per_rank() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int> out(options_.topology.ranks(), -1);
+  for (const auto& [r, n] : spare_slots_) {
+    if (r >= 0 && r < static_cast<int>(out.size())) out[r] = n;
+  }
+  return out;
+}
+
 StatusOr<Welcome> MigrationTestDaemon::OnAgentJoined(const Hello& hello) {
   std::lock_guard<std::mutex> lock(mu_);
   coordinator_.OnAgentJoined(hello.agent_id);
   connected_[hello.agent_id] = 0;
   hello_epoch_[hello.agent_id] = hello.epoch;
+  for (RankId r : hello.ranks) spare_slots_[r] = hello.spare_slots.value_or(-1);
   Welcome w;
   w.epoch = epoch_;
   w.placement_json = PlacementToJson(placement_, options_.topology);
@@ -206,6 +216,10 @@ void MigrationTestDaemon::OnMessage(const std::string& agent_id, const WireMessa
     coordinator_.OnReady(agent_id, r->epoch);
   } else if (const auto* s = std::get_if<Switched>(&message)) {
     coordinator_.OnSwitched(agent_id, s->epoch, s->step);
+  } else if (const auto* a = std::get_if<Abort>(&message)) {
+    // An agent that cannot stage its copies (as graced's MigrationDriver::OnAgentAbort).
+    if (a->epoch == coordinator_.epoch())
+      coordinator_.Abort("agent " + agent_id + ": " + a->reason);
   } else if (std::holds_alternative<LoadReport>(message)) {
     ++load_reports_;
   } else if (std::holds_alternative<Goodbye>(message)) {

@@ -78,6 +78,8 @@ class MigrationTestDaemon final : public AgentEvents {
   std::map<std::string, Epoch> joined_at_epoch() const;  // the epoch each agent's Hello had
   std::map<std::string, Epoch> serving_epoch() const;    // from each agent's last Heartbeat
   std::set<std::string> left() const;                    // agents that said Goodbye
+  // Each rank's spare slots, from its agent's Hello (absent: not limited, -1).
+  std::vector<int> spare_slots_per_rank() const;
   bool connected(const std::string& agent_id) const;
   // A restarted daemon's persisted state: the committed epoch and its placement.
   void Restore(Epoch epoch, const Placement& placement);
@@ -102,6 +104,7 @@ class MigrationTestDaemon final : public AgentEvents {
   uint64_t newest_step_ = 0;
   uint64_t load_reports_ = 0;
   std::set<std::string> left_;
+  std::map<RankId, int> spare_slots_;
 };
 
 }  // namespace grace

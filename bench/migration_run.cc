@@ -65,6 +65,7 @@ StatusOr<RunSetup> WriteConfigs(const MigrationBenchOptions& o, const Topology& 
         << "\"\ncluster_secret = \"grace-test-secret\"\nagent_id = \"agent" << r
         << "\"\n[migration]\nrendezvous = \"127.0.0.1:" << migration_port
         << "\"\nchunk_bytes = 16384\nmax_bytes_per_s = " << max_bytes_per_s
+        << (o.spare_slots >= 0 ? "\nspare_slots = " + std::to_string(o.spare_slots) : "")
         << "\n[output]\ndir = \"" << dir << "\"\nwrite_outputs = true\n";
     if (!out) return Unavailable(path + ": cannot write");
     setup.configs.push_back(path);

@@ -42,6 +42,7 @@ struct Encoder {
     PutBytes(w, m.proof);
     if (!m.placement_json.empty() || m.daemon_nonce) w.PutString(m.placement_json);
     if (m.daemon_nonce) PutBytes(w, *m.daemon_nonce);
+    if (m.daemon_nonce && m.spare_slots) w.Put<int32_t>(*m.spare_slots);
   }
   void operator()(const Welcome& m) {
     w.Put<uint64_t>(m.epoch);
@@ -304,6 +305,10 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       }
       if (r.position() < r.size()) {
         GRACE_RETURN_IF_ERROR(GetBytes(r, "daemon_nonce", &m.daemon_nonce.emplace()));
+      }
+      if (r.position() < r.size()) {
+        GRACE_RETURN_IF_ERROR(r.Get("spare_slots", &m.spare_slots.emplace()));
+        if (*m.spare_slots < 0) return InvalidArgument("Hello: spare_slots is negative");
       }
       return WireMessage(m);
     }

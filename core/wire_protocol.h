@@ -82,6 +82,10 @@ struct Hello {
   // The agent's challenge to the daemon, answered by Welcome::daemon_proof (optional on the
   // wire, after placement_json).
   std::optional<std::array<uint8_t, 32>> daemon_nonce;
+  // Spare expert slots per layer on each of its ranks ([migration].spare_slots): how many new
+  // experts one migration round may stage there. Optional on the wire, after daemon_nonce (sent
+  // only with it); absent: not limited.
+  std::optional<int32_t> spare_slots;
 };
 
 struct Welcome {

@@ -430,7 +430,7 @@ struct ControlLoop::Impl {
       if (a.state == "up") participants.push_back(a.agent_id);
     }
     const Epoch next_epoch = migration.coordinator().next_epoch(epoch);
-    Status s = migration.Begin(next_epoch, std::move(target), plan, participants, now);
+    Status s = migration.Begin(next_epoch, std::move(target), plan, participants, now, &placement);
     migration_agents = std::set<std::string>(participants.begin(), participants.end());
     if (!s.ok()) {
       spdlog::warn("graced: migration to epoch {} not started: {}", next_epoch, s.message());
@@ -741,7 +741,7 @@ StatusOr<Welcome> ControlLoop::OnAgentJoined(const Hello& hello) {
   if (hello.epoch > impl_->epoch) {
     GRACE_RETURN_IF_ERROR(impl_->AdoptAgentEpoch(hello));
   }
-  impl_->migration.OnAgentJoined(hello.agent_id);
+  impl_->migration.OnAgentJoined(hello.agent_id, hello.ranks, hello.spare_slots);
   (void)impl_->store->RecordAgentEvent(
       {impl_->now_ms(), hello.agent_id, hello.epoch == impl_->epoch ? "joined" : "joined_resync",
        "epoch " + std::to_string(hello.epoch) + " -> " + std::to_string(impl_->epoch)});

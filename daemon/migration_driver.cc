@@ -4,17 +4,87 @@
 
 #include <spdlog/spdlog.h>
 
+#include "migrate/migration_rounds.h"
+#include "policy/locality_routing.h"
+
 namespace grace {
 
 MigrationDriver::MigrationDriver(EpochCoordinator::SendFn send, HistoryStore& store,
                                  const Topology& topology, EpochCoordinatorOptions options)
     : store_(store), topology_(topology), coordinator_(std::move(send), options) {}
 
+void MigrationDriver::OnAgentJoined(const std::string& agent, const std::vector<RankId>& ranks,
+                                    std::optional<int32_t> spare_slots) {
+  coordinator_.OnAgentJoined(agent);
+  for (RankId r : ranks) spare_by_rank_[r] = spare_slots.value_or(-1);
+}
+
+std::vector<int> MigrationDriver::SparePerRank() const {
+  std::vector<int> spare(topology_.ranks(), -1);
+  for (const auto& [r, n] : spare_by_rank_) {
+    if (r >= 0 && r < topology_.ranks()) spare[r] = n;
+  }
+  return spare;
+}
+
 Status MigrationDriver::Begin(Epoch epoch, MigrationTarget target, const MigrationPlan& plan,
-                              const std::vector<std::string>& participants, int64_t now_ms) {
+                              const std::vector<std::string>& participants, int64_t now_ms,
+                              const Placement* from) {
+  rounds_.reset();
+  if (from != nullptr && !plan.transfers.empty()) {
+    MigrationRounds split = PlanMigrationRounds(topology_, *from, target.placement, SparePerRank());
+    if (split.fell_back) {
+      spdlog::warn(
+          "graced: migration to epoch {}: no split into rounds keeps every expert served within "
+          "the agents' spare slots; running the rest in one round (an agent short of spare "
+          "slots refuses it; raise [migration].spare_slots)",
+          epoch);
+    }
+    if (split.rounds.size() > 1) {
+      spdlog::info(
+          "graced: migration to epoch {} runs in {} rounds: some rank needs more new experts in a "
+          "layer than its spare slots",
+          epoch, split.rounds.size());
+      rounds_ = Rounds{std::move(split.rounds),      0, std::move(target), participants,
+                       plan.transfers.front().bytes, {}};
+      return BeginRound(epoch, *from, now_ms);
+    }
+  }
   pending_ = std::move(target);
   return coordinator_.Begin(epoch, pending_->placement, topology_, plan, participants, now_ms,
                             pending_->expected_load);
+}
+
+Status MigrationDriver::BeginRound(Epoch epoch, const Placement& from, int64_t now_ms) {
+  Rounds& r = *rounds_;
+  const Placement& to = r.placements[r.next];
+  GRACE_ASSIGN_OR_RETURN(MigrationPlan plan,
+                         PlanMigration(topology_, from, to, r.bytes_per_expert));
+  MigrationTarget round = r.target;
+  round.placement = to;
+  round.bytes = plan.total_bytes;
+  if (r.next + 1 < r.placements.size()) round.states = RoundStates(to);
+  pending_ = std::move(round);
+  spdlog::info("graced: migration round {} of {} to epoch {}: {} copies", r.next + 1,
+               r.placements.size(), epoch, plan.transfers.size());
+  return coordinator_.Begin(epoch, pending_->placement, topology_, plan, r.participants, now_ms,
+                            pending_->expected_load);
+}
+
+std::vector<LayerState> MigrationDriver::RoundStates(const Placement& p) const {
+  const MigrationTarget& t = rounds_->target;
+  std::vector<LayerState> states = t.states;
+  const int experts = p.num_experts;
+  std::vector<double> load(experts, 1.0);
+  for (int l = 0; l < p.num_layers() && l < static_cast<int>(states.size()); ++l) {
+    if (p.physical_to_logical[l] == t.placement.physical_to_logical[l]) continue;
+    for (int e = 0; e < experts && !t.expected_load.empty(); ++e) {
+      load[e] = t.expected_load[static_cast<size_t>(l) * experts + e];
+    }
+    states[l].row = p.physical_to_logical[l];
+    states[l].routing = LocalityRouting(states[l].row, load, topology_);
+  }
+  return states;
 }
 
 void MigrationDriver::OnAgentAbort(const std::string& agent, Epoch epoch,
@@ -41,17 +111,36 @@ std::optional<MigrationTarget> MigrationDriver::Advance(int64_t now_ms,
       }
       coordinator_.set_switch_margin_steps(switch_margin_steps);
       if (!coordinator_.Commit(now_ms).ok()) return std::nullopt;
+      ++metrics->migrations_total;
+      metrics->migration_bytes_total += pending_->bytes;
+      if (rounds_) {
+        StoredDecision d;
+        d.time_ms = now_ms;
+        d.action = "migration_round";
+        d.reason = "round " + std::to_string(rounds_->next + 1) + " of " +
+                   std::to_string(rounds_->placements.size()) +
+                   " (too few spare slots for one): epoch " + std::to_string(r.epoch);
+        d.bytes = pending_->bytes;
+        d.epoch = r.epoch;
+        (void)store_.RecordDecision(d);
+        if (rounds_->next == 0) rounds_->before = before;
+        rounds_->committed = r.epoch;
+        spdlog::info("graced: epoch {} committed (round {} of {}), switch at step {}", r.epoch,
+                     rounds_->next + 1, rounds_->placements.size(), coordinator_.switch_step());
+        if (rounds_->next + 1 < rounds_->placements.size()) return pending_;
+      }
       Realisation real;
       real.decision_ids = pending_->decision_ids;
       real.layers = pending_->layers;
-      for (int l : pending_->layers) real.before.push_back(before[l]);
+      const std::vector<LayerState>& in_force = rounds_ ? rounds_->before : before;
+      for (int l : pending_->layers) real.before.push_back(in_force[l]);
       real.intervals_left = std::max(1, horizon);
       realisations_.push_back(std::move(real));
       for (int64_t id : pending_->decision_ids) (void)store_.SetDecisionEpoch(id, r.epoch);
-      ++metrics->migrations_total;
-      metrics->migration_bytes_total += pending_->bytes;
-      spdlog::info("graced: epoch {} committed, switch at step {}", r.epoch,
-                   coordinator_.switch_step());
+      if (!rounds_) {
+        spdlog::info("graced: epoch {} committed, switch at step {}", r.epoch,
+                     coordinator_.switch_step());
+      }
       return pending_;
     }
     case EpochCoordinator::Phase::kDone:
@@ -67,8 +156,23 @@ std::optional<MigrationTarget> MigrationDriver::Advance(int64_t now_ms,
             {now_ms, "graced", "switch_timed_out", coordinator_.switch_timed_out()});
         ++metrics->migrations_timed_out_total;
       }
+      if (rounds_ && rounds_->next + 1 < rounds_->placements.size()) {
+        // The next round, from the placement this one committed.
+        const Placement from = rounds_->placements[rounds_->next];
+        const Epoch next = coordinator_.next_epoch(coordinator_.epoch());
+        ++rounds_->next;
+        coordinator_.Reset();
+        if (Status s = BeginRound(next, from, now_ms); !s.ok()) {
+          spdlog::warn("graced: migration round {} of {} to epoch {} not started: {}",
+                       rounds_->next + 1, rounds_->placements.size(), next, s.message());
+          rounds_.reset();
+          pending_.reset();
+        }
+        break;
+      }
       coordinator_.Reset();
       pending_.reset();
+      rounds_.reset();
       break;
     case EpochCoordinator::Phase::kAborted:
       // Logged once, with the phase it was in and, on a timeout, the agents it waited for.
@@ -77,8 +181,15 @@ std::optional<MigrationTarget> MigrationDriver::Advance(int64_t now_ms,
       (void)store_.RecordAgentEvent(
           {now_ms, "graced", "migration_aborted", coordinator_.abort_reason()});
       ++metrics->migrations_aborted_total;
+      if (rounds_ && rounds_->next > 0) {
+        spdlog::warn(
+            "graced: migration rounds stop after round {} of {}: epoch {} serves its "
+            "(valid) intermediate placement",
+            rounds_->next, rounds_->placements.size(), rounds_->committed);
+      }
       coordinator_.Reset();
       pending_.reset();
+      rounds_.reset();
       break;
     default: break;
   }

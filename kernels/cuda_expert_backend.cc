@@ -1,5 +1,7 @@
 #include "kernels/cuda_expert_backend.h"
 
+#include <string>
+
 #include "kernels/bf16.h"
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_grouped_ffn.h"
@@ -9,8 +11,13 @@ namespace {
 
 class CudaExpertBackend final : public ExpertBackend {
  public:
-  CudaExpertBackend(const ModelShape& shape, int local_slots, std::unique_ptr<CudaGroupedFfn> ffn)
-      : shape_(shape), local_slots_(local_slots), ffn_(std::move(ffn)) {}
+  CudaExpertBackend(const ModelShape& shape, int num_layers, int local_slots, int spare_slots,
+                    std::unique_ptr<CudaGroupedFfn> ffn)
+      : shape_(shape),
+        num_layers_(num_layers),
+        local_slots_(local_slots),
+        pool_(num_layers, local_slots, spare_slots),
+        ffn_(std::move(ffn)) {}
 
   const char* name() const override { return "cuda"; }
   CudaGroupedFfn* ffn() const { return ffn_.get(); }
@@ -19,6 +26,37 @@ class CudaExpertBackend final : public ExpertBackend {
                   const float* w2) override {
     return ffn_->LoadSlot(layer_index, local_slot, w1, w3, w2);
   }
+
+  StatusOr<int> StageSlot(int layer_index,
+                          std::shared_ptr<const std::vector<float>> weights) override {
+    const size_t n = static_cast<size_t>(shape_.ffn) * shape_.hidden;
+    if (layer_index < 0 || layer_index >= num_layers_ || weights == nullptr ||
+        weights->size() != 3 * n) {
+      return InvalidArgument("cuda expert backend: cannot stage " +
+                             std::to_string(weights ? weights->size() : 0) + " floats into layer " +
+                             std::to_string(layer_index) + " (want 3 x " + std::to_string(n) + ")");
+    }
+    GRACE_ASSIGN_OR_RETURN(const int p, pool_.Acquire(layer_index));
+    if (Status s = ffn_->StageSlot(layer_index, p, weights->data()); !s.ok()) {
+      (void)pool_.Release(layer_index, p);
+      return s;
+    }
+    return p;
+  }
+
+  Status FinishStaging() override { return ffn_->FinishStaging(); }
+
+  Status UseSlotMap(std::shared_ptr<const SlotMap> map) override {
+    if (map == nullptr) return InvalidArgument("cuda expert backend: null slot map");
+    GRACE_RETURN_IF_ERROR(map->Validate(num_layers_, local_slots_, pool_.physical_slots()));
+    return ffn_->UseSlotMap(std::move(map));
+  }
+
+  Status ReleaseSlot(int layer_index, int physical_slot) override {
+    return pool_.Release(layer_index, physical_slot);
+  }
+
+  int free_slots(int layer_index) const override { return pool_.free_slots(layer_index); }
 
   Status Run(int layer_index, const float* input, const int32_t* slot_row_offsets,
              float* output) override {
@@ -57,7 +95,9 @@ class CudaExpertBackend final : public ExpertBackend {
   }
 
   ModelShape shape_;
+  int num_layers_;
   int local_slots_;
+  SlotPool pool_;
   std::unique_ptr<CudaGroupedFfn> ffn_;
   PinnedArray<uint16_t> host_in_, host_out_;  // [rows x hidden] bf16 staging
   DeviceArray<uint16_t> x_, y_;               // [rows x hidden] bf16 on the device
@@ -72,11 +112,12 @@ CudaGroupedFfn* CudaGroupedFfnOf(ExpertBackend& backend) {
 
 StatusOr<std::unique_ptr<ExpertBackend>> MakeCudaExpertBackend(const ModelShape& shape,
                                                                int num_layers, int local_slots,
-                                                               int device) {
-  GRACE_ASSIGN_OR_RETURN(std::unique_ptr<CudaGroupedFfn> ffn,
-                         CudaGroupedFfn::Create(shape, num_layers, local_slots, device));
-  return std::unique_ptr<ExpertBackend>(
-      std::make_unique<CudaExpertBackend>(shape, local_slots, std::move(ffn)));
+                                                               int device, int spare_slots) {
+  GRACE_ASSIGN_OR_RETURN(
+      std::unique_ptr<CudaGroupedFfn> ffn,
+      CudaGroupedFfn::Create(shape, num_layers, local_slots, device, spare_slots));
+  return std::unique_ptr<ExpertBackend>(std::make_unique<CudaExpertBackend>(
+      shape, num_layers, local_slots, spare_slots, std::move(ffn)));
 }
 
 }  // namespace grace

@@ -16,29 +16,41 @@ enum Table { kGateA, kGateB, kGateC, kUpA, kUpB, kUpC, kDownA, kDownB, kDownC, k
 
 StatusOr<std::unique_ptr<CudaGroupedFfn>> CudaGroupedFfn::Create(const ModelShape& shape,
                                                                  int num_layers, int local_slots,
-                                                                 int device) {
+                                                                 int device, int spare_slots) {
   if (shape.hidden < 8 || shape.ffn < 8 || shape.hidden % 8 != 0 || shape.ffn % 8 != 0) {
     return InvalidArgument("cuda expert backend: hidden (" + std::to_string(shape.hidden) +
                            ") and ffn (" + std::to_string(shape.ffn) +
                            ") must be multiples of 8 for cuBLAS's bf16 grouped GEMM");
   }
-  if (num_layers < 1 || local_slots < 1) {
-    return InvalidArgument("cuda expert backend: needs at least one layer and one slot");
+  if (num_layers < 1 || local_slots < 1 || spare_slots < 0) {
+    return InvalidArgument(
+        "cuda expert backend: needs at least one layer and one slot, and spare slots >= 0");
   }
   std::string why;
   if (!CudaDeviceAvailable(&why)) return Unavailable("cuda expert backend: " + why);
-  std::unique_ptr<CudaGroupedFfn> ffn(new CudaGroupedFfn(shape, num_layers, local_slots, device));
+  std::unique_ptr<CudaGroupedFfn> ffn(
+      new CudaGroupedFfn(shape, num_layers, local_slots, spare_slots, device));
   GRACE_RETURN_IF_ERROR(ffn->Init());
   return ffn;
 }
 
-CudaGroupedFfn::CudaGroupedFfn(const ModelShape& shape, int num_layers, int local_slots, int device)
-    : shape_(shape), num_layers_(num_layers), local_slots_(local_slots), device_(device) {}
+CudaGroupedFfn::CudaGroupedFfn(const ModelShape& shape, int num_layers, int local_slots,
+                               int spare_slots, int device)
+    : shape_(shape),
+      num_layers_(num_layers),
+      local_slots_(local_slots),
+      physical_slots_(local_slots + spare_slots),
+      device_(device),
+      map_(std::make_shared<const SlotMap>(SlotMap::Identity(num_layers, local_slots))) {}
 
 CudaGroupedFfn::~CudaGroupedFfn() {
   // Queued work may still read the buffers the members free next.
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-  if (table_copied_ != nullptr) cudaEventDestroy(table_copied_);
+  if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+  for (cudaEvent_t e : {table_copied_, upload_done_[0], upload_done_[1], staged_, map_switched_}) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
+  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
   if (handle_ != nullptr) cublasDestroy(handle_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
@@ -51,14 +63,19 @@ Status CudaGroupedFfn::Init() {
   GRACE_RETURN_IF_ERROR(UseDevice());
   GRACE_RETURN_IF_ERROR(
       CudaStatus(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate"));
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaEventCreateWithFlags(&table_copied_, cudaEventDisableTiming),
-                                   "cudaEventCreate"));
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking),
+                                   "cudaStreamCreate copy"));
+  for (cudaEvent_t* e :
+       {&table_copied_, &upload_done_[0], &upload_done_[1], &staged_, &map_switched_}) {
+    GRACE_RETURN_IF_ERROR(
+        CudaStatus(cudaEventCreateWithFlags(e, cudaEventDisableTiming), "cudaEventCreate"));
+  }
   GRACE_RETURN_IF_ERROR(CublasStatus(cublasCreate(&handle_), "cublasCreate"));
   GRACE_RETURN_IF_ERROR(CublasStatus(cublasSetStream(handle_, stream_), "cublasSetStream"));
   // alpha and beta are host arrays: the grouped GEMM refuses CUBLAS_POINTER_MODE_DEVICE.
   GRACE_RETURN_IF_ERROR(CublasStatus(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST),
                                      "cublasSetPointerMode"));
-  const size_t n = SlotElements() * local_slots_ * num_layers_;
+  const size_t n = SlotElements() * physical_slots_ * num_layers_;
   for (DeviceArray<uint16_t>* w : {&w1_, &w3_, &w2_}) {
     GRACE_RETURN_IF_ERROR(w->Resize(n));
     // A never-loaded slot holds zeros, as in the CPU backend.
@@ -66,6 +83,9 @@ Status CudaGroupedFfn::Init() {
                                      "cudaMemsetAsync weights"));
   }
   GRACE_RETURN_IF_ERROR(weight_staging_.Resize(3 * SlotElements()));
+  if (physical_slots_ > local_slots_) {
+    GRACE_RETURN_IF_ERROR(upload_staging_.Resize(2 * 3 * SlotElements()));
+  }
   GRACE_RETURN_IF_ERROR(table_host_.Resize(kTableArrays * static_cast<size_t>(local_slots_)));
   // Entries past the groups in use are uploaded but never read; zero them all the same.
   std::fill(table_host_.data(), table_host_.data() + table_host_.capacity(), nullptr);
@@ -87,8 +107,8 @@ Status CudaGroupedFfn::LoadSlot(int layer_index, int local_slot, const float* w1
                            " in layer " + std::to_string(layer_index));
   }
   GRACE_RETURN_IF_ERROR(UseDevice());
-  const size_t n = SlotElements(),
-               at = n * (static_cast<size_t>(layer_index) * local_slots_ + local_slot);
+  const size_t n = SlotElements(), at = n * (static_cast<size_t>(layer_index) * physical_slots_ +
+                                             map_->physical(layer_index, local_slot));
   // The staging buffer is free: every LoadSlot ends by waiting for its copies. The copies are
   // queued behind any GEMMs still reading this slot, so those see the old weights.
   uint16_t* staging = weight_staging_.data();
@@ -104,6 +124,51 @@ Status CudaGroupedFfn::LoadSlot(int layer_index, int local_slot, const float* w1
     ++part;
   }
   return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after weights");
+}
+
+Status CudaGroupedFfn::StageSlot(int layer_index, int physical_slot, const float* weights) {
+  if (layer_index < 0 || layer_index >= num_layers_ || physical_slot < 0 ||
+      physical_slot >= physical_slots_ || upload_staging_.capacity() == 0) {
+    return InvalidArgument("cuda expert backend: no spare physical slot " +
+                           std::to_string(physical_slot) + " in layer " +
+                           std::to_string(layer_index));
+  }
+  GRACE_RETURN_IF_ERROR(UseDevice());
+  const size_t n = SlotElements(),
+               at = n * (static_cast<size_t>(layer_index) * physical_slots_ + physical_slot);
+  // This half of the pinned buffer is free once its last upload has read it.
+  const int half = next_half_;
+  next_half_ = 1 - next_half_;
+  GRACE_RETURN_IF_ERROR(
+      CudaStatus(cudaEventSynchronize(upload_done_[half]), "cudaEventSynchronize upload"));
+  uint16_t* staging = upload_staging_.data() + static_cast<size_t>(half) * 3 * n;
+  FloatsToBf16(weights, 3 * n, staging);
+  // GEMMs queued before the last map switch may still read a slot released since.
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamWaitEvent(copy_stream_, map_switched_, 0),
+                                   "cudaStreamWaitEvent map switch"));
+  int part = 0;
+  for (DeviceArray<uint16_t>* w : {&w1_, &w3_, &w2_}) {
+    GRACE_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpyAsync(w->data() + at, staging + part * n, n * sizeof(uint16_t),
+                                   cudaMemcpyHostToDevice, copy_stream_),
+                   "cudaMemcpyAsync staged weights to device"));
+    ++part;
+  }
+  return CudaStatus(cudaEventRecord(upload_done_[half], copy_stream_), "cudaEventRecord upload");
+}
+
+Status CudaGroupedFfn::FinishStaging() {
+  GRACE_RETURN_IF_ERROR(UseDevice());
+  GRACE_RETURN_IF_ERROR(
+      CudaStatus(cudaEventRecord(staged_, copy_stream_), "cudaEventRecord staged"));
+  return CudaStatus(cudaEventSynchronize(staged_), "cudaEventSynchronize staged");
+}
+
+Status CudaGroupedFfn::UseSlotMap(std::shared_ptr<const SlotMap> map) {
+  map_ = std::move(map);
+  // Marks the last work that may read the old map's slots (StageSlot waits for it).
+  GRACE_RETURN_IF_ERROR(UseDevice());
+  return CudaStatus(cudaEventRecord(map_switched_, stream_), "cudaEventRecord map switch");
 }
 
 Status CudaGroupedFfn::GroupedGemm(int m, int k, int groups, int table_a, int table_b, int table_c,
@@ -162,7 +227,8 @@ Status CudaGroupedFfn::Enqueue(int layer_index, const int32_t* slot_row_offsets,
     const int64_t begin = slot_row_offsets[s];
     const int n = slot_row_offsets[s + 1] - slot_row_offsets[s];
     if (n == 0) continue;
-    const size_t at = slot_elements * (static_cast<size_t>(layer_index) * local_slots_ + s);
+    const size_t at = slot_elements * (static_cast<size_t>(layer_index) * physical_slots_ +
+                                       map_->physical(layer_index, s));
     // cuBLAS reads B and C through non-const pointers in one table; x and the weights are only
     // read (they are B or A operands), so casting their const away is sound.
     void* xs = const_cast<uint16_t*>(x) + begin * h;

@@ -4,6 +4,9 @@
 //   GRACE_ASSIGN_OR_RETURN(auto ffn, CudaGroupedFfn::Create(shape, layers, slots, /*device=*/0));
 //   ffn->LoadSlot(layer, slot, w1, w3, w2);     // float32 host weights, converted to bf16 once
 //   ffn->Enqueue(layer, slot_row_offsets, x, y);  // bf16 rows on the device in and out
+//   ffn->StageSlot(layer, physical, weights);   // another thread: upload into a spare slot
+//   ffn->FinishStaging();                       // ... and wait for it (an event)
+//   ffn->UseSlotMap(map);                       // the owner: later Enqueues read the new map
 //
 // Enqueue issues, on the FFN's stream and without synchronising it, one
 // cublasGemmGroupedBatchedEx call per projection (gate W1, up W3, down W2), each holding one
@@ -11,9 +14,17 @@
 // cuBLAS's grouped GEMM takes bf16 A/B/C with CUBLAS_COMPUTE_32F and float32 alpha/beta; C must
 // be bf16, so the gate and up activations are rounded to bf16 before SwiGLU.
 //
+// Each layer holds local_slots + spare_slots physical slots on the device; Enqueue reads, for
+// each logical slot, the physical slot the current slot map (kernels/slot_map.h) names. A
+// migration uploads new weights into spare physical slots on a separate copy stream.
+//
 // hidden and ffn must be multiples of 8, so every row block starts 16-byte aligned as cuBLAS
-// asks of bf16 pointers. Thread contract: one thread owns the object and calls it; LoadSlot must
-// not overlap work still queued for the same slot (it synchronises the stream itself).
+// asks of bf16 pointers. Thread contract: one thread owns the object and calls LoadSlot,
+// UseSlotMap, Enqueue and the rest; LoadSlot must not overlap work still queued for the same
+// slot (it synchronises the stream itself). One staging thread at a time may call StageSlot and
+// FinishStaging concurrently with the owner, for physical slots the current map does not name
+// (the caller's pool guarantees it); the copy stream first waits for the compute work queued
+// before the last UseSlotMap, which may still read a slot released since.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +33,7 @@
 
 #include "kernels/cuda_device.h"
 #include "kernels/model_shape.h"
+#include "kernels/slot_map.h"
 
 namespace grace {
 
@@ -29,7 +41,8 @@ class CudaGroupedFfn {
  public:
   // Fails with InvalidArgument on a shape cuBLAS cannot take, Unavailable without a device.
   static StatusOr<std::unique_ptr<CudaGroupedFfn>> Create(const ModelShape& shape, int num_layers,
-                                                          int local_slots, int device);
+                                                          int local_slots, int device,
+                                                          int spare_slots = 0);
   ~CudaGroupedFfn();
   CudaGroupedFfn(const CudaGroupedFfn&) = delete;
   CudaGroupedFfn& operator=(const CudaGroupedFfn&) = delete;
@@ -42,6 +55,15 @@ class CudaGroupedFfn {
   Status LoadSlot(int layer_index, int local_slot, const float* w1, const float* w3,
                   const float* w2);
 
+  // Staging thread: queues the upload of weights (w1 | w3 | w2, float32 host memory, read before
+  // it returns) into a physical slot on the copy stream.
+  Status StageSlot(int layer_index, int physical_slot, const float* weights);
+  // Staging thread: returns once every upload queued by StageSlot has landed.
+  Status FinishStaging();
+  // Owner thread: the next Enqueues read `map` (validated by the caller). Copies nothing.
+  Status UseSlotMap(std::shared_ptr<const SlotMap> map);
+  int physical_slots() const { return physical_slots_; }
+
   // x, y: [rows x hidden] bf16 device memory, rows = slot_row_offsets[local_slots] (a host array
   // of local_slots + 1 non-decreasing offsets from 0). Slot s's rows are
   // [slot_row_offsets[s], slot_row_offsets[s + 1]). Only queues work on stream().
@@ -51,7 +73,8 @@ class CudaGroupedFfn {
   double Flops(int64_t rows) const;
 
  private:
-  CudaGroupedFfn(const ModelShape& shape, int num_layers, int local_slots, int device);
+  CudaGroupedFfn(const ModelShape& shape, int num_layers, int local_slots, int spare_slots,
+                 int device);
   Status Init();
   size_t SlotElements() const { return static_cast<size_t>(shape_.ffn) * shape_.hidden; }
   // One projection: C[k] = A[k] * B[k] for the `groups` problems whose pointers sit in the device
@@ -62,13 +85,24 @@ class CudaGroupedFfn {
   ModelShape shape_;
   int num_layers_;
   int local_slots_;
+  int physical_slots_;  // local + spare, per layer
   int device_;
+  std::shared_ptr<const SlotMap> map_;  // the owner's; identity at first
   cudaStream_t stream_ = nullptr;
   cublasHandle_t handle_ = nullptr;
   cudaEvent_t table_copied_ = nullptr;  // the last pointer-table upload has read the pinned table
-  DeviceArray<uint16_t> w1_, w3_, w2_;  // [layer][slot][ffn * hidden], bf16
+  DeviceArray<uint16_t> w1_, w3_, w2_;  // [layer][physical slot][ffn * hidden], bf16
   DeviceArray<uint16_t> gate_, up_;     // [rows x ffn] scratch, bf16
   PinnedArray<uint16_t> weight_staging_;
+  // The staging thread's: its stream, two pinned halves (one slot each, so the conversion of
+  // the next slot overlaps the upload of the last), an event per half, and the event
+  // FinishStaging waits on. map_switched_ is recorded on stream_ at each UseSlotMap.
+  cudaStream_t copy_stream_ = nullptr;
+  PinnedArray<uint16_t> upload_staging_;
+  cudaEvent_t upload_done_[2] = {nullptr, nullptr};
+  int next_half_ = 0;
+  cudaEvent_t staged_ = nullptr;
+  cudaEvent_t map_switched_ = nullptr;
   // Pointer table: 9 arrays of local_slots pointers (A, B, C for gate, up, down), host and device.
   PinnedArray<void*> table_host_;
   DeviceArray<void*> table_device_;

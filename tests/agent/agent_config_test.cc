@@ -103,6 +103,12 @@ TEST(AgentConfigTest, DaemonAndMigrationTables) {
   EXPECT_EQ(c->migration_rendezvous_port, 29700);
   EXPECT_EQ(c->max_bytes_per_s, 1e6);
   EXPECT_EQ(c->step_budget, 1.25);
+  EXPECT_EQ(c->spare_slots, 3);  // default: slots_per_rank, any migration stages at once
+  auto one = ParseAgentConfig(std::string(kMinimal) + "[migration]\nspare_slots = 1\n", "a.toml");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(one->spare_slots, 1);
+  EXPECT_FALSE(
+      ParseAgentConfig(std::string(kMinimal) + "[migration]\nspare_slots = -1\n", "a.toml").ok());
   auto bad =
       ParseAgentConfig(std::string(kMinimal) + "[daemon]\naddress = \"nohost\"\n", "agent.toml");
   ASSERT_FALSE(bad.ok());

@@ -122,6 +122,24 @@ TEST(WireProtocolTest, TheDaemonsChallengeAndProofAreOptional) {
   }
 }
 
+TEST(WireProtocolTest, AHelloMayCarryItsSpareSlots) {
+  Hello h;
+  h.agent_id = "node1";
+  h.daemon_nonce.emplace().fill(3);
+  h.spare_slots = 2;
+  Hello old = h;  // an agent that predates the field
+  old.spare_slots.reset();
+  for (const Hello& sent : {h, old}) {
+    FrameDecoder d;
+    d.Append(EncodeFrame(sent));
+    WireMessage m;
+    auto more = d.Next(&m);
+    ASSERT_TRUE(more.ok() && *more) << more.status().ToString();
+    EXPECT_EQ(std::get<Hello>(m).spare_slots, sent.spare_slots);
+    EXPECT_EQ(EncodeFrame(m), EncodeFrame(sent));
+  }
+}
+
 TEST(WireProtocolTest, BadMagicVersionLengthAndChecksumAreErrorsWithOffset) {
   const std::string good = EncodeFrame(Heartbeat{1, 1});
   auto decode = [](std::string bytes, uint32_t limit = kDefaultMaxPayloadBytes) {

@@ -44,11 +44,16 @@ int main(int argc, char** argv) {
   hello.agent_id = "node0";
   hello.ranks = {0, 1};
   hello.slots_per_rank = 2;
+  grace::Hello hello_spare = hello;  // every optional field, spare_slots last
+  hello_spare.placement_json = "{}";
+  hello_spare.daemon_nonce.emplace().fill(1);
+  hello_spare.spare_slots = 1;
   const std::vector<std::pair<std::string, grace::WireMessage>> seeds = {
       {"load_report", Report(2, 4, 2)},
       {"load_report_wide", Report(3, 64, 5)},
       {"load_report_refused_pair", refused},
       {"hello", hello},
+      {"hello_spare_slots", hello_spare},
       {"heartbeat", grace::Heartbeat{7, 2}},
       {"prepare", grace::Prepare{3, "{}", {1.0f}, {{0, 1, 2, 3, 4096}}}},
       {"commit", grace::Commit{3, 40}}};

@@ -112,6 +112,54 @@ TEST(CudaKernelsTest, ExpertBackendMatchesCpu) {
             StatusCode::kInvalidArgument);
 }
 
+// The CUDA twin of the CPU staging test (tests/kernels/slot_map_test.cc): an expert uploaded
+// into a spare device slot on the copy stream is not read until its map is published, and then
+// computes like the CPU backend's slot; the old slot goes back to the pool.
+TEST(CudaKernelsTest, StagedSpareSlotIsReadOnlyOnceItsMapIsPublished) {
+  GRACE_REQUIRE_GPU();
+  ModelShape s{.num_experts = 2, .top_k = 1, .hidden = 64, .ffn = 32, .num_layers = 1};
+  ExpertWeights w = GenerateExpertWeights(s, 12);
+  const size_t n = 64 * 32;
+  auto gpu = MakeCudaExpertBackend(s, 1, 2, 0, /*spare_slots=*/1);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  auto before_cpu = MakeCpuExpertBackend(s, 1, 2);
+  auto after_cpu = MakeCpuExpertBackend(s, 1, 2);
+  for (int slot = 0; slot < 2; ++slot) {
+    ASSERT_TRUE((*gpu)->LoadSlot(0, slot, w.W1(0, 0), w.W3(0, 0), w.W2(0, 0)).ok());
+    ASSERT_TRUE(before_cpu->LoadSlot(0, slot, w.W1(0, 0), w.W3(0, 0), w.W2(0, 0)).ok());
+    ASSERT_TRUE(after_cpu->LoadSlot(0, slot, w.W1(0, slot), w.W3(0, slot), w.W2(0, slot)).ok());
+  }
+  auto staged = std::make_shared<std::vector<float>>(3 * n);
+  std::copy(w.W1(0, 1), w.W1(0, 1) + n, staged->begin());
+  std::copy(w.W3(0, 1), w.W3(0, 1) + n, staged->begin() + n);
+  std::copy(w.W2(0, 1), w.W2(0, 1) + n, staged->begin() + 2 * n);
+  StatusOr<int> p = (*gpu)->StageSlot(0, staged);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(*p, 2);
+  ASSERT_TRUE((*gpu)->FinishStaging().ok());
+  EXPECT_FALSE((*gpu)->StageSlot(0, staged).ok());  // no spare left
+
+  std::vector<int32_t> offsets = {0, 7, 20};
+  std::vector<float> in(20 * 64), want(in.size()), got(in.size());
+  for (size_t i = 0; i < in.size(); ++i) in[i] = std::sin(0.07f * i);
+  ASSERT_TRUE(before_cpu->Run(0, in.data(), offsets.data(), want.data()).ok());
+  ASSERT_TRUE((*gpu)->Run(0, in.data(), offsets.data(), got.data()).ok());
+  ExpectBf16Close(want, got, "before the switch");
+  ASSERT_TRUE(
+      (*gpu)
+          ->UseSlotMap(std::make_shared<const SlotMap>(SlotMap::Identity(1, 2).With(0, 1, *p)))
+          .ok());
+  ASSERT_TRUE(after_cpu->Run(0, in.data(), offsets.data(), want.data()).ok());
+  ASSERT_TRUE((*gpu)->Run(0, in.data(), offsets.data(), got.data()).ok());
+  ExpectBf16Close(want, got, "after the switch");
+  ASSERT_TRUE((*gpu)->ReleaseSlot(0, 1).ok());
+  EXPECT_EQ((*gpu)->free_slots(0), 1);
+  StatusOr<int> again = (*gpu)->StageSlot(0, staged);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, 1);
+  ASSERT_TRUE((*gpu)->FinishStaging().ok());
+}
+
 // Random shapes and uneven rows per slot (zero-row slots, one slot holding most rows), several
 // layers and Runs on one backend so its buffers grow and shrink between calls.
 TEST(CudaKernelsTest, GroupedBf16FfnMatchesCpuOverRandomShapes) {

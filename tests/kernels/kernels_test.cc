@@ -191,35 +191,6 @@ TEST(Bf16Test, RoundsToNearestEvenAndKeepsSpecials) {
   }
 }
 
-TEST(CpuExpertBackendTest, AdoptedSlotComputesLikeALoadedOneAndIsNotCopied) {
-  ModelShape s{.num_experts = 2, .top_k = 1, .hidden = 8, .ffn = 5, .num_layers = 1};
-  ExpertWeights w = GenerateExpertWeights(s, 9);
-  auto loaded = MakeCpuExpertBackend(s, 1, 2);
-  auto adopting = MakeCpuExpertBackend(s, 1, 2);
-  const size_t n = 5 * 8;
-  for (int e = 0; e < 2; ++e) {
-    ASSERT_TRUE(loaded->LoadSlot(0, e, w.W1(0, e), w.W3(0, e), w.W2(0, e)).ok());
-    ASSERT_TRUE(adopting->LoadSlot(0, e, w.W1(0, 0), w.W3(0, 0), w.W2(0, 0)).ok());
-  }
-  // Slot 1 switches to expert 1's staged buffer (w1 | w3 | w2).
-  auto staged = std::make_shared<std::vector<float>>(3 * n);
-  std::copy(w.W1(0, 1), w.W1(0, 1) + n, staged->begin());
-  std::copy(w.W3(0, 1), w.W3(0, 1) + n, staged->begin() + n);
-  std::copy(w.W2(0, 1), w.W2(0, 1) + n, staged->begin() + 2 * n);
-  ASSERT_TRUE(adopting->AdoptSlot(0, 1, staged).ok());
-  EXPECT_EQ(staged.use_count(), 2);  // shared with the backend, not copied
-  std::vector<int32_t> offsets = {0, 2, 4};
-  std::vector<float> in(4 * 8), a(4 * 8), b(4 * 8);
-  for (size_t i = 0; i < in.size(); ++i) in[i] = std::cos(0.3f * i);
-  ASSERT_TRUE(loaded->Run(0, in.data(), offsets.data(), a.data()).ok());
-  ASSERT_TRUE(adopting->Run(0, in.data(), offsets.data(), b.data()).ok());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_FLOAT_EQ(a[i], b[i]) << i;
-  // A buffer of the wrong size is refused; loading a slot again releases the adopted one.
-  EXPECT_FALSE(adopting->AdoptSlot(0, 0, std::make_shared<std::vector<float>>(7)).ok());
-  ASSERT_TRUE(adopting->LoadSlot(0, 1, w.W1(0, 1), w.W3(0, 1), w.W2(0, 1)).ok());
-  EXPECT_EQ(staged.use_count(), 1);
-}
-
 TEST(LoadStatsTest, CountsLoadsAndSampledPairs) {
   LoadStats stats(1, 4, 2);
   std::vector<int32_t> ids = {0, 1, 2, 3, 0, 3};
