@@ -10,12 +10,6 @@ namespace grace {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point& t) {
-  const auto now = Clock::now();
-  const double s = std::chrono::duration<double>(now - t).count();
-  t = now;
-  return s;
-}
 
 Status CopyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream,
                  const char* what) {

@@ -10,12 +10,6 @@ namespace grace {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point& t) {
-  const auto now = Clock::now();
-  const double s = std::chrono::duration<double>(now - t).count();
-  t = now;
-  return s;
-}
 
 }  // namespace
 

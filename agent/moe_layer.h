@@ -11,6 +11,7 @@
 // rule (policy/cost_model.h; docs/live-signal.md): the agent reports it to graced.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -26,6 +27,14 @@ struct StepTimes {
   double gate = 0, route = 0, permute = 0, dispatch = 0, ffn = 0, combine = 0;
   double total() const { return gate + route + permute + dispatch + ffn + combine; }
 };
+
+// Seconds since `t`, and moves `t` to now: one phase of a StepTimes.
+inline double Since(std::chrono::steady_clock::time_point& t) {
+  const auto now = std::chrono::steady_clock::now();
+  const double s = std::chrono::duration<double>(now - t).count();
+  t = now;
+  return s;
+}
 
 // One Run's traffic and compute on its rank.
 struct MeasuredDispatch {
