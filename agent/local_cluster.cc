@@ -71,17 +71,12 @@ StatusOr<std::vector<int>> RunAgentProcesses(const std::string& agent_binary,
     }
   };
   for (const std::string& config : config_paths) {
-    std::vector<std::string> args = {agent_binary, "--config", config};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, agent_binary.c_str(), nullptr, nullptr, argv.data(), environ);
-    if (rc != 0) {
+    StatusOr<int> pid = StartAgentProcess(agent_binary, config);
+    if (!pid.ok()) {
       kill_started();
-      return Unavailable("cannot start " + agent_binary + ": " + std::strerror(rc));
+      return pid.status();
     }
-    pids.push_back(pid);
+    pids.push_back(*pid);
   }
   std::vector<int> codes(pids.size(), -1);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -112,8 +107,15 @@ StatusOr<int> StartAgentProcess(const std::string& agent_binary, const std::stri
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The agent gets stdin, stdout and stderr only. An inherited socket (a listener or a
+  // connection of the parent's) would stay open in the agent after the parent closed it, and
+  // its peer would never see the close.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, agent_binary.c_str(), nullptr, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, agent_binary.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) return Unavailable("cannot start " + agent_binary + ": " + std::strerror(rc));
   return static_cast<int>(pid);
 }

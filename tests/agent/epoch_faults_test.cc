@@ -60,12 +60,10 @@ INSTANTIATE_TEST_SUITE_P(
                       FaultCase{"agent_sigterm", "left"}),
     [](const ::testing::TestParamInfo<FaultCase>& i) { return std::string(i.param.name); });
 
-// The real graced SIGKILLed between COMMIT sends. Disabled in CI: in about one run in four the
-// two agents that had their COMMIT never rejoin the restarted graced (they replay to the end
-// without a daemon, no refusal in graced's log), a bug not found yet. When it passes, no step
-// mixes epochs. Run it with --gtest_also_run_disabled_tests.
+// The real graced SIGKILLed between COMMIT sends and restarted on the same grace.db: no step
+// mixes epochs, and every agent rejoins the restarted graced.
 INSTANTIATE_TEST_SUITE_P(
-    DISABLED_RealGraced, EpochFaultTest,
+    RealGraced, EpochFaultTest,
     ::testing::Values(FaultCase{"graced_sigkilled_between_commits", "committed"}),
     [](const ::testing::TestParamInfo<FaultCase>& i) { return std::string(i.param.name); });
 

@@ -1,6 +1,6 @@
 // ChildProcess: a program started by a test or a benchmark, with its output in a log file, that
-// the caller can SIGKILL or stop with SIGTERM. The destructor kills what is still running, so a
-// failing test never leaves processes behind.
+// the caller can SIGKILL or stop with SIGTERM. The child inherits no descriptor but 0, 1 and 2.
+// The destructor kills what is still running, so a failing test never leaves processes behind.
 #pragma once
 
 #include <fcntl.h>
@@ -34,6 +34,9 @@ class ChildProcess {
         dup2(fd, 1);
         dup2(fd, 2);
       }
+      // Only stdin, stdout and stderr cross: a socket of the parent's (a proxy's connection)
+      // left open in the child would keep that connection alive after the parent closed it.
+      ::close_range(3, ~0U, 0);
       for (const std::string& e : env) putenv(const_cast<char*>(e.c_str()));
       std::vector<char*> args;
       for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));

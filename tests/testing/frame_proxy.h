@@ -58,7 +58,7 @@ class FrameProxy {
   FrameProxy& operator=(const FrameProxy&) = delete;
 
   Status Start() {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in a{};
@@ -137,9 +137,9 @@ class FrameProxy {
     while (!stopping_.load()) {
       pollfd p{listen_fd_, POLLIN, 0};
       if (::poll(&p, 1, 20) <= 0) continue;
-      const int agent_fd = ::accept(listen_fd_, nullptr, nullptr);
+      const int agent_fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (agent_fd < 0) continue;
-      const int daemon_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      const int daemon_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in a{};
       a.sin_family = AF_INET;
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
