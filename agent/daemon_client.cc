@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <thread>
 
-#include "tls/daemon_connection.h"
 #include "agent/epoch_switcher.h"
+#include "tls/daemon_connection.h"
 
 namespace grace {
 

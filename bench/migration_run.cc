@@ -62,8 +62,8 @@ StatusOr<RunSetup> WriteConfigs(const MigrationBenchOptions& o, const Topology& 
         << "\ntokens_per_rank = " << o.tokens_per_rank
         << "\nsteps_per_second = " << o.steps_per_second << "\nseed = " << o.seed + 100
         << "\n[daemon]\naddress = \"127.0.0.1:" << daemon_port
-        << "\"\ncluster_secret = \"grace-test-secret\"\ntls = \"" << AgentChannelTlsName(o.agent_tls)
-        << "\"\nagent_id = \"agent" << r
+        << "\"\ncluster_secret = \"grace-test-secret\"\ntls = \""
+        << AgentChannelTlsName(o.agent_tls) << "\"\nagent_id = \"agent" << r
         << "\"\n[migration]\nrendezvous = \"127.0.0.1:" << migration_port
         << "\"\nchunk_bytes = 16384\nmax_bytes_per_s = " << max_bytes_per_s
         << (o.spare_slots >= 0 ? "\nspare_slots = " + std::to_string(o.spare_slots) : "")

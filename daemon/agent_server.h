@@ -9,12 +9,13 @@
 // longer than lost_after_ms is marked lost and its connection closed; it may reconnect.
 //
 // Before the proof a connection is a stranger, and strangers are bounded: each has
-// handshake_timeout_ms to complete TLS and prove the secret, frames of at most max_handshake_frame_bytes, and at
-// most max_pending of them are open (a new one closes the oldest, so a flood cannot lock out a
-// real agent). Their refusals reach OnConnectionRejected at most refusals_per_window times per
-// refusal_window_ms; the rest are summed into one call when the window ends. Agent ids must be
-// 1-64 characters of [A-Za-z0-9._:@-] before they are logged or stored. The port is bound
-// exclusively. After the handshake, steps are checked against max_steps_per_s.
+// handshake_timeout_ms to complete TLS and prove the secret, frames of at most
+// max_handshake_frame_bytes, and at most max_pending of them are open (a new one closes the oldest,
+// so a flood cannot lock out a real agent). Their refusals reach OnConnectionRejected at most
+// refusals_per_window times per refusal_window_ms; the rest are summed into one call when the
+// window ends. Agent ids must be 1-64 characters of [A-Za-z0-9._:@-] before they are logged or
+// stored. The port is bound exclusively. After the handshake, steps are checked against
+// max_steps_per_s.
 //
 // Thread contract: Start() spawns one I/O thread; listener callbacks run on it, one at a time.
 // Send/Broadcast/Agents may be called from any thread.

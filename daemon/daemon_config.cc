@@ -88,9 +88,9 @@ Status ParseDaemonTable(const toml::table& t, const std::string& source, DaemonC
 
 Status ParseAgentsTable(const toml::table& t, const std::string& source, DaemonConfig* c) {
   TomlFields f(t, source, "agents");
-  GRACE_RETURN_IF_ERROR(f.RejectUnknown({"heartbeat_ms", "report_ms", "lost_after_ms",
-                                         "max_frame_mb", "ready_timeout_ms", "switch_timeout_ms",
-                                         "tls"}));
+  GRACE_RETURN_IF_ERROR(
+      f.RejectUnknown({"heartbeat_ms", "report_ms", "lost_after_ms", "max_frame_mb",
+                       "ready_timeout_ms", "switch_timeout_ms", "tls"}));
   int v = 0;
   GRACE_RETURN_IF_ERROR(f.Int("heartbeat_ms", static_cast<int>(c->heartbeat_ms), 10, 60000, &v));
   c->heartbeat_ms = v;

@@ -42,7 +42,8 @@ StatusOr<bool> CheckTlsBanner(std::string_view received, const std::string& daem
   if (received.substr(0, kPlaintextFrameStart.size()) == kPlaintextFrameStart) {
     return FailedPrecondition("graced at " + daemon +
                               " answered plaintext ([agents] tls = \"off\"), this agent has "
-                              "[daemon] tls = \"psk\"; " + TlsSettingHint());
+                              "[daemon] tls = \"psk\"; " +
+                              TlsSettingHint());
   }
   const size_t n = std::min(received.size(), kAgentTlsBanner.size());
   if (received.substr(0, n) != kAgentTlsBanner.substr(0, n)) {
@@ -56,7 +57,8 @@ Status CheckClientHelloStart(unsigned char first_byte) {
   if (first_byte == static_cast<unsigned char>(kPlaintextFrameStart[0])) {
     return FailedPrecondition(
         "the agent speaks plaintext ([daemon] tls = \"off\"), graced has [agents] tls = "
-        "\"psk\"; " + TlsSettingHint());
+        "\"psk\"; " +
+        TlsSettingHint());
   }
   char hex[8];
   std::snprintf(hex, sizeof hex, "0x%02x", first_byte);
@@ -76,7 +78,8 @@ bool StartsWithTlsRecord(std::string_view received) {
 Status DaemonWantsTls(const std::string& daemon) {
   return FailedPrecondition("graced at " + daemon +
                             " wants TLS ([agents] tls = \"psk\"), this agent has [daemon] tls = "
-                            "\"off\"; " + TlsSettingHint());
+                            "\"off\"; " +
+                            TlsSettingHint());
 }
 
 Status AgentSpeaksTls() {
@@ -97,8 +100,8 @@ StatusOr<std::array<uint8_t, 32>> DeriveAgentChannelKey(std::string_view cluster
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<char*>(cluster_secret.data()),
-                                        cluster_secret.size()),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_KDF_PARAM_KEY, const_cast<char*>(cluster_secret.data()), cluster_secret.size()),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
                                         const_cast<char*>(kAgentChannelKeySalt.data()),
                                         kAgentChannelKeySalt.size()),
@@ -120,8 +123,7 @@ StatusOr<std::shared_ptr<const AgentChannelTlsContext>> AgentChannelTlsContext::
   SSL_CTX* ctx = SSL_CTX_new(role == Role::kServer ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return Internal(OpenSslErrorText("OpenSSL cannot make a TLS context"));
   SSL_SESSION* psk = SSL_SESSION_new();
-  std::shared_ptr<const AgentChannelTlsContext> context(
-      new AgentChannelTlsContext(role, ctx, psk));
+  std::shared_ptr<const AgentChannelTlsContext> context(new AgentChannelTlsContext(role, ctx, psk));
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   // No session tickets (every connection proves the key afresh, and the server writes nothing
@@ -210,8 +212,9 @@ std::string AgentChannelHandshakeFailure(const std::string& openssl_failure) {
   // decrypt_error (RFC 8446): the agent sees the alert, graced the failed binder.
   if (Contains(f, "binder does not verify") || Contains(f, "alert illegal parameter") ||
       Contains(f, "decrypt error") || Contains(f, "bad record mac")) {
-    return "TLS handshake failed: cluster secret differs (the peer derived another "
-           "agent-channel key)";
+    return "TLS handshake failed: the cluster secrets differ (the peer derived another "
+           "agent-channel key): set the same cluster_secret in graced.toml [daemon] and "
+           "agent.toml [daemon]";
   }
   if (Contains(f, "no suitable signature algorithm") || Contains(f, "no shared cipher") ||
       Contains(f, "missing") || Contains(f, "handshake failure")) {

@@ -38,12 +38,12 @@ std::string AsyncAgentChannel::Peer() const {
 
 void AsyncAgentChannel::Await(bool want_read, std::function<void()> then,
                               std::function<void(Status)> failed) {
-  socket_.async_wait(want_read ? Tcp::socket::wait_read : Tcp::socket::wait_write,
-                     [then = std::move(then), failed = std::move(failed)](
-                         const boost::system::error_code& ec) {
-                       if (ec) return failed(FromAsio(ec));
-                       then();
-                     });
+  socket_.async_wait(
+      want_read ? Tcp::socket::wait_read : Tcp::socket::wait_write,
+      [then = std::move(then), failed = std::move(failed)](const boost::system::error_code& ec) {
+        if (ec) return failed(FromAsio(ec));
+        then();
+      });
 }
 
 void AsyncAgentChannel::AsyncStart(StartHandler done) {
@@ -56,14 +56,15 @@ void AsyncAgentChannel::AsyncStart(StartHandler done) {
     asio::post(socket_.get_executor(), [done = std::move(done)] { done(Status::Ok()); });
     return;
   }
-  if (tls_->role() == AgentChannelTlsContext::Role::kClient) return ClientReadBanner(std::move(done));
+  if (tls_->role() == AgentChannelTlsContext::Role::kClient)
+    return ClientReadBanner(std::move(done));
   // The banner fits any empty send buffer; then the peer's first byte says what it speaks.
-  asio::async_write(socket_, asio::buffer(kAgentTlsBanner.data(), kAgentTlsBanner.size()),
-                    [this, done = std::move(done)](const boost::system::error_code& ec,
-                                                   size_t) mutable {
-                      if (ec) return done(FromAsio(ec));
-                      ServerAwaitClientHello(std::move(done));
-                    });
+  asio::async_write(
+      socket_, asio::buffer(kAgentTlsBanner.data(), kAgentTlsBanner.size()),
+      [this, done = std::move(done)](const boost::system::error_code& ec, size_t) mutable {
+        if (ec) return done(FromAsio(ec));
+        ServerAwaitClientHello(std::move(done));
+      });
 }
 
 void AsyncAgentChannel::ServerAwaitClientHello(StartHandler done) {
@@ -115,9 +116,7 @@ void AsyncAgentChannel::Handshake(StartHandler done) {
   std::string failure;
   const TlsIo io = TlsHandshake(ssl_.get(), &failure);
   switch (io) {
-    case TlsIo::kDone:
-      established_ = true;
-      return done(Status::Ok());
+    case TlsIo::kDone: established_ = true; return done(Status::Ok());
     case TlsIo::kWantRead:
     case TlsIo::kWantWrite: {
       const bool want_read = io == TlsIo::kWantRead;
@@ -132,11 +131,11 @@ void AsyncAgentChannel::Handshake(StartHandler done) {
 
 void AsyncAgentChannel::AsyncReadSome(char* buf, size_t size, ReadHandler done) {
   if (!tls_) {
-    socket_.async_read_some(asio::buffer(buf, size),
-                            [done = std::move(done)](const boost::system::error_code& ec,
-                                                     size_t n) {
-                              done(ec ? FromAsio(ec) : Status::Ok(), n);
-                            });
+    socket_.async_read_some(
+        asio::buffer(buf, size),
+        [done = std::move(done)](const boost::system::error_code& ec, size_t n) {
+          done(ec ? FromAsio(ec) : Status::Ok(), n);
+        });
     return;
   }
   TlsReadSome(buf, size, std::move(done));
@@ -158,8 +157,7 @@ void AsyncAgentChannel::TlsReadSome(char* buf, size_t size, ReadHandler done) {
       auto failed = [done](Status s) { done(s, 0); };
       return Await(
           io == TlsIo::kWantRead,
-          [this, buf, size, done]() mutable { TlsReadSome(buf, size, std::move(done)); },
-          failed);
+          [this, buf, size, done]() mutable { TlsReadSome(buf, size, std::move(done)); }, failed);
     }
     const Status s = io == TlsIo::kClosed
                          ? Closed()

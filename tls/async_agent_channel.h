@@ -37,8 +37,9 @@ class AsyncAgentChannel {
   AsyncAgentChannel(Tcp::socket socket, std::shared_ptr<const AgentChannelTlsContext> tls);
   ~AsyncAgentChannel();
 
-  // Call once the socket is connected. Server: sends the banner and completes the handshake of the peer's ClientHello. Client:
-  // reads graced's banner, then runs the handshake. Plaintext: completes at once.
+  // Call once the socket is connected. Server: sends the banner and completes the handshake of the
+  // peer's ClientHello. Client: reads graced's banner, then runs the handshake. Plaintext:
+  // completes at once.
   void AsyncStart(StartHandler done);
   // At most `size` bytes; an end of stream is an Unavailable "connection closed".
   void AsyncReadSome(char* buf, size_t size, ReadHandler done);

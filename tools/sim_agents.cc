@@ -351,9 +351,9 @@ Status SimAgentFleet::Start() {
     }
   }
   if (impl_->options.tls == AgentChannelTls::kPsk) {
-    GRACE_ASSIGN_OR_RETURN(impl_->tls, AgentChannelTlsContext::Make(
-                                           AgentChannelTlsContext::Role::kClient,
-                                           impl_->options.cluster_secret));
+    GRACE_ASSIGN_OR_RETURN(impl_->tls,
+                           AgentChannelTlsContext::Make(AgentChannelTlsContext::Role::kClient,
+                                                        impl_->options.cluster_secret));
   }
   impl_->start = std::chrono::steady_clock::now();
   impl_->options.report_ms = std::max<uint32_t>(impl_->options.report_ms, 1);

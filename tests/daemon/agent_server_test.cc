@@ -8,12 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/byte_proxy.h"
 #include "tests/testing/raw_client.h"
 #include "tls/daemon_connection.h"
 
 namespace grace {
 namespace {
-
 
 // Records listener calls; tests wait on them with a deadline instead of sleeping.
 class RecordingEvents : public AgentEvents {
@@ -359,6 +359,57 @@ TEST_F(AgentServerTest, ASecondServerOnThePortFails) {
   Status s = second.Start();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find(":" + std::to_string(server_->port())), std::string::npos);
+}
+
+// The agent channel's TLS (tls = "psk", the default): what issue #21 found injected on a
+// plaintext channel is refused, and a mismatched setting or secret is named, not timed out.
+
+TEST_F(AgentServerTest, AFrameInjectedOnThePathClosesTheConnectionAndIsNeverPassedOn) {
+  testing::ByteProxy path(server_->port());
+  ASSERT_TRUE(path.Start());
+  TestAgent agent(path.port());
+  ASSERT_TRUE(agent.open_status().ok()) << agent.open_status().ToString();
+  ASSERT_TRUE(std::holds_alternative<Welcome>(agent.Join("node0", "cluster-secret")));
+  agent.Send(Heartbeat{10, 3});
+  ASSERT_TRUE(events_.WaitFor([&] { return events_.messages_.size() >= 1; }));
+  // The attack of #21: a well-formed plaintext Heartbeat far ahead, written onto the path.
+  ASSERT_TRUE(path.InjectToServer(EncodeFrame(Heartbeat{999999999, 3})));
+  EXPECT_TRUE(agent.ClosedByServerSoon());
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  std::lock_guard<std::mutex> lock(events_.mu_);
+  EXPECT_NE(events_.rejected_[0].find("integrity"), std::string::npos) << events_.rejected_[0];
+  EXPECT_EQ(events_.messages_, std::vector<std::string>{"node0:Heartbeat"});
+  for (const AgentStatus& a : server_->Agents()) EXPECT_LT(a.step, 999999999u);
+}
+
+TEST_F(AgentServerTest, AnAgentWithAnotherSecretFailsTheTlsHandshakeNamingTheSecret) {
+  TestAgent agent(server_->port(), AgentChannelTls::kPsk, "another-secret");
+  ASSERT_FALSE(agent.open_status().ok());
+  EXPECT_EQ(agent.open_status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(agent.open_status().message().find("cluster_secret"), std::string::npos)
+      << agent.open_status().ToString();
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  EXPECT_TRUE(events_.joined_.empty());
+}
+
+TEST_F(AgentServerTest, APlaintextAgentMeetingTlsIsToldWhichSettingDiffers) {
+  TestAgent agent(server_->port(), AgentChannelTls::kOff);
+  ASSERT_TRUE(agent.open_status().ok());
+  try {
+    (void)agent.Receive();
+    FAIL() << "a plaintext agent read a frame from a TLS graced";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tls"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(AgentServerTest, ATlsAgentMeetingAPlaintextDaemonIsToldWhichSettingDiffers) {
+  Restart([](AgentServerOptions& o) { o.tls = AgentChannelTls::kOff; });
+  TestAgent agent(server_->port(), AgentChannelTls::kPsk);
+  ASSERT_FALSE(agent.open_status().ok());
+  EXPECT_EQ(agent.open_status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(agent.open_status().message().find("tls"), std::string::npos)
+      << agent.open_status().ToString();
 }
 
 }  // namespace
