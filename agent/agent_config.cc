@@ -154,7 +154,7 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "daemon", source));
     TomlFields f(*t, source, "daemon");
     GRACE_RETURN_IF_ERROR(
-        f.RejectUnknown({"address", "cluster_secret", "agent_id", "reconnect_max_ms"}));
+        f.RejectUnknown({"address", "cluster_secret", "agent_id", "reconnect_max_ms", "tls"}));
     GRACE_RETURN_IF_ERROR(f.String("address", "", &c.daemon_address));
     if (!c.daemon_address.empty()) {
       std::string host;
@@ -171,6 +171,11 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
         f.String("agent_id", "agent" + std::to_string(c.first_rank), &c.agent_id));
     if (c.agent_id.empty()) c.agent_id = "agent" + std::to_string(c.first_rank);
     GRACE_RETURN_IF_ERROR(f.Int("reconnect_max_ms", 2000, 10, 600000, &c.reconnect_max_ms));
+    std::string tls;
+    GRACE_RETURN_IF_ERROR(f.String("tls", "psk", &tls));
+    StatusOr<AgentChannelTls> setting = ParseAgentChannelTls(tls);
+    if (!setting.ok()) return InvalidArgument(f.Where("tls") + ": " + setting.status().message());
+    c.daemon_tls = *setting;
   }
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "migration", source));

@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "core/topology.h"
 #include "kernels/model_shape.h"
+#include "tls/tls_setting.h"
 
 namespace grace {
 
@@ -60,6 +61,9 @@ struct AgentConfig {
   std::string cluster_secret;   // else $GRACE_CLUSTER_SECRET
   std::string agent_id;         // default "agent<first_rank>"
   int reconnect_max_ms = 2000;  // backoff cap between connection attempts
+  // "psk": TLS 1.3 keyed by the cluster secret (tls/agent_channel.h); "off": plaintext, only
+  // for a test harness that reads the frames. graced's [agents] tls must agree.
+  AgentChannelTls daemon_tls = AgentChannelTls::kPsk;
 
   // [migration]: weight copies run over their own TCP mesh, never the data path's.
   std::string migration_rendezvous_host = "127.0.0.1";

@@ -1,26 +1,24 @@
-// Boost.Asio (blocking calls on the control thread) for the daemon connection; this file is
-// where Asio's errors become Status values for the agent.
+// The agent's side of the wire protocol; the socket (plaintext or TLS, every wait bounded) is
+// agent/daemon_connection.h's.
 #include "agent/daemon_client.h"
 
 #include <openssl/rand.h>
-#include <poll.h>
 
-#include <boost/asio.hpp>
 #include <chrono>
 #include <cstdio>
 #include <thread>
 
 #include "agent/epoch_switcher.h"
+#include "tls/daemon_connection.h"
 
 namespace grace {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 class DaemonClient::Impl {
  public:
-  explicit Impl(const AgentConfig& c) : c_(c), socket_(io_) {}
+  explicit Impl(const AgentConfig& c)
+      : c_(c), conn_(c.daemon_address, c.daemon_tls, c.cluster_secret) {}
   StatusOr<Welcome> Connect(Epoch epoch);
   Status Run(ServingState& state, std::vector<RankSlotWeights>& sources,
              const std::atomic<bool>* stop);
@@ -32,12 +30,11 @@ class DaemonClient::Impl {
   // The workers' counts since the last report, taken (zeroed): per-expert loads, the top
   // co-activation pairs and the dispatch traffic of every layer.
   LoadReport TakeReport(ServingState& state);
-  // Reads what has arrived within `wait`; false when the connection is gone.
-  bool Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out);
+  // Decodes what has arrived within `wait`; fails when the connection is gone (logged).
+  Status Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out);
 
   const AgentConfig& c_;
-  asio::io_context io_;
-  tcp::socket socket_;
+  DaemonConnection conn_;
   FrameDecoder decoder_;
   bool connected_ = false;
   uint32_t heartbeat_ms_ = 1000, report_ms_ = 1000;
@@ -80,28 +77,26 @@ LoadReport DaemonClient::Impl::TakeReport(ServingState& state) {
 
 Status DaemonClient::Impl::SendFrame(const WireMessage& m) {
   const std::string frame = EncodeFrame(m);
-  boost::system::error_code ec;
-  asio::write(socket_, asio::buffer(frame), ec);
-  if (ec) {
+  // graced that takes no bytes for connect_timeout_ms is as good as gone: the connection is
+  // closed and redialled rather than the control thread stuck.
+  Status s = conn_.Send(frame, Clock::now() + std::chrono::milliseconds(c_.connect_timeout_ms));
+  if (!s.ok()) {
     connected_ = false;
-    return Unavailable("daemon " + c_.daemon_address + ": send: " + ec.message());
+    return Unavailable("daemon " + c_.daemon_address + ": send: " + s.message());
   }
   return Status::Ok();
 }
 
-bool DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out) {
-  pollfd pfd{socket_.native_handle(), POLLIN, 0};
-  if (::poll(&pfd, 1, static_cast<int>(wait.count())) <= 0) return connected_;
-  char buf[64 << 10];
-  boost::system::error_code ec;
-  const size_t n = socket_.read_some(asio::buffer(buf), ec);
-  if (ec) {
+Status DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<WireMessage>* out) {
+  std::string bytes;
+  if (Status s = conn_.Receive(wait, &bytes); !s.ok()) {
     std::fprintf(stderr, "grace-agent %s: daemon connection lost: %s\n", c_.agent_id.c_str(),
-                 ec.message().c_str());
+                 s.message().c_str());
     connected_ = false;
-    return false;
+    return s;
   }
-  decoder_.Append({buf, n});
+  if (bytes.empty()) return Status::Ok();
+  decoder_.Append(bytes);
   WireMessage m;
   while (true) {
     StatusOr<bool> more = decoder_.Next(&m);
@@ -109,34 +104,30 @@ bool DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<Wir
       std::fprintf(stderr, "grace-agent %s: bad frame from the daemon: %s\n", c_.agent_id.c_str(),
                    more.status().ToString().c_str());
       connected_ = false;
-      return false;
+      conn_.Close();
+      return more.status();
     }
     if (!*more) break;
     out->push_back(std::move(m));
   }
-  return true;
+  return Status::Ok();
 }
 
 Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, Welcome* welcome) {
-  const size_t colon = c_.daemon_address.rfind(':');
-  const std::string host = c_.daemon_address.substr(0, colon);
-  const std::string port = c_.daemon_address.substr(colon + 1);
-  boost::system::error_code ec;
-  socket_.close(ec);
   decoder_ = FrameDecoder();
-  tcp::resolver resolver(io_);
-  auto endpoints = resolver.resolve(host, port, ec);
-  if (!ec) asio::connect(socket_, endpoints, ec);
-  if (ec) return Unavailable("daemon " + c_.daemon_address + ": " + ec.message());
-  socket_.set_option(tcp::no_delay(true), ec);
-  connected_ = true;
+  // Connecting, the TLS handshake and the protocol's handshake share one deadline.
   const auto deadline = Clock::now() + std::chrono::milliseconds(c_.connect_timeout_ms);
+  connected_ = false;
+  GRACE_RETURN_IF_ERROR(conn_.Open(deadline));
+  connected_ = true;
   std::vector<WireMessage> in;
   bool hello_sent = false;
   std::array<uint8_t, 32> nonce{};
   while (Clock::now() < deadline) {
-    if (!Receive(std::chrono::milliseconds(50), &in)) {
-      return Unavailable("daemon " + c_.daemon_address + " closed the connection in the handshake");
+    if (Status s = Receive(std::chrono::milliseconds(50), &in); !s.ok()) {
+      if (s.code() == StatusCode::kFailedPrecondition) return s;  // the tls settings differ
+      return Unavailable("daemon " + c_.daemon_address +
+                         " closed the connection in the handshake: " + s.message());
     }
     for (size_t i = 0; i < in.size(); ++i) {
       WireMessage& m = in[i];
@@ -247,7 +238,7 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
     }
     in = std::move(early_);
     early_.clear();
-    Receive(std::chrono::milliseconds(5), &in);
+    (void)Receive(std::chrono::milliseconds(5), &in);  // a lost connection is redialled above
     for (const WireMessage& m : in) {
       if (auto* p = std::get_if<Prepare>(&m)) switcher.OnPrepare(*p);
       if (auto* cm = std::get_if<Commit>(&m)) switcher.OnCommit(*cm);
@@ -273,8 +264,7 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
     (void)SendFrame(Goodbye{state.stop_at.load(), "SIGTERM"});
   }
   switcher.DropUncommitted();
-  boost::system::error_code ec;
-  socket_.close(ec);
+  conn_.Close();
   return Status::Ok();
 }
 

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "tls/tls_setting.h"
 
 namespace grace {
 
@@ -53,6 +54,9 @@ struct MigrationBenchOptions {
   int connect_timeout_ms = 20000;
   // [migration].spare_slots of the agents; negative: their default (slots_per_rank).
   int spare_slots = -1;
+  // The agent channel's transport, on the daemon and every agent.toml ([daemon] tls): the
+  // fault cases set "off", their FrameProxy reads the frames.
+  AgentChannelTls agent_tls = AgentChannelTls::kPsk;
   std::chrono::milliseconds timeout{120000};
 };
 

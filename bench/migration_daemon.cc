@@ -22,6 +22,7 @@ MigrationTestDaemon::MigrationTestDaemon(MigrationTestDaemonOptions options)
   AgentServerOptions so;
   so.port = 0;
   so.cluster_secret = options_.cluster_secret;
+  so.tls = options_.agent_tls;
   so.heartbeat_ms = options_.heartbeat_ms;
   so.report_ms = options_.report_ms;
   so.lost_after_ms = options_.lost_after_ms;

@@ -34,6 +34,7 @@ struct MigrationTestDaemonOptions {
   Placement placement;  // epoch 1
   uint64_t bytes_per_expert = 0;
   std::string cluster_secret = "grace-test-secret";
+  AgentChannelTls agent_tls = AgentChannelTls::kPsk;
   uint32_t heartbeat_ms = 20;
   uint32_t report_ms = 200;
   uint32_t lost_after_ms = 1000;

@@ -25,6 +25,9 @@ StatusOr<nlohmann::json> RunFault(const MigrationBenchOptions& o, const Topology
                                   const std::string& name) {
   using Action = testing::FrameProxy::Action;
   MigrationBenchOptions k = o;
+  // Plaintext on both sides, on purpose: the FrameProxy between them reads and rules on
+  // frames, which TLS would (rightly) hide from it.
+  k.agent_tls = AgentChannelTls::kOff;
   // Room for the faulted migration, the agents' recovery and one more migration.
   k.steps = std::max(o.steps, static_cast<int>(7 * o.steps_per_second));
   MigrationTestDaemonOptions dopt = DaemonOptions(k, topo);

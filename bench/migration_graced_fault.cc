@@ -124,6 +124,9 @@ Placement OtherPlacement(const Placement& p, const Topology& topo, int moves, st
 StatusOr<json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& o, const Topology& topo) {
   using Action = testing::FrameProxy::Action;
   MigrationBenchOptions k = o;
+  // Plaintext on both sides, on purpose: the FrameProxy between them reads and rules on
+  // frames, which TLS would (rightly) hide from it.
+  k.agent_tls = AgentChannelTls::kOff;
   // Room for the migration, graced's restart, the agents' return and one more migration.
   k.steps = std::max(o.steps, static_cast<int>(10 * o.steps_per_second));
   const std::string dir = o.work_dir + "/fault_" + kGracedKilledBetweenCommits;
@@ -142,7 +145,7 @@ StatusOr<json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& o, con
     std::ofstream f(graced.config);
     f << "[daemon]\nhttp = \"127.0.0.1:" << http_port << "\"\nagents = \"127.0.0.1:" << agents_port
       << "\"\nstate_dir = \"" << dir << "/state\"\n"
-      << "[agents]\nheartbeat_ms = 20\nreport_ms = 200\nlost_after_ms = 800\n"
+      << "[agents]\ntls = \"off\"\nheartbeat_ms = 20\nreport_ms = 200\nlost_after_ms = 800\n"
       << "ready_timeout_ms = 4000\nswitch_timeout_ms = 1500\n"
       << "[topology]\nnodes = " << topo.nodes << "\ngpus_per_node = " << topo.gpus_per_node
       << "\nslots_per_gpu = " << topo.slots_per_gpu << "\n[model]\nnum_experts = " << o.experts

@@ -62,7 +62,8 @@ StatusOr<RunSetup> WriteConfigs(const MigrationBenchOptions& o, const Topology& 
         << "\ntokens_per_rank = " << o.tokens_per_rank
         << "\nsteps_per_second = " << o.steps_per_second << "\nseed = " << o.seed + 100
         << "\n[daemon]\naddress = \"127.0.0.1:" << daemon_port
-        << "\"\ncluster_secret = \"grace-test-secret\"\nagent_id = \"agent" << r
+        << "\"\ncluster_secret = \"grace-test-secret\"\ntls = \""
+        << AgentChannelTlsName(o.agent_tls) << "\"\nagent_id = \"agent" << r
         << "\"\n[migration]\nrendezvous = \"127.0.0.1:" << migration_port
         << "\"\nchunk_bytes = 16384\nmax_bytes_per_s = " << max_bytes_per_s
         << (o.spare_slots >= 0 ? "\nspare_slots = " + std::to_string(o.spare_slots) : "")
@@ -237,6 +238,7 @@ MigrationTestDaemonOptions DaemonOptions(const MigrationBenchOptions& o, const T
     return ids;
   }());
   d.bytes_per_expert = static_cast<uint64_t>(3) * o.ffn * o.hidden * sizeof(float);
+  d.agent_tls = o.agent_tls;
   d.coordinator.ready_timeout_ms = 15000;
   d.coordinator.switch_margin_steps =
       std::max<uint64_t>(8, static_cast<uint64_t>(std::ceil(o.steps_per_second * 0.2)));

@@ -1,5 +1,6 @@
-// Boost.Asio implementation of AgentServer: one I/O thread, one Session per connection. This
-// file is where Asio's error codes become log lines and Status values.
+// Boost.Asio implementation of AgentServer: one I/O thread, one Session per connection, each
+// over an AsyncAgentChannel (tls/async_agent_channel.h: plaintext or TLS-PSK). This file is
+// where Asio's errors become log lines and Status values.
 #include "daemon/agent_server.h"
 
 #include <openssl/rand.h>
@@ -14,6 +15,8 @@
 #include <thread>
 
 #include <spdlog/spdlog.h>
+
+#include "tls/async_agent_channel.h"
 
 namespace grace {
 
@@ -67,6 +70,13 @@ class AgentServer::Impl {
                          std::to_string(options_.port) + ": " + ec.message());
     }
     port_ = acceptor_.local_endpoint().port();
+    if (options_.tls == AgentChannelTls::kPsk) {
+      // One context for every connection: the key is derived once, here.
+      auto tls = AgentChannelTlsContext::Make(AgentChannelTlsContext::Role::kServer,
+                                              options_.cluster_secret);
+      if (!tls.ok()) return tls.status().WithContext("[agents] tls = \"psk\"");
+      tls_ = std::move(tls).value();
+    }
     Accept();
     Sweep();
     thread_ = std::thread([this] { io_.run(); });
@@ -88,6 +98,7 @@ class AgentServer::Impl {
 
   AgentEvents& events_;
   AgentServerOptions options_;
+  std::shared_ptr<const AgentChannelTlsContext> tls_;  // null: [agents] tls = "off"
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::steady_timer sweep_;
@@ -112,20 +123,30 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
  public:
   Session(Impl& server, tcp::socket socket, uint64_t id)
       : server_(server),
-        socket_(std::move(socket)),
+        channel_(std::move(socket), server.tls_),
         decoder_(server.options_.max_handshake_frame_bytes),
         last_seen_(Clock::now()),
         id_(id) {
     boost::system::error_code ec;
-    auto remote = socket_.remote_endpoint(ec);
+    auto remote = channel_.socket().remote_endpoint(ec);
     peer_ =
         ec ? "unknown peer" : remote.address().to_string() + ":" + std::to_string(remote.port());
   }
 
+  // The TLS handshake (nothing with tls = "off"), then the protocol's: Challenge first. Both
+  // count against handshake_timeout_ms (Sweep).
   void Start() {
-    RAND_bytes(challenge_.nonce.data(), static_cast<int>(challenge_.nonce.size()));
-    Write(EncodeFrame(challenge_));
-    Read();
+    auto self = shared_from_this();
+    channel_.AsyncStart([self](const Status& s) {
+      if (self->closed_) return;
+      if (!s.ok()) {
+        self->server_.Refuse(self->peer_, s.message());
+        return self->Close(s.message());
+      }
+      RAND_bytes(self->challenge_.nonce.data(), static_cast<int>(self->challenge_.nonce.size()));
+      self->Write(EncodeFrame(self->challenge_));
+      self->Read();
+    });
   }
 
   void Write(std::string frame) {
@@ -137,9 +158,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   void Close(const std::string& reason) {
     if (closed_) return;
     closed_ = true;
-    boost::system::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    channel_.Close();
     server_.Closed(this, reason);
   }
 
@@ -155,11 +174,28 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
  private:
   void Read() {
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(buffer_), [self](boost::system::error_code ec, size_t n) {
+    channel_.AsyncReadSome(buffer_.data(), buffer_.size(), [self](const Status& s, size_t n) {
       if (self->closed_) return;
-      if (ec) return self->Close(ec == asio::error::eof ? "connection closed" : ec.message());
+      if (!s.ok()) {
+        // A TLS record that fails its check: bytes injected or changed on the path.
+        if (s.code() == StatusCode::kDataLoss) {
+          if (self->joined_) {
+            self->server_.events_.OnConnectionRejected(self->peer_, s.message());
+          } else {
+            self->server_.Refuse(self->peer_, s.message());
+          }
+        }
+        return self->Close(s.message());
+      }
       self->last_seen_ = Clock::now();
-      self->decoder_.Append(std::string_view(self->buffer_.data(), n));
+      const std::string_view bytes(self->buffer_.data(), n);
+      if (!self->received_any_ && !self->channel_.tls() && StartsWithTlsRecord(bytes)) {
+        const std::string why = AgentSpeaksTls().message();
+        self->server_.Refuse(self->peer_, why);
+        return self->Close(why);
+      }
+      self->received_any_ = true;
+      self->decoder_.Append(bytes);
       while (!self->closed_) {
         WireMessage m;
         StatusOr<bool> more = self->decoder_.Next(&m);
@@ -180,13 +216,12 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
 
   void WriteNext() {
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(out_.front()),
-                      [self](boost::system::error_code ec, size_t) {
-                        if (self->closed_) return;
-                        if (ec) return self->Close("write: " + ec.message());
-                        self->out_.pop_front();
-                        if (!self->out_.empty()) self->WriteNext();
-                      });
+    channel_.AsyncWrite(out_.front(), [self](const Status& s) {
+      if (self->closed_) return;
+      if (!s.ok()) return self->Close("write: " + s.message());
+      self->out_.pop_front();
+      if (!self->out_.empty()) self->WriteNext();
+    });
   }
 
   void Handle(const WireMessage& m) {
@@ -287,15 +322,13 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
 
   void Reject(const std::string& reason) {
     server_.Refuse(peer_, reason);
-    // Best effort: tell the agent why, then close.
-    std::string frame = EncodeFrame(Refused{reason});
-    boost::system::error_code ignored;
-    asio::write(socket_, asio::buffer(frame), ignored);
+    // Best effort and without waiting: tell the agent why, then close.
+    channel_.WriteBestEffort(EncodeFrame(Refused{reason}));
     Close(reason);
   }
 
   Impl& server_;
-  tcp::socket socket_;
+  AsyncAgentChannel channel_;
   FrameDecoder decoder_;
   // Small while the peer is a stranger (hundreds may be open), 64 KiB once it proved itself.
   std::vector<char> buffer_ = std::vector<char>(4 * 1024);
@@ -306,6 +339,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   uint64_t id_;
   Clock::time_point connected_at_ = Clock::now();
   bool joined_ = false;
+  bool received_any_ = false;
   bool left_ = false;
   bool closed_ = false;
   bool has_step_ = false;
@@ -335,7 +369,6 @@ void AgentServer::Impl::Accept() {
         oldest->Close("dropped for a newer connection");
       }
     }
-    socket.set_option(tcp::no_delay(true), ec);
     auto session = std::make_shared<Session>(*this, std::move(socket), next_session_++);
     pending_.emplace(session->id(), session);
     session->Start();

@@ -1,18 +1,21 @@
 // AgentServer: graced's side of the agent connections. Accepts grace-agent TCP connections
-// (Boost.Asio), runs the handshake (Challenge -> Hello with HMAC proof of the cluster secret ->
-// Welcome or Refused), and turns frames into calls on an AgentEvents listener.
+// (Boost.Asio), with tls = kPsk (the default) runs TLS 1.3 keyed by the cluster secret
+// (tls/agent_channel.h), then the protocol's handshake inside it (Challenge -> Hello with HMAC
+// proof of the cluster secret -> Welcome or Refused), and turns frames into calls on an
+// AgentEvents listener.
 //
 // A connection that sends a malformed, oversized or wrong-version frame, or fails the proof, is
 // closed with a logged reason; the daemon and every other agent go on. An agent silent for
 // longer than lost_after_ms is marked lost and its connection closed; it may reconnect.
 //
 // Before the proof a connection is a stranger, and strangers are bounded: each has
-// handshake_timeout_ms to prove the secret, frames of at most max_handshake_frame_bytes, and at
-// most max_pending of them are open (a new one closes the oldest, so a flood cannot lock out a
-// real agent). Their refusals reach OnConnectionRejected at most refusals_per_window times per
-// refusal_window_ms; the rest are summed into one call when the window ends. Agent ids must be
-// 1-64 characters of [A-Za-z0-9._:@-] before they are logged or stored. The port is bound
-// exclusively. After the handshake, steps are checked against max_steps_per_s.
+// handshake_timeout_ms to complete TLS and prove the secret, frames of at most
+// max_handshake_frame_bytes, and at most max_pending of them are open (a new one closes the oldest,
+// so a flood cannot lock out a real agent). Their refusals reach OnConnectionRejected at most
+// refusals_per_window times per refusal_window_ms; the rest are summed into one call when the
+// window ends. Agent ids must be 1-64 characters of [A-Za-z0-9._:@-] before they are logged or
+// stored. The port is bound exclusively. After the handshake, steps are checked against
+// max_steps_per_s.
 //
 // Thread contract: Start() spawns one I/O thread; listener callbacks run on it, one at a time.
 // Send/Broadcast/Agents may be called from any thread.
@@ -27,6 +30,7 @@
 #include "core/status.h"
 #include "core/wire_protocol.h"
 #include "daemon/control_plane.h"
+#include "tls/tls_setting.h"
 
 namespace grace {
 
@@ -34,6 +38,9 @@ struct AgentServerOptions {
   std::string host = "127.0.0.1";
   int port = 8751;  // 0: pick a free port
   std::string cluster_secret;
+  // kPsk: TLS 1.3 with a key derived from cluster_secret; kOff: plaintext frames (a test
+  // harness's frame proxy). Agents must have the same setting; a mismatch is refused, named.
+  AgentChannelTls tls = AgentChannelTls::kPsk;
   uint32_t heartbeat_ms = 500;
   uint32_t report_ms = 1000;
   uint32_t lost_after_ms = 3000;

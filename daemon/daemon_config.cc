@@ -88,8 +88,9 @@ Status ParseDaemonTable(const toml::table& t, const std::string& source, DaemonC
 
 Status ParseAgentsTable(const toml::table& t, const std::string& source, DaemonConfig* c) {
   TomlFields f(t, source, "agents");
-  GRACE_RETURN_IF_ERROR(f.RejectUnknown({"heartbeat_ms", "report_ms", "lost_after_ms",
-                                         "max_frame_mb", "ready_timeout_ms", "switch_timeout_ms"}));
+  GRACE_RETURN_IF_ERROR(
+      f.RejectUnknown({"heartbeat_ms", "report_ms", "lost_after_ms", "max_frame_mb",
+                       "ready_timeout_ms", "switch_timeout_ms", "tls"}));
   int v = 0;
   GRACE_RETURN_IF_ERROR(f.Int("heartbeat_ms", static_cast<int>(c->heartbeat_ms), 10, 60000, &v));
   c->heartbeat_ms = v;
@@ -106,6 +107,11 @@ Status ParseAgentsTable(const toml::table& t, const std::string& source, DaemonC
   GRACE_RETURN_IF_ERROR(
       f.Int("switch_timeout_ms", static_cast<int>(c->switch_timeout_ms), 100, 3600000, &v));
   c->switch_timeout_ms = v;
+  std::string tls;
+  GRACE_RETURN_IF_ERROR(f.String("tls", AgentChannelTlsName(c->agents_tls), &tls));
+  StatusOr<AgentChannelTls> setting = ParseAgentChannelTls(tls);
+  if (!setting.ok()) return InvalidArgument(f.Where("tls") + ": " + setting.status().message());
+  c->agents_tls = *setting;
   if (c->lost_after_ms <= c->heartbeat_ms) {
     return InvalidArgument(f.Where("lost_after_ms") + ": must exceed heartbeat_ms (" +
                            std::to_string(c->heartbeat_ms) + ")");

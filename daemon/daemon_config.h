@@ -5,7 +5,7 @@
 //   [daemon]   http, agents, state_dir, web_root, initial_placement, api_token, cluster_secret
 //   [http]     tls_cert_file, tls_key_file, allow_plaintext (the REST API's transport)
 //   [agents]   heartbeat_ms, report_ms, lost_after_ms, max_frame_mb, ready_timeout_ms,
-//              switch_timeout_ms
+//              switch_timeout_ms, tls ("psk" or "off", tls/tls_setting.h)
 //   [topology] as core/topology.h
 //   [model]    num_experts, top_k, layers (array of layer ids), hidden, expert_ffn
 //   [policy]   the fields of PolicySettings (daemon/policy_settings.h)
@@ -20,6 +20,7 @@
 #include "core/status.h"
 #include "core/topology.h"
 #include "daemon/policy_settings.h"
+#include "tls/tls_setting.h"
 
 namespace grace {
 
@@ -59,6 +60,9 @@ struct DaemonConfig {
   // aborted), COMMIT -> every SWITCHED (then done, the late agents named).
   uint32_t ready_timeout_ms = 30000;
   uint32_t switch_timeout_ms = 30000;
+  // The agent channel's transport: TLS 1.3 keyed by the cluster secret, or plaintext (only for
+  // a test harness that reads the frames). Every agent's [daemon] tls must agree.
+  AgentChannelTls agents_tls = AgentChannelTls::kPsk;
 
   Topology topology{.nodes = 2, .gpus_per_node = 2, .slots_per_gpu = 18};  // a laptop demo
   ServedModel model;

@@ -153,6 +153,12 @@ int main(int argc, char** argv) {
   agent_opt.host = config->agents_host;
   agent_opt.port = config->agents_port;
   agent_opt.cluster_secret = config->cluster_secret;
+  agent_opt.tls = config->agents_tls;
+  if (config->agents_tls == grace::AgentChannelTls::kOff) {
+    spdlog::warn(
+        "graced: [agents] tls = \"off\": agent frames cross the network in plaintext, and a "
+        "frame injected on the path is taken as the agent's");
+  }
   agent_opt.heartbeat_ms = config->heartbeat_ms;
   agent_opt.report_ms = config->report_ms;
   agent_opt.lost_after_ms = config->lost_after_ms;

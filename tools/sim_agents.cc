@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/wire_protocol.h"
+#include "tls/async_agent_channel.h"
 
 namespace grace {
 
@@ -25,6 +26,7 @@ class SimAgentFleet::Impl {
   explicit Impl(SimAgentOptions o) : options(std::move(o)) {}
 
   SimAgentOptions options;
+  std::shared_ptr<const AgentChannelTlsContext> tls;  // null: plaintext
   asio::io_context io;
   std::thread thread;
   std::vector<std::shared_ptr<Agent>> agents;
@@ -53,7 +55,7 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
   Agent(Impl& fleet, int node)
       : fleet_(fleet),
         node_(node),
-        socket_(fleet.io),
+        channel_(tcp::socket(fleet.io), fleet.tls),
         timer_(fleet.io),
         rng_(fleet.options.seed + node) {}
 
@@ -61,9 +63,17 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
     auto self = shared_from_this();
     tcp::endpoint ep(asio::ip::make_address(fleet_.options.daemon_host),
                      static_cast<unsigned short>(fleet_.options.daemon_port));
-    socket_.async_connect(ep, [self](boost::system::error_code ec) {
+    channel_.socket().async_connect(ep, [self](boost::system::error_code ec) {
       if (ec) return;
-      self->Read();
+      self->channel_.AsyncStart([self](const Status& s) {
+        if (!s.ok()) {
+          return self->Bump([&](SimAgentStats& st) {
+            ++st.failed_starts;
+            st.last_failure = s.message();
+          });
+        }
+        self->Read();
+      });
     });
   }
 
@@ -72,8 +82,8 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
 
   void Read() {
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(buf_), [self](boost::system::error_code ec, size_t n) {
-      if (ec) return;
+    channel_.AsyncReadSome(buf_.data(), buf_.size(), [self](const Status& s, size_t n) {
+      if (!s.ok()) return;
       self->decoder_.Append(std::string_view(self->buf_.data(), n));
       WireMessage m;
       while (true) {
@@ -145,12 +155,11 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
   }
   void WriteNext() {
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(out_.front()),
-                      [self](boost::system::error_code ec, size_t) {
-                        if (ec) return;
-                        self->out_.pop_front();
-                        if (!self->out_.empty()) self->WriteNext();
-                      });
+    channel_.AsyncWrite(out_.front(), [self](const Status& s) {
+      if (!s.ok()) return;
+      self->out_.pop_front();
+      if (!self->out_.empty()) self->WriteNext();
+    });
   }
 
   void Handle(const WireMessage& m) {
@@ -295,7 +304,7 @@ class SimAgentFleet::Impl::Agent : public std::enable_shared_from_this<Agent> {
 
   Impl& fleet_;
   int node_;
-  tcp::socket socket_;
+  AsyncAgentChannel channel_;
   asio::steady_timer timer_;
   std::mt19937_64 rng_;
   std::array<char, 64 * 1024> buf_{};
@@ -340,6 +349,11 @@ Status SimAgentFleet::Start() {
                                " experts, expected " + std::to_string(impl_->options.num_experts));
       }
     }
+  }
+  if (impl_->options.tls == AgentChannelTls::kPsk) {
+    GRACE_ASSIGN_OR_RETURN(impl_->tls,
+                           AgentChannelTlsContext::Make(AgentChannelTlsContext::Role::kClient,
+                                                        impl_->options.cluster_secret));
   }
   impl_->start = std::chrono::steady_clock::now();
   impl_->options.report_ms = std::max<uint32_t>(impl_->options.report_ms, 1);

@@ -19,6 +19,7 @@
 
 #include "core/status.h"
 #include "core/topology.h"
+#include "tls/tls_setting.h"
 
 namespace grace {
 
@@ -26,6 +27,8 @@ struct SimAgentOptions {
   std::string daemon_host = "127.0.0.1";
   int daemon_port = 8751;
   std::string cluster_secret;
+  // graced's [agents] tls: kPsk, TLS 1.3 keyed by the secret (as real agents by default).
+  AgentChannelTls tls = AgentChannelTls::kPsk;
   Topology topology;  // one simulated agent per node, serving that node's ranks
   int num_layers = 2;
   int num_experts = 64;
@@ -49,6 +52,8 @@ struct SimAgentOptions {
 struct SimAgentStats {
   int connected = 0;
   int refused = 0;
+  int failed_starts = 0;  // TLS handshakes that failed (last reason in last_failure)
+  std::string last_failure;
   uint64_t reports_sent = 0;
   uint64_t report_bytes = 0;  // the last load report's frame
   uint64_t prepares = 0;

@@ -3,19 +3,17 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#include <boost/asio.hpp>
 #include <condition_variable>
 #include <mutex>
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/byte_proxy.h"
 #include "tests/testing/raw_client.h"
+#include "tls/daemon_connection.h"
 
 namespace grace {
 namespace {
-
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 
 // Records listener calls; tests wait on them with a deadline instead of sleeping.
 class RecordingEvents : public AgentEvents {
@@ -54,48 +52,49 @@ class RecordingEvents : public AgentEvents {
   std::vector<std::string> joined_, lost_, messages_, rejected_;
 };
 
-// A blocking test agent speaking the wire protocol.
+// A blocking test agent speaking the wire protocol, over TLS keyed by `tls_secret` unless
+// `tls` is kOff (DaemonConnection, the real agent's socket). Its waits are bounded (20 s) so
+// that a broken server fails a test instead of hanging it; no timing is tested.
 class TestAgent {
  public:
-  explicit TestAgent(int port) : socket_(io_) {
-    socket_.connect(
-        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
-    // A bound on a broken server, so that a test fails instead of hanging; no timing is tested.
-    timeval tv{20, 0};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  explicit TestAgent(int port, AgentChannelTls tls = AgentChannelTls::kPsk,
+                     const std::string& tls_secret = "cluster-secret")
+      : conn_("127.0.0.1:" + std::to_string(port), tls, tls_secret) {
+    open_ = conn_.Open(Deadline());
   }
+  // How the connection (and with TLS, its handshake) went.
+  const Status& open_status() const { return open_; }
   WireMessage Receive() {
+    const auto deadline = Deadline();
     while (true) {
       WireMessage m;
       auto more = decoder_.Next(&m);
       if (!more.ok()) throw std::runtime_error(more.status().ToString());
       if (*more) return m;
-      std::array<char, 4096> buf;
-      // recv, not Asio's read_some, which would wait past SO_RCVTIMEO.
-      const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), 0);
-      if (n <= 0) throw std::runtime_error(n == 0 ? "closed" : "no frame within 20 s");
-      decoder_.Append(std::string_view(buf.data(), static_cast<size_t>(n)));
+      if (DaemonConnection::Clock::now() > deadline) throw std::runtime_error("no frame in 20 s");
+      std::string bytes;
+      if (Status s = conn_.Receive(std::chrono::milliseconds(100), &bytes); !s.ok()) {
+        throw std::runtime_error(s.message());
+      }
+      decoder_.Append(bytes);
     }
   }
   void Send(const WireMessage& m) { SendRaw(EncodeFrame(m)); }
-  void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // Bytes as the agent's own (inside TLS when it is on).
+  void SendRaw(const std::string& bytes) {
+    if (Status s = conn_.Send(bytes, Deadline()); !s.ok()) throw std::runtime_error(s.message());
+  }
   // True when the server closes the connection within 20 s (a bound on a broken server, not a
   // timing under test).
   bool ClosedByServerSoon() {
-    std::array<char, 4096> buf;
-    while (true) {
-      const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), 0);
-      if (n == 0) return true;
-      if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+    const auto deadline = Deadline();
+    while (DaemonConnection::Clock::now() < deadline) {
+      std::string bytes;
+      if (!conn_.Receive(std::chrono::milliseconds(100), &bytes).ok()) return true;
     }
+    return false;
   }
-  // True when the server closed the connection (read hits EOF or an error).
-  bool ClosedByServer() {
-    std::array<char, 4096> buf;
-    boost::system::error_code ec;
-    while (!ec) socket_.read_some(asio::buffer(buf), ec);
-    return true;
-  }
+  bool ClosedByServer() { return ClosedByServerSoon(); }
   WireMessage Join(const std::string& id, const std::string& secret) {
     Challenge c = std::get<Challenge>(Receive());
     Hello h;
@@ -108,8 +107,11 @@ class TestAgent {
   }
 
  private:
-  asio::io_context io_;
-  tcp::socket socket_;
+  static DaemonConnection::Clock::time_point Deadline() {
+    return DaemonConnection::Clock::now() + std::chrono::seconds(20);
+  }
+  DaemonConnection conn_;
+  Status open_;
   FrameDecoder decoder_;
 };
 
@@ -357,6 +359,57 @@ TEST_F(AgentServerTest, ASecondServerOnThePortFails) {
   Status s = second.Start();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find(":" + std::to_string(server_->port())), std::string::npos);
+}
+
+// The agent channel's TLS (tls = "psk", the default): what issue #21 found injected on a
+// plaintext channel is refused, and a mismatched setting or secret is named, not timed out.
+
+TEST_F(AgentServerTest, AFrameInjectedOnThePathClosesTheConnectionAndIsNeverPassedOn) {
+  testing::ByteProxy path(server_->port());
+  ASSERT_TRUE(path.Start());
+  TestAgent agent(path.port());
+  ASSERT_TRUE(agent.open_status().ok()) << agent.open_status().ToString();
+  ASSERT_TRUE(std::holds_alternative<Welcome>(agent.Join("node0", "cluster-secret")));
+  agent.Send(Heartbeat{10, 3});
+  ASSERT_TRUE(events_.WaitFor([&] { return events_.messages_.size() >= 1; }));
+  // The attack of #21: a well-formed plaintext Heartbeat far ahead, written onto the path.
+  ASSERT_TRUE(path.InjectToServer(EncodeFrame(Heartbeat{999999999, 3})));
+  EXPECT_TRUE(agent.ClosedByServerSoon());
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  std::lock_guard<std::mutex> lock(events_.mu_);
+  EXPECT_NE(events_.rejected_[0].find("integrity"), std::string::npos) << events_.rejected_[0];
+  EXPECT_EQ(events_.messages_, std::vector<std::string>{"node0:Heartbeat"});
+  for (const AgentStatus& a : server_->Agents()) EXPECT_LT(a.step, 999999999u);
+}
+
+TEST_F(AgentServerTest, AnAgentWithAnotherSecretFailsTheTlsHandshakeNamingTheSecret) {
+  TestAgent agent(server_->port(), AgentChannelTls::kPsk, "another-secret");
+  ASSERT_FALSE(agent.open_status().ok());
+  EXPECT_EQ(agent.open_status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(agent.open_status().message().find("cluster_secret"), std::string::npos)
+      << agent.open_status().ToString();
+  ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
+  EXPECT_TRUE(events_.joined_.empty());
+}
+
+TEST_F(AgentServerTest, APlaintextAgentMeetingTlsIsToldWhichSettingDiffers) {
+  TestAgent agent(server_->port(), AgentChannelTls::kOff);
+  ASSERT_TRUE(agent.open_status().ok());
+  try {
+    (void)agent.Receive();
+    FAIL() << "a plaintext agent read a frame from a TLS graced";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tls"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(AgentServerTest, ATlsAgentMeetingAPlaintextDaemonIsToldWhichSettingDiffers) {
+  Restart([](AgentServerOptions& o) { o.tls = AgentChannelTls::kOff; });
+  TestAgent agent(server_->port(), AgentChannelTls::kPsk);
+  ASSERT_FALSE(agent.open_status().ok());
+  EXPECT_EQ(agent.open_status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(agent.open_status().message().find("tls"), std::string::npos)
+      << agent.open_status().ToString();
 }
 
 }  // namespace

@@ -1,0 +1,79 @@
+// The non-blocking TLS steps: OpenSSL's error codes become TlsIo values and its error queue
+// becomes message text here, and nowhere else.
+#include "tls/tls_io.h"
+
+#include <openssl/err.h>
+
+#include <cerrno>
+
+namespace grace {
+namespace {
+
+// The outcome of SSL_do_handshake/SSL_read/SSL_write that returned `ret`.
+TlsIo Outcome(SSL* ssl, int ret, std::string* failure = nullptr) {
+  switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ: return TlsIo::kWantRead;
+    case SSL_ERROR_WANT_WRITE: return TlsIo::kWantWrite;
+    case SSL_ERROR_ZERO_RETURN: return TlsIo::kClosed;
+    case SSL_ERROR_SYSCALL:
+      // End of stream without close_notify, or a reset: the connection is gone either way.
+      ERR_clear_error();
+      return errno == 0 ? TlsIo::kClosed : TlsIo::kFailed;
+    default:
+      if (failure != nullptr) {
+        *failure = OpenSslErrorText("TLS protocol error");
+      } else {
+        ERR_clear_error();
+      }
+      return TlsIo::kFailed;
+  }
+}
+
+}  // namespace
+
+TlsIo TlsHandshake(SSL* ssl, std::string* failure) {
+  ERR_clear_error();
+  errno = 0;
+  const int ret = SSL_do_handshake(ssl);
+  return ret == 1 ? TlsIo::kDone : Outcome(ssl, ret, failure);
+}
+
+TlsIo TlsRead(SSL* ssl, char* buf, size_t size, size_t* n) {
+  ERR_clear_error();
+  errno = 0;
+  *n = 0;
+  const int ret = SSL_read_ex(ssl, buf, size, n);
+  return ret == 1 ? TlsIo::kDone : Outcome(ssl, ret);
+}
+
+TlsIo TlsWrite(SSL* ssl, const char* buf, size_t size, size_t* n) {
+  ERR_clear_error();
+  errno = 0;
+  *n = 0;
+  const int ret = SSL_write_ex(ssl, buf, size, n);
+  return ret == 1 ? TlsIo::kDone : Outcome(ssl, ret);
+}
+
+bool TlsHasPending(SSL* ssl) {
+  return SSL_has_pending(ssl) == 1;
+}
+
+void TlsClose(SSL* ssl) {
+  if (SSL_is_init_finished(ssl) != 1) return;
+  ERR_clear_error();
+  (void)SSL_shutdown(ssl);
+  ERR_clear_error();
+}
+
+std::string OpenSslErrorText(const std::string& fallback) {
+  std::string text;
+  while (const unsigned long code = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof(buf));
+    if (!text.empty()) text += "; ";
+    text += buf;
+  }
+  return text.empty() ? fallback : text;
+}
+
+}  // namespace grace
