@@ -795,7 +795,17 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
     (void)impl_->store->RecordAgentEvent(
         {impl_->now_ms(), agent_id, "left", "before step " + std::to_string(g->step)});
   } else if (const Abort* a = std::get_if<Abort>(&message)) {
-    // An agent that cannot stage its copies (out of memory, a failed transfer) aborts.
+    // An agent that cannot stage its copies (out of memory, a failed transfer, weights that
+    // failed their digest) aborts.
+    if (a->cause == AbortCause::kWeightIntegrity) {
+      // Logged here, once per report: the migration's abort line names whichever ABORT came
+      // first, and the peers of a failed rank see its mesh close at the same moment.
+      spdlog::error(
+          "graced: agent {} received expert weights that failed their digest; the "
+          "migration to epoch {} aborts: {}",
+          agent_id, a->epoch, a->reason);
+      ++impl_->metrics.migration_integrity_failures_total;
+    }
     impl_->migration.OnAgentAbort(agent_id, a->epoch, a->reason);
   }
 }

@@ -65,6 +65,8 @@ struct DaemonMetrics {
   uint64_t migrations_aborted_total = 0;
   uint64_t migration_bytes_total = 0;
   uint64_t migrations_timed_out_total = 0;  // committed, but not every SWITCHED in time
+  // Agents' aborts because received weights failed their source's digest (migrate/weight_digest.h)
+  uint64_t migration_integrity_failures_total = 0;
   int migration_phase = 0;     // the migration in flight: EpochCoordinator::Phase, 0 idle
   double migration_age_s = 0;  // since its PREPARE (0 when idle)
   uint64_t decisions_total = 0;

@@ -99,6 +99,11 @@ std::string PrometheusText(const DaemonMetrics& m) {
   WriteMetricHeader(out, "grace_migrations_aborted_total", "counter",
                     "Migrations aborted before commit.");
   out << "grace_migrations_aborted_total " << m.migrations_aborted_total << '\n';
+  WriteMetricHeader(out, "grace_migration_integrity_failures_total", "counter",
+                    "Expert weights a rank received over the migration mesh that did not match "
+                    "their source's digest (each aborts its migration).");
+  out << "grace_migration_integrity_failures_total " << m.migration_integrity_failures_total
+      << '\n';
   WriteMetricHeader(out, "grace_migration_bytes_total", "counter", "Expert-weight bytes moved.");
   out << "grace_migration_bytes_total " << m.migration_bytes_total << '\n';
   WriteMetricHeader(out, "grace_migration_in_progress", "gauge",
