@@ -772,6 +772,7 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
                                  std::holds_alternative<Switched>(message) ||
                                  std::holds_alternative<Abort>(message);
   if (answers_migration && impl_->migration_agents.count(agent_id) == 0) {
+    ++impl_->metrics.frames_refused_total[static_cast<int>(FrameRefusal::kNotInMigration)];
     if (impl_->refused_answers++ % 100 == 0) {
       spdlog::warn("graced: {} from agent {}, which is not in the migration; refused ({} so far)",
                    MessageTypeName(TypeOf(message)), agent_id, impl_->refused_answers);
@@ -814,6 +815,11 @@ void ControlLoop::OnConnectionRejected(const std::string& peer, const std::strin
   spdlog::warn("graced: connection from {} closed: {}", peer, reason);
   std::lock_guard<std::mutex> lock(impl_->mu);
   (void)impl_->store->RecordAgentEvent({impl_->now_ms(), peer, "refused", reason});
+}
+
+void ControlLoop::OnFrameRefused(const std::string&, FrameRefusal why) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ++impl_->metrics.frames_refused_total[static_cast<int>(why)];
 }
 
 }  // namespace grace

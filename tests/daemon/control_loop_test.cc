@@ -323,5 +323,28 @@ TEST_F(ControlLoopTest, AnAbortForWeightIntegrityIsCountedOnMetrics) {
   EXPECT_EQ(metric("grace_migrations_aborted_total"), "2");
 }
 
+// Frames refused by the protocol-state checks are counted per reason on /metrics, every reason
+// always listed: a step beyond the step rate (refused by the agent server) and a READY from an
+// agent not in the migration (refused here).
+TEST_F(ControlLoopTest, RefusedFramesAreCountedPerReasonOnMetrics) {
+  auto sample = [&](const std::string& reason) {
+    const std::string text = PrometheusText(loop_->Metrics());
+    const std::string key = "grace_agent_frames_refused_total{reason=\"" + reason + "\"} ";
+    const size_t at = text.find(key);
+    return at == std::string::npos
+               ? std::string("absent")
+               : text.substr(at + key.size(), text.find('\n', at) - at - key.size());
+  };
+  EXPECT_EQ(sample("step_beyond_rate"), "0");
+  EXPECT_EQ(sample("not_in_migration"), "0");
+  loop_->OnFrameRefused("node0", FrameRefusal::kStepBeyondRate);
+  loop_->OnFrameRefused("node0", FrameRefusal::kStepBeyondRate);
+  loop_->OnMessage("stranger-agent", Ready{2});  // no migration runs: no agent may answer one
+  loop_->OnMessage("stranger-agent", Switched{2, 10});
+  loop_->OnMessage("node0", Heartbeat{5, 1});  // not a migration answer: never refused as one
+  EXPECT_EQ(sample("step_beyond_rate"), "2");
+  EXPECT_EQ(sample("not_in_migration"), "2");
+}
+
 }  // namespace
 }  // namespace grace
