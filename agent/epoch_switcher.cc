@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "migrate/weight_digest.h"
 #include "policy/locality_routing.h"
 
 namespace grace {
@@ -53,8 +54,11 @@ EpochSwitcher::~EpochSwitcher() {
 }
 
 void EpochSwitcher::LogOutcome(const char* result, const std::string& detail) {
+  LogOutcome(*pending_, result, detail);
+}
+
+void EpochSwitcher::LogOutcome(const Pending& p, const char* result, const std::string& detail) {
   std::ofstream out(c_.output_dir + "/" + c_.agent_id + ".migrations.jsonl", std::ios::app);
-  const Pending& p = *pending_;
   uint64_t bytes_in = 0, bytes_sent = 0;
   double paused_s = 0;
   for (const auto& r : p.results) {
@@ -125,6 +129,7 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
     o.step_budget = c_.step_budget;
     o.progress = &state_.ranks[i];
     o.cancel = &pending_->cancel;
+    o.target_epoch = p.epoch;  // bound into every expert's digest
     Pending* pp = pending_.get();
     // A snapshot of the sources: the control thread updates its own at each switch.
     auto src = std::make_shared<const RankSlotWeights>(sources_[i]);
@@ -250,6 +255,25 @@ void EpochSwitcher::DropUncommitted() {
   retired_.push_back(std::move(pending_));  // staged buffers go when its threads are reaped
 }
 
+bool EpochSwitcher::ReportFailedCopy(Pending& p, bool integrity_only) {
+  if (p.failure_reported) return true;
+  for (const auto& r : p.results) {
+    const bool integrity = !r.ok() && IsWeightIntegrityError(r.status());
+    if (r.ok() || (integrity_only && !integrity)) continue;
+    p.failure_reported = true;
+    // Logged once per migration; weights that failed their digest are never staged.
+    std::fprintf(stderr, "grace-agent %s: migration to epoch %llu failed: %s\n",
+                 c_.agent_id.c_str(), static_cast<unsigned long long>(p.epoch),
+                 r.status().ToString().c_str());
+    LogOutcome(p, integrity ? "integrity_failed" : "failed", r.status().message());
+    // Tell the daemon now rather than letting it wait for the READY timeout.
+    send_(Abort{p.epoch, r.status().message(),
+                integrity ? AbortCause::kWeightIntegrity : AbortCause::kOther});
+    return true;
+  }
+  return false;
+}
+
 void EpochSwitcher::ReleaseReplacedSlots() {
   for (int i = 0; i < c_.local_ranks; ++i) {
     const Epoch past = state_.ranks[i].mesh_epoch.load(std::memory_order_acquire);
@@ -280,6 +304,9 @@ void EpochSwitcher::Advance() {
       for (std::thread& t : (*it)->threads) {
         if (t.joinable()) t.join();
       }
+      // A rank whose received weights failed their digest reports it even when the migration
+      // was dropped first (its closed mesh made a peer fail, whose ABORT came back sooner).
+      (void)ReportFailedCopy(**it, true);
       ReleaseStagedSlots(**it);  // never published as current: no step reads them
       it = retired_.erase(it);
     } else {
@@ -293,17 +320,9 @@ void EpochSwitcher::Advance() {
   if (!p.ready_sent && !p.failed && p.finished.load(std::memory_order_acquire) == n) {
     for (auto& t : p.threads) t.join();
     p.threads.clear();
-    for (const auto& r : p.results) {
-      if (!r.ok()) {
-        p.failed = true;
-        std::fprintf(stderr, "grace-agent %s: migration to epoch %llu failed: %s\n",
-                     c_.agent_id.c_str(), static_cast<unsigned long long>(p.epoch),
-                     r.status().ToString().c_str());
-        LogOutcome("failed", r.status().message());
-        // Tell the daemon now rather than letting it wait for the READY timeout.
-        send_(Abort{p.epoch, r.status().message()});
-        return;
-      }
+    if (ReportFailedCopy(p, false)) {
+      p.failed = true;
+      return;
     }
     // Staged first, READY second: from READY on, the ranks may switch in band at any step.
     Publish(kNoSwitchStep);

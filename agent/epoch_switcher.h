@@ -91,12 +91,17 @@ class EpochSwitcher {
     std::atomic<bool> cancel{false};
     bool ready_sent = false;
     bool failed = false;
+    bool failure_reported = false;  // a failed copy's ABORT went to the daemon
     bool committed = false;
     uint64_t switch_step = 0;
     Clock::time_point prepared_at;
   };
 
   void LogOutcome(const char* result, const std::string& detail);
+  void LogOutcome(const Pending& p, const char* result, const std::string& detail);
+  // Logs a failed copy of `p` once and tells the daemon (an ABORT, with its cause); with
+  // `integrity_only`, only weights that failed their digest (of a migration already dropped).
+  bool ReportFailedCopy(Pending& p, bool integrity_only);
   // Publishes {current, next = staged, switch_step, staged slots}; a real switch step marks
   // the migration committed, kNoSwitchStep publishes it in doubt.
   void Publish(uint64_t switch_step);

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <thread>
 
+#include "migrate/weight_digest.h"
+
 namespace grace {
 namespace {
 
@@ -74,6 +76,12 @@ StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
   if (o.mesh.size > 1) {
     GRACE_ASSIGN_OR_RETURN(mesh, TcpTransport::Connect(o.mesh));
   }
+  GRACE_ASSIGN_OR_RETURN(const ExpertDigester digester,
+                         ExpertDigester::FromClusterSecret(o.mesh.cluster_secret));
+  auto digest_of = [&](const WireTransfer& t, const std::vector<float>& w) {
+    return digester.Digest(t.layer_index, t.expert, o.target_epoch,
+                           {reinterpret_cast<const uint8_t*>(w.data()), expert_bytes});
+  };
   StagedCopies out;
   Pacer pacer(o);
   uint64_t done = 0;
@@ -98,6 +106,8 @@ StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
       std::memcpy(into->data(), from->data(), expert_bytes);
       done += expert_bytes;
     } else {
+      // Digested before the first chunk leaves: the digest vouches for the source's bytes.
+      const ExpertDigest source_digest = src == me ? digest_of(t, *from) : ExpertDigest{};
       for (size_t off = 0; off < expert_bytes; off += o.chunk_bytes) {
         const size_t n = std::min(o.chunk_bytes, expert_bytes - off);
         GRACE_RETURN_IF_ERROR(pacer.BeforeChunk(done, &out.paused_s));
@@ -109,6 +119,17 @@ StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
           GRACE_RETURN_IF_ERROR(mesh->Recv(src, reinterpret_cast<char*>(into->data()) + off, n));
         }
         done += n;
+      }
+      // The source's digest follows the last chunk; what was received must match it.
+      if (src == me) {
+        GRACE_RETURN_IF_ERROR(mesh->Send(dst, source_digest.data(), source_digest.size()));
+      } else {
+        ExpertDigest sent{};
+        GRACE_RETURN_IF_ERROR(mesh->Recv(src, sent.data(), sent.size()));
+        if (!DigestsEqual(sent, digest_of(t, *into))) {
+          return WeightIntegrityError(t.layer_index, t.expert, src, o.target_epoch,
+                                      digester.algorithm());
+        }
       }
     }
     if (dst == me) {

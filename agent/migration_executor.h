@@ -10,6 +10,11 @@
 // max_bytes_per_s, and pauses while the last step took longer than step_budget x the step
 // baseline. The staged buffers switch in at COMMIT (agent/serving_state.h).
 //
+// Integrity: after an expert's last chunk its source sends the expert's digest (HMAC-SHA256 keyed
+// from mesh.cluster_secret, binding layer, expert and target_epoch: migrate/weight_digest.h); the
+// destination digests what it received and, on a mismatch, fails with WeightIntegrityError, so
+// its rank never reports READY and the migration aborts.
+//
 //   GRACE_ASSIGN_OR_RETURN(StagedCopies copies, RunRankTransfers(options, transfers, slots));
 //
 // Thread contract: runs on one migration thread per local rank; reads `progress` (atomics) and
@@ -33,7 +38,8 @@ namespace grace {
 using RankSlotWeights = std::vector<std::vector<std::shared_ptr<const std::vector<float>>>>;
 
 struct TransferOptions {
-  TcpTransportOptions mesh;  // rank, size, rendezvous of the migration mesh
+  TcpTransportOptions mesh;  // rank, size, rendezvous and cluster secret of the migration mesh
+  Epoch target_epoch = 0;    // the epoch being prepared, bound into every expert's digest
   int slots_per_rank = 0;
   size_t expert_floats = 0;  // 3 x ffn x hidden
   size_t chunk_bytes = 256 << 10;

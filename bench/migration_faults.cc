@@ -196,7 +196,8 @@ std::vector<std::string> MigrationFaultCases() {
           "agent_sigstopped_after_ready",
           "switched_never_reported",
           "agent_sigterm",
-          kGracedKilledBetweenCommits};
+          kGracedKilledBetweenCommits,
+          kWeightsCorruptedInFlight};
 }
 
 StatusOr<nlohmann::json> RunMigrationFaultCase(const MigrationBenchOptions& in,
@@ -213,9 +214,10 @@ StatusOr<nlohmann::json> RunMigrationFaultCase(const MigrationBenchOptions& in,
   topo.nodes = 2;
   topo.gpus_per_node = 2;
   topo.slots_per_gpu = o.slots_per_rank;
-  StatusOr<nlohmann::json> j = name == kGracedKilledBetweenCommits
-                                   ? RunGracedKilledBetweenCommits(o, topo)
-                                   : RunFault(o, topo, name);
+  StatusOr<nlohmann::json> j =
+      name == kGracedKilledBetweenCommits ? RunGracedKilledBetweenCommits(o, topo)
+      : name == kWeightsCorruptedInFlight ? RunWeightsCorruptedInFlight(o, topo)
+                                          : RunFault(o, topo, name);
   if (own_dir && j.ok()) std::filesystem::remove_all(o.work_dir);
   return j;
 }

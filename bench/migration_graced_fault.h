@@ -1,5 +1,6 @@
-// The fault case that needs the real daemon: graced SIGKILLed between two COMMIT sends and
-// restarted on the same history (bench/migration_bench.h, docs/protocol.md "Epochs").
+// The fault cases that need the real daemon (bench/migration_bench.h, docs/protocol.md "Epochs"):
+// graced SIGKILLed between two COMMIT sends and restarted on the same history; and expert weights
+// corrupted in flight on the migration mesh, which graced must abort and count.
 //
 // graced (the real process, its SQLite history in a scratch directory) and 4 grace-agent
 // processes behind a FrameProxy (tests/testing/frame_proxy.h). The migration is an operator's
@@ -29,5 +30,18 @@ inline constexpr const char* kGracedKilledBetweenCommits = "graced_sigkilled_bet
 // after the restart.
 StatusOr<nlohmann::json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& options,
                                                        const Topology& topo);
+
+// The integrity case: graced and 4 agents, rank 1's side of the migration mesh to rank 0 behind a
+// ByteTamperProxy (tests/testing/byte_tamper_proxy.h) that changes one byte of the first expert
+// chunk rank 0 sends rank 1. Rank 1's digest check fails, it sends no READY but an ABORT with
+// cause weight_integrity, graced aborts the migration everywhere and counts it; no rank serves
+// the prepared epoch, and the next migration (untouched) switches.
+inline constexpr const char* kWeightsCorruptedInFlight = "weights_corrupted_in_flight";
+
+// As every fault case, plus tampered (the proxy changed the byte), integrity_failures (graced's
+// grace_migration_integrity_failures_total), graced_log_lines (its log lines naming it),
+// agent_outcomes, epoch_prepared and prepared_epoch_served.
+StatusOr<nlohmann::json> RunWeightsCorruptedInFlight(const MigrationBenchOptions& options,
+                                                     const Topology& topo);
 
 }  // namespace grace

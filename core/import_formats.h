@@ -1,5 +1,6 @@
 // The per-format importers behind ImportTraces (core/trace_import.h), each parsing one file's
-// text already in memory. Internal to core: callers use ImportTraces. Each returns a Trace whose
+// text already in memory, or its JSONL records as they are read (JsonLines, streamed). Internal
+// to core: callers use ImportTraces. Each returns a Trace whose
 // info.sources is {path}; errors name path, line and field. Pure functions.
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_text.h"
 #include "core/status.h"
 #include "core/trace.h"
 #include "core/trace_import.h"
@@ -28,15 +30,15 @@ const KnownModel* FindKnownModel(std::string_view model_name);
 Status ResolveNumExperts(int from_file, int max_id_seen, const ImportOptions& options,
                          const std::string& path, Trace* trace);
 
-StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
+StatusOr<Trace> ImportVllmJsonl(const JsonLines& lines, const std::string& path,
                                 const ImportOptions& options);
-StatusOr<Trace> ImportRoutingJsonl(std::string_view text, const std::string& path,
+StatusOr<Trace> ImportRoutingJsonl(const JsonLines& lines, const std::string& path,
                                    const ImportOptions& options);
 
 // SGLang's expert distribution recorder dump (a torch.save file, any recorder mode).
 StatusOr<Trace> ImportSglangRecorderDump(std::string bytes, const std::string& path);
 // vLLM's routed experts: saved API responses (JSONL, or one whole JSON document in `whole`)...
-StatusOr<Trace> ImportVllmRoutedExperts(std::string_view text, const nlohmann::json* whole,
+StatusOr<Trace> ImportVllmRoutedExperts(const JsonLines& lines, const nlohmann::json* whole,
                                         const std::string& path, const ImportOptions& options);
 // ... or one np.save()d [tokens, layers, k] array.
 StatusOr<Trace> ImportVllmRoutedExpertsNpy(std::string_view bytes, const std::string& path,

@@ -19,7 +19,7 @@ struct TokenRecords {
 
 }  // namespace
 
-StatusOr<Trace> ImportRoutingJsonl(std::string_view text, const std::string& path,
+StatusOr<Trace> ImportRoutingJsonl(const JsonLines& lines, const std::string& path,
                                    const ImportOptions& options) {
   Trace trace;
   trace.info.format = "routing-jsonl";
@@ -84,7 +84,7 @@ StatusOr<Trace> ImportRoutingJsonl(std::string_view text, const std::string& pat
     ++records;
     return Status::Ok();
   };
-  GRACE_RETURN_IF_ERROR(ForEachJsonLine(text, path, read_record));
+  GRACE_RETURN_IF_ERROR(lines(read_record));
   if (records == 0) return InvalidArgument(path + ": no routing records");
   GRACE_RETURN_IF_ERROR(ResolveNumExperts(0, max_id, options, path, &trace));
   trace.info.top_k = top_k;

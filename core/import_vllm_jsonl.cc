@@ -38,7 +38,7 @@ int64_t ConstantLeadingRun(const LayerRecords& layer, int k) {
 
 }  // namespace
 
-StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
+StatusOr<Trace> ImportVllmJsonl(const JsonLines& lines, const std::string& path,
                                 const ImportOptions& options) {
   Trace trace;
   trace.info.format = "vllm-jsonl";
@@ -112,7 +112,7 @@ StatusOr<Trace> ImportVllmJsonl(std::string_view text, const std::string& path,
     lr.token_idx.push_back(token_idx);
     return Status::Ok();
   };
-  GRACE_RETURN_IF_ERROR(ForEachJsonLine(text, path, read_record));
+  GRACE_RETURN_IF_ERROR(lines(read_record));
   if (layers.empty()) return InvalidArgument(path + ": no \"route\" records");
   GRACE_RETURN_IF_ERROR(ResolveNumExperts(0, max_id, options, path, &trace));
   trace.info.top_k = top_k;

@@ -207,7 +207,7 @@ StatusOr<Trace> ImportVllmRoutedExpertsNpy(std::string_view bytes, const std::st
   return ToTrace(std::move(r), "vllm-routed-experts-npy", path, options);
 }
 
-StatusOr<Trace> ImportVllmRoutedExperts(std::string_view text, const nlohmann::json* whole,
+StatusOr<Trace> ImportVllmRoutedExperts(const JsonLines& lines, const nlohmann::json* whole,
                                         const std::string& path, const ImportOptions& options) {
   Routes r;
   auto read = [&](const nlohmann::json& record, const JsonWhere& where) {
@@ -216,7 +216,7 @@ StatusOr<Trace> ImportVllmRoutedExperts(std::string_view text, const nlohmann::j
   if (whole != nullptr) {
     GRACE_RETURN_IF_ERROR(read(*whole, JsonWhere{path, 0}));
   } else {
-    GRACE_RETURN_IF_ERROR(ForEachJsonLine(text, path, read));
+    GRACE_RETURN_IF_ERROR(lines(read));
   }
   return ToTrace(std::move(r), "vllm-routed-experts", path, options);
 }

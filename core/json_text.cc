@@ -9,8 +9,13 @@ std::string JsonWhere::ToString() const {
   return line > 0 ? path + ":" + std::to_string(line) : path;
 }
 
-Status ForEachJsonLine(std::string_view text, const std::string& path,
-                       const std::function<Status(const nlohmann::json&, const JsonWhere&)>& fn) {
+Status ParseJsonLine(std::string_view line, const JsonWhere& where, const JsonRecordFn& fn) {
+  if (line.find_first_not_of(" \t\r") == std::string_view::npos) return Status::Ok();
+  GRACE_ASSIGN_OR_RETURN(nlohmann::json record, ParseJson(line, where));
+  return fn(record, where);
+}
+
+Status ForEachJsonLine(std::string_view text, const std::string& path, const JsonRecordFn& fn) {
   JsonWhere where{path, 0};
   size_t pos = 0;
   while (pos < text.size()) {
@@ -19,9 +24,7 @@ Status ForEachJsonLine(std::string_view text, const std::string& path,
     const std::string_view line = text.substr(pos, end - pos);
     pos = end + 1;
     ++where.line;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    GRACE_ASSIGN_OR_RETURN(nlohmann::json record, ParseJson(line, where));
-    GRACE_RETURN_IF_ERROR(fn(record, where));
+    GRACE_RETURN_IF_ERROR(ParseJsonLine(line, where, fn));
   }
   return Status::Ok();
 }

@@ -32,10 +32,18 @@ struct JsonWhere {
 // line) where the text stopped being JSON.
 StatusOr<nlohmann::json> ParseJson(std::string_view text, const JsonWhere& where);
 
+using JsonRecordFn = std::function<Status(const nlohmann::json&, const JsonWhere&)>;
+
 // Calls `fn(record, where)` for each non-blank line of the JSONL `text` (from `path`), parsed, in
 // order; stops at the first error, which a parse error reports naming the line.
-Status ForEachJsonLine(std::string_view text, const std::string& path,
-                       const std::function<Status(const nlohmann::json&, const JsonWhere&)>& fn);
+Status ForEachJsonLine(std::string_view text, const std::string& path, const JsonRecordFn& fn);
+
+// The same for one line (its 1-based number in `where`): a blank line is skipped.
+Status ParseJsonLine(std::string_view line, const JsonWhere& where, const JsonRecordFn& fn);
+
+// A JSONL document the importers walk record by record, from memory or streamed from a file
+// (core/trace_import.cc), so that a JSONL trace is never held whole in memory.
+using JsonLines = std::function<Status(const JsonRecordFn&)>;
 
 // Field reads: each fails naming `where`, the field and what was expected.
 StatusOr<const nlohmann::json*> JsonMember(const nlohmann::json& object, const char* key,

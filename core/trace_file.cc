@@ -40,14 +40,14 @@ StatusOr<FilePtr> OpenRegularFile(const std::string& path, uint64_t* size) {
 
 }  // namespace
 
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
+StatusOr<std::string> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
   uint64_t size = 0;
   GRACE_ASSIGN_OR_RETURN(FilePtr f, OpenRegularFile(path, &size));
-  if (size > kMaxWholeFileBytes) {
+  if (size > max_bytes) {
     return InvalidArgument(path + ": " + std::to_string(size) + " bytes, over the " +
-                           std::to_string(kMaxWholeFileBytes) +
-                           " a text trace or placement may have; split it, or convert it in "
-                           "parts to grace's native format");
+                           std::to_string(max_bytes) +
+                           " a text trace, placement or scenario may have; split it, or convert "
+                           "it in parts to grace's native format");
   }
   std::string text;
   text.reserve(static_cast<size_t>(size));
@@ -55,7 +55,7 @@ StatusOr<std::string> ReadWholeFile(const std::string& path) {
   size_t n;
   while ((n = std::fread(buffer, 1, sizeof(buffer), f.get())) > 0) {
     text.append(buffer, n);
-    if (text.size() > kMaxWholeFileBytes) return InvalidArgument(path + ": grew while read");
+    if (text.size() > max_bytes) return InvalidArgument(path + ": grew while read");
   }
   if (std::ferror(f.get())) return DataLoss("cannot read " + path + ": " + std::strerror(errno));
   return text;
@@ -67,6 +67,35 @@ StatusOr<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes) 
   text.resize(std::fread(text.data(), 1, max_bytes, f.get()));
   if (std::ferror(f.get())) return DataLoss("cannot read " + path + ": " + std::strerror(errno));
   return text;
+}
+
+Status ForEachFileLine(const std::string& path, size_t max_line_bytes,
+                       const std::function<Status(std::string_view line, int64_t number)>& fn) {
+  GRACE_ASSIGN_OR_RETURN(FilePtr f, OpenRegularFile(path, nullptr));
+  std::string line;
+  int64_t number = 1;
+  char buffer[1 << 16];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f.get())) > 0) {
+    size_t pos = 0;
+    while (pos < n) {
+      const char* nl = static_cast<const char*>(std::memchr(buffer + pos, '\n', n - pos));
+      const size_t end = nl == nullptr ? n : static_cast<size_t>(nl - buffer);
+      if (line.size() + (end - pos) > max_line_bytes) {
+        return InvalidArgument(path + ":" + std::to_string(number) + ": a line longer than " +
+                               std::to_string(max_line_bytes) + " bytes; not a JSONL trace?");
+      }
+      line.append(buffer + pos, end - pos);
+      pos = end;
+      if (nl == nullptr) break;
+      ++pos;  // the '\n'
+      GRACE_RETURN_IF_ERROR(fn(line, number++));
+      line.clear();
+    }
+  }
+  if (std::ferror(f.get())) return DataLoss("cannot read " + path + ": " + std::strerror(errno));
+  if (!line.empty()) return fn(line, number);
+  return Status::Ok();
 }
 
 StatusOr<InputFile> InputFile::Open(const std::string& path) {

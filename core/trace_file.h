@@ -2,7 +2,8 @@
 // format see the same errors ("cannot open X: No such file or directory") and every other part of
 // core stays parsing from memory.
 //
-//   GRACE_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));       // JSON, JSONL
+//   GRACE_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));       // JSON
+//   GRACE_RETURN_IF_ERROR(ForEachFileLine(path, kMaxLineBytes, fn));      // JSONL, streamed
 //   GRACE_ASSIGN_OR_RETURN(InputFile in, InputFile::Open(path));          // streamed binary
 //
 // InputFile and OutputFile are move-only handles owned by one thread at a time.
@@ -10,8 +11,10 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/status.h"
 
@@ -23,11 +26,22 @@ namespace grace {
 // The most ReadWholeFile reads: text traces and placements past it are refused, not allocated.
 constexpr uint64_t kMaxWholeFileBytes = 1ull << 30;
 
-// Reads a whole (text) file of at most kMaxWholeFileBytes; fails naming the path.
-StatusOr<std::string> ReadWholeFile(const std::string& path);
+// Reads a whole (text) file of at most `max_bytes` (checked from its size before anything is
+// allocated); fails naming the path.
+StatusOr<std::string> ReadWholeFile(const std::string& path,
+                                    uint64_t max_bytes = kMaxWholeFileBytes);
 
 // Reads the first `max_bytes` of a file (fewer when it is shorter), for format detection.
 StatusOr<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes);
+
+// The longest line ForEachFileLine hands over: a longer one is refused, naming the line.
+constexpr size_t kMaxLineBytes = 256ull << 20;
+
+// Streams a (text) file line by line: `fn(line, number)` for each line (1-based, without its
+// '\n'), in order, holding one line and a 64 KiB buffer at a time, whatever the file's size;
+// stops at fn's first error. A line over max_line_bytes fails naming the file and the line.
+Status ForEachFileLine(const std::string& path, size_t max_line_bytes,
+                       const std::function<Status(std::string_view line, int64_t number)>& fn);
 
 // A sequential binary reader that knows its byte offset and size, backed by a file or by memory
 // (the fuzz target and tests read bytes without touching the disk).

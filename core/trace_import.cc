@@ -58,6 +58,15 @@ bool IsVllmResponse(const nlohmann::json& j) {
          c->front().contains("routed_experts");
 }
 
+// The records of a JSONL file, read as they are parsed: memory holds one line, not the file.
+JsonLines JsonLinesOfFile(const std::string& path) {
+  return [path](const JsonRecordFn& fn) {
+    return ForEachFileLine(path, kMaxLineBytes, [&](std::string_view line, int64_t number) {
+      return ParseJsonLine(line, JsonWhere{path, number}, fn);
+    });
+  };
+}
+
 StatusOr<Detected> Detect(const std::string& path) {
   // The format is sniffed from the first bytes: a file that is neither native nor JSON is
   // refused before the rest of it is read.
@@ -81,6 +90,32 @@ StatusOr<Detected> Detect(const std::string& path) {
   if (sniffed == std::string::npos && prefix.size() == kSniffBytes) {
     return InvalidArgument(path + ": the first " + std::to_string(kSniffBytes) +
                            " bytes are blank: not a trace grace knows");
+  }
+  // A JSONL format is told by its first record; its file is then streamed (JsonLinesOfFile), not
+  // read whole. The first line must lie within the sniffed bytes.
+  if (!stack_dump && sniffed != std::string::npos) {
+    const size_t first_end = prefix.find('\n', sniffed);
+    if (first_end != std::string::npos || prefix.size() < kSniffBytes) {
+      const std::string_view line = std::string_view(prefix).substr(
+          sniffed, first_end == std::string::npos ? std::string::npos : first_end - sniffed);
+      nlohmann::json first = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+      const bool more_lines = first_end != std::string::npos &&
+                              prefix.find_first_not_of(" \t\r\n", first_end) != std::string::npos;
+      if (!first.is_discarded() && first.is_object()) {
+        if (first.contains("type") && (first.at("type") == "meta" || first.at("type") == "route")) {
+          d.format = "vllm-jsonl";
+          return d;
+        }
+        if (first.contains("problem_id") && first.contains("experts")) {
+          d.format = "routing-jsonl";
+          return d;
+        }
+        if (IsVllmResponse(first) && more_lines) {
+          d.format = "vllm-routed-experts-jsonl";
+          return d;
+        }
+      }
+    }
   }
   GRACE_ASSIGN_OR_RETURN(d.text, ReadWholeFile(path));
   if (LooksLikeZip(d.text) || LooksLikeLegacyTorchSave(d.text)) {
@@ -106,16 +141,16 @@ StatusOr<Detected> Detect(const std::string& path) {
       1 + std::count(d.text.begin(), d.text.begin() + static_cast<int64_t>(start), '\n');
   StatusOr<nlohmann::json> first = ParseJson(first_line, JsonWhere{path, first_line_number});
   if (first.ok() && first->is_object()) {
+    // A first line past the sniffed bytes: the format is known now, and the file is streamed.
     if (first->contains("type") && (first->at("type") == "meta" || first->at("type") == "route")) {
       d.format = "vllm-jsonl";
-      return d;
-    }
-    if (first->contains("problem_id") && first->contains("experts")) {
+    } else if (first->contains("problem_id") && first->contains("experts")) {
       d.format = "routing-jsonl";
-      return d;
+    } else if (IsVllmResponse(*first)) {
+      d.format = "vllm-routed-experts-jsonl";
     }
-    if (IsVllmResponse(*first)) {
-      d.format = "vllm-routed-experts";
+    if (!d.format.empty()) {
+      std::string().swap(d.text);
       return d;
     }
   }
@@ -152,13 +187,18 @@ StatusOr<Detected> Detect(const std::string& path) {
 StatusOr<Trace> ImportOne(const std::string& path, const ImportOptions& options) {
   GRACE_ASSIGN_OR_RETURN(Detected d, Detect(path));
   if (d.format == "native") return ReadNativeTrace(path);
-  if (d.format == "vllm-jsonl") return ImportVllmJsonl(d.text, path, options);
-  if (d.format == "routing-jsonl") return ImportRoutingJsonl(d.text, path, options);
+  if (d.format == "vllm-jsonl") return ImportVllmJsonl(JsonLinesOfFile(path), path, options);
+  if (d.format == "routing-jsonl") {
+    return ImportRoutingJsonl(JsonLinesOfFile(path), path, options);
+  }
+  if (d.format == "vllm-routed-experts-jsonl") {
+    return ImportVllmRoutedExperts(JsonLinesOfFile(path), nullptr, path, options);
+  }
   if (d.format == "sglang-pt") return ImportSglangRecorderDump(std::move(d.text), path);
   if (d.format == "vllm-routed-experts-npy")
     return ImportVllmRoutedExpertsNpy(d.text, path, options);
   if (d.format == "vllm-routed-experts") {
-    return ImportVllmRoutedExperts(d.text, d.doc.is_null() ? nullptr : &d.doc, path, options);
+    return ImportVllmRoutedExperts(JsonLinesOfFile(path), &d.doc, path, options);  // one document
   }
   if (d.format == "sglang-logical-count") return ImportSglangLogicalCount(d.doc, path);
   if (d.format == "expert-popularity") return ImportExpertPopularity(d.doc, path);

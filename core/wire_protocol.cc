@@ -124,6 +124,7 @@ struct Encoder {
   void operator()(const Abort& m) {
     w.Put<uint64_t>(m.epoch);
     w.PutString(m.reason);
+    if (m.cause != AbortCause::kOther) w.Put<uint8_t>(static_cast<uint8_t>(m.cause));
   }
   void operator()(const Switched& m) {
     w.Put<uint64_t>(m.epoch);
@@ -383,6 +384,14 @@ StatusOr<WireMessage> DecodeBody(MessageType type, ByteReader& r) {
       Abort m;
       GRACE_RETURN_IF_ERROR(r.Get("epoch", &m.epoch));
       GRACE_RETURN_IF_ERROR(r.GetString("reason", &m.reason, 4096));
+      if (r.position() < r.size()) {
+        uint8_t cause = 0;
+        GRACE_RETURN_IF_ERROR(r.Get("cause", &cause));
+        if (cause > static_cast<uint8_t>(AbortCause::kWeightIntegrity)) {
+          return InvalidArgument("Abort: cause " + std::to_string(cause) + " is unknown");
+        }
+        m.cause = static_cast<AbortCause>(cause);
+      }
       return WireMessage(m);
     }
     case MessageType::kSwitched: {

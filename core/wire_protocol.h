@@ -189,9 +189,18 @@ struct Commit {
   uint64_t switch_step = 0;
 };
 
+// Why an agent aborts a migration; optional on the wire, after the reason (sent when not kOther).
+enum class AbortCause : uint8_t {
+  kOther = 0,
+  // Weights received over the migration mesh did not match their source's digest
+  // (migrate/weight_digest.h); graced counts these.
+  kWeightIntegrity = 1,
+};
+
 struct Abort {
   Epoch epoch = 0;
   std::string reason;
+  AbortCause cause = AbortCause::kOther;
 };
 
 struct Switched {

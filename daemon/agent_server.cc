@@ -309,6 +309,7 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
               MessageTypeName(TypeOf(m)), status.agent_id, step, step - base, base, rate,
               refused_frames_);
         }
+        server_.events_.OnFrameRefused(status.agent_id, FrameRefusal::kStepBeyondRate);
         return false;
       }
     }

@@ -72,6 +72,8 @@ class AgentEvents {
   virtual void OnMessage(const std::string& agent_id, const WireMessage& message) = 0;
   // A connection was refused or closed for bad input (for the event log); rate-limited.
   virtual void OnConnectionRejected(const std::string& peer, const std::string& reason) = 0;
+  // A joined agent's frame was refused by a protocol-state check (already logged, sparingly).
+  virtual void OnFrameRefused(const std::string& /*agent_id*/, FrameRefusal /*why*/) {}
 };
 
 class AgentServer {

@@ -772,6 +772,7 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
                                  std::holds_alternative<Switched>(message) ||
                                  std::holds_alternative<Abort>(message);
   if (answers_migration && impl_->migration_agents.count(agent_id) == 0) {
+    ++impl_->metrics.frames_refused_total[static_cast<int>(FrameRefusal::kNotInMigration)];
     if (impl_->refused_answers++ % 100 == 0) {
       spdlog::warn("graced: {} from agent {}, which is not in the migration; refused ({} so far)",
                    MessageTypeName(TypeOf(message)), agent_id, impl_->refused_answers);
@@ -795,7 +796,17 @@ void ControlLoop::OnMessage(const std::string& agent_id, const WireMessage& mess
     (void)impl_->store->RecordAgentEvent(
         {impl_->now_ms(), agent_id, "left", "before step " + std::to_string(g->step)});
   } else if (const Abort* a = std::get_if<Abort>(&message)) {
-    // An agent that cannot stage its copies (out of memory, a failed transfer) aborts.
+    // An agent that cannot stage its copies (out of memory, a failed transfer, weights that
+    // failed their digest) aborts.
+    if (a->cause == AbortCause::kWeightIntegrity) {
+      // Logged here, once per report: the migration's abort line names whichever ABORT came
+      // first, and the peers of a failed rank see its mesh close at the same moment.
+      spdlog::error(
+          "graced: agent {} received expert weights that failed their digest; the "
+          "migration to epoch {} aborts: {}",
+          agent_id, a->epoch, a->reason);
+      ++impl_->metrics.migration_integrity_failures_total;
+    }
     impl_->migration.OnAgentAbort(agent_id, a->epoch, a->reason);
   }
 }
@@ -804,6 +815,11 @@ void ControlLoop::OnConnectionRejected(const std::string& peer, const std::strin
   spdlog::warn("graced: connection from {} closed: {}", peer, reason);
   std::lock_guard<std::mutex> lock(impl_->mu);
   (void)impl_->store->RecordAgentEvent({impl_->now_ms(), peer, "refused", reason});
+}
+
+void ControlLoop::OnFrameRefused(const std::string&, FrameRefusal why) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ++impl_->metrics.frames_refused_total[static_cast<int>(why)];
 }
 
 }  // namespace grace

@@ -68,6 +68,7 @@ class ControlLoop : public ControlPlane, public AgentEvents {
   void OnAgentLost(const std::string& agent_id, const std::string& reason) override;
   void OnMessage(const std::string& agent_id, const WireMessage& message) override;
   void OnConnectionRejected(const std::string& peer, const std::string& reason) override;
+  void OnFrameRefused(const std::string& agent_id, FrameRefusal why) override;
 
  private:
   struct Impl;

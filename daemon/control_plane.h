@@ -6,6 +6,7 @@
 // implementation serialises with its own lock. WithHistory runs `fn` under that lock.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -53,6 +54,17 @@ struct TrafficSnapshot {
   std::vector<MeasuredLayerTraffic> window;
 };
 
+// Why graced refused an agent's frame after the handshake (the protocol-state checks): a bounded
+// set, each a label value of grace_agent_frames_refused_total.
+enum class FrameRefusal {
+  kStepBeyondRate = 0,  // Heartbeat, LoadReport or Switched further ahead than max_steps_per_s
+  kNotInMigration = 1,  // Ready, Switched or Abort from an agent not in the current migration
+};
+inline constexpr int kFrameRefusalKinds = 2;
+inline const char* FrameRefusalName(FrameRefusal r) {
+  return r == FrameRefusal::kStepBeyondRate ? "step_beyond_rate" : "not_in_migration";
+}
+
 // Gauges and counters for GET /metrics and the UI's overview. Per layer, never per expert x
 // rank, so the label cardinality stays bounded.
 struct DaemonMetrics {
@@ -65,6 +77,8 @@ struct DaemonMetrics {
   uint64_t migrations_aborted_total = 0;
   uint64_t migration_bytes_total = 0;
   uint64_t migrations_timed_out_total = 0;  // committed, but not every SWITCHED in time
+  // Agents' aborts because received weights failed their source's digest (migrate/weight_digest.h)
+  uint64_t migration_integrity_failures_total = 0;
   int migration_phase = 0;     // the migration in flight: EpochCoordinator::Phase, 0 idle
   double migration_age_s = 0;  // since its PREPARE (0 when idle)
   uint64_t decisions_total = 0;
@@ -79,6 +93,8 @@ struct DaemonMetrics {
   uint64_t coactivation_dropped_mass_total = 0;  // the part beyond the agents' top pairs
   uint64_t coactivation_refused_total = 0;       // load reports whose co-activation was refused
   uint64_t traffic_refused_total = 0;            // load reports whose traffic section was refused
+  // Frames refused by the protocol-state checks, per FrameRefusal.
+  std::array<uint64_t, kFrameRefusalKinds> frames_refused_total{};
   // Measured traffic per layer (rank_load left empty): cumulative, and the latest window's.
   std::vector<MeasuredLayerTraffic> measured_total;
   std::vector<MeasuredLayerTraffic> measured_window;

@@ -99,6 +99,11 @@ std::string PrometheusText(const DaemonMetrics& m) {
   WriteMetricHeader(out, "grace_migrations_aborted_total", "counter",
                     "Migrations aborted before commit.");
   out << "grace_migrations_aborted_total " << m.migrations_aborted_total << '\n';
+  WriteMetricHeader(out, "grace_migration_integrity_failures_total", "counter",
+                    "Expert weights a rank received over the migration mesh that did not match "
+                    "their source's digest (each aborts its migration).");
+  out << "grace_migration_integrity_failures_total " << m.migration_integrity_failures_total
+      << '\n';
   WriteMetricHeader(out, "grace_migration_bytes_total", "counter", "Expert-weight bytes moved.");
   out << "grace_migration_bytes_total " << m.migration_bytes_total << '\n';
   WriteMetricHeader(out, "grace_migration_in_progress", "gauge",
@@ -172,6 +177,12 @@ std::string PrometheusText(const DaemonMetrics& m) {
       << m.coactivation_refused_total << '\n';
   out << "grace_load_report_sections_refused_total{section=\"traffic\"} " << m.traffic_refused_total
       << '\n';
+  WriteMetricHeader(out, "grace_agent_frames_refused_total", "counter",
+                    "Agent frames refused by the protocol-state checks, never merged.");
+  for (int r = 0; r < kFrameRefusalKinds; ++r) {
+    out << "grace_agent_frames_refused_total{reason=\"" << FrameRefusalName(FrameRefusal(r))
+        << "\"} " << m.frames_refused_total[r] << '\n';
+  }
   // Measured on the agents' real dispatch (docs/live-signal.md), cumulative; a group's sums.
   const std::vector<MeasuredLayerTraffic>& t = m.measured_total;
   auto sum_of = [&](auto field) {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/toml_fields.h"
+#include "core/trace_file.h"
 #include "core/trace_import.h"
 
 namespace grace::tools {
@@ -97,13 +98,17 @@ StatusOr<Scenario> ParseScenario(const std::string& text, const std::string& sou
   return scenario;
 }
 
+namespace {
+// A scenario is a few tables of TOML; one this large is not a scenario.
+constexpr uint64_t kMaxScenarioBytes = 16 << 20;
+}  // namespace
+
 StatusOr<Scenario> LoadScenario(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open the scenario file");
-  std::ostringstream text;
-  text << in.rdbuf();
+  // Only a regular file, of bounded size: a FIFO or /dev/zero is refused at once, naming it.
+  StatusOr<std::string> text = ReadWholeFile(path, kMaxScenarioBytes);
+  if (!text.ok()) return text.status().WithContext("scenario");
   const std::string base = std::filesystem::path(path).parent_path().string();
-  return ParseScenario(text.str(), path, base.empty() ? "." : base);
+  return ParseScenario(*text, path, base.empty() ? "." : base);
 }
 
 }  // namespace grace::tools

@@ -67,5 +67,39 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(FaultCase{"graced_sigkilled_between_commits", "committed"}),
     [](const ::testing::TestParamInfo<FaultCase>& i) { return std::string(i.param.name); });
 
+// Expert weights corrupted in flight on the migration mesh (one byte of the first chunk rank 0
+// sends rank 1, changed by a relay): rank 1's digest check fails, it never reports READY, graced
+// aborts the migration everywhere, counts it once on /metrics and logs it once naming the layer,
+// the expert and the source rank; no rank serves the prepared epoch, outputs stay exact, and the
+// next migration switches.
+TEST(MigrationIntegrityTest, WeightsCorruptedInFlightAbortEverywhereAndAreCounted) {
+  MigrationBenchOptions o;
+  o.agent_binary = GRACE_AGENT_BINARY;
+  o.graced_binary = GRACED_BINARY;
+  o.hidden = 32;
+  o.ffn = 64;
+  o.tokens_per_rank = 8;
+  o.steps_per_second = 40;
+  o.steps = 160;
+  o.timeout = std::chrono::milliseconds(30000);
+  o.connect_timeout_ms = 5000;
+  StatusOr<nlohmann::json> r = RunMigrationFaultCase(o, "weights_corrupted_in_flight");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const nlohmann::json& j = *r;
+  SCOPED_TRACE(j.dump(2));
+  ASSERT_TRUE(j["tampered"].get<bool>());
+  EXPECT_EQ(j["outcome"], "aborted");
+  EXPECT_FALSE(j["prepared_epoch_served"].get<bool>());
+  EXPECT_EQ(j["integrity_failures"].get<double>(), 1);
+  EXPECT_EQ(j["agent_outcomes"].value("integrity_failed", 0), 1);
+  EXPECT_EQ(j["graced_log_lines"].get<int>(), 1);
+  EXPECT_NE(j["graced_log"].get<std::string>().find("expert"), std::string::npos);
+  EXPECT_NE(j["graced_log"].get<std::string>().find("from rank 0"), std::string::npos);
+  EXPECT_EQ(j["mixed_epoch_steps"].get<int64_t>(), 0);
+  EXPECT_EQ(j["tokens_lost"].get<int64_t>(), 0);
+  EXPECT_EQ(j["checksum_mismatches"].get<int64_t>(), 0);
+  EXPECT_TRUE(j["next_migration_switched"].get<bool>());
+}
+
 }  // namespace
 }  // namespace grace

@@ -1,14 +1,17 @@
 // RunRankTransfers on two ranks (threads) over a loopback migration mesh: copies land in staging
 // buffers of the destination slots, in chunks, a slot may be both source and destination, and a
-// cancelled migration stops.
+// cancelled migration stops. Weights whose bytes change on the way fail their source's digest
+// and are not staged.
 #include "agent/migration_executor.h"
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <numeric>
 #include <thread>
 
 #include "agent/local_cluster.h"
+#include "migrate/weight_digest.h"
 
 namespace grace {
 namespace {
@@ -99,6 +102,70 @@ TEST(MigrationExecutorTest, CopiesItsOwnExpertSizeWhateverTheDaemonModels) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->staged.size(), 1u);
   EXPECT_EQ(r->bytes_in, o.expert_floats * sizeof(float));
+}
+
+TEST(MigrationExecutorTest, WithTheClusterSecretEveryCopyPassesItsDigest) {
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  const uint64_t bytes = kFloats * sizeof(float);
+  const RankSlotWeights rank0 = {{Weights(0), Weights(1000)}};
+  const RankSlotWeights rank1 = {{Weights(2000), Weights(3000)}};
+  const std::vector<WireTransfer> transfers = {{0, 0, 0, 3, bytes}, {0, 2, 2, 1, bytes}};
+  StatusOr<StagedCopies> r0 = Unavailable(""), r1 = Unavailable("");
+  auto options = [&](RankId rank) {
+    TransferOptions o = Options(rank, *port, nullptr);
+    o.mesh.cluster_secret = "cluster-secret";
+    o.target_epoch = 4;
+    return o;
+  };
+  std::thread t0([&] { r0 = RunRankTransfers(options(0), transfers, rank0); });
+  std::thread t1([&] { r1 = RunRankTransfers(options(1), transfers, rank1); });
+  t0.join();
+  t1.join();
+  ASSERT_TRUE(r0.ok()) << r0.status().ToString();
+  ASSERT_TRUE(r1.ok()) << r1.status().ToString();
+  EXPECT_EQ(*r0->staged[0].weights, *rank1[0][0]);
+  EXPECT_EQ(*r1->staged[0].weights, *rank0[0][0]);
+}
+
+// Rank 1 stands in for a path that corrupts one chunk: it sends expert 2's bytes with one byte
+// changed in the second chunk, then the digest its real source computes over the true bytes.
+TEST(MigrationExecutorTest, AChunkCorruptedInFlightFailsItsDigestAndIsNotStaged) {
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  const uint64_t bytes = kFloats * sizeof(float);
+  const RankSlotWeights rank0 = {{Weights(0), Weights(1000)}};
+  const std::vector<WireTransfer> transfers = {{0, 2, 2, 1, bytes}};  // rank 1 -> rank 0
+  TransferOptions o0 = Options(0, *port, nullptr);
+  o0.mesh.cluster_secret = "cluster-secret";
+  o0.target_epoch = 4;
+  StatusOr<StagedCopies> r0 = Unavailable("");
+  std::thread t0([&] { r0 = RunRankTransfers(o0, transfers, rank0); });
+
+  TransferOptions o1 = Options(1, *port, nullptr);
+  o1.mesh.cluster_secret = "cluster-secret";
+  auto mesh = TcpTransport::Connect(o1.mesh);
+  ASSERT_TRUE(mesh.ok()) << mesh.status().ToString();
+  std::vector<float> truth = *Weights(2000);
+  auto digester = ExpertDigester::FromClusterSecret("cluster-secret");
+  ASSERT_TRUE(digester.ok());
+  const ExpertDigest digest =
+      digester->Digest(0, 2, 4, {reinterpret_cast<const uint8_t*>(truth.data()), bytes});
+  std::vector<uint8_t> on_the_wire(bytes);
+  std::memcpy(on_the_wire.data(), truth.data(), bytes);
+  on_the_wire[o1.chunk_bytes + 3] ^= 0x40;
+  for (size_t off = 0; off < bytes; off += o1.chunk_bytes) {
+    const size_t n = std::min(o1.chunk_bytes, bytes - off);
+    ASSERT_TRUE((*mesh)->Send(0, on_the_wire.data() + off, n).ok());
+  }
+  ASSERT_TRUE((*mesh)->Send(0, digest.data(), digest.size()).ok());
+  t0.join();
+
+  ASSERT_FALSE(r0.ok());
+  EXPECT_TRUE(IsWeightIntegrityError(r0.status())) << r0.status().ToString();
+  EXPECT_NE(r0.status().message().find("layer index 0 expert 2 from rank 1 for epoch 4"),
+            std::string::npos)
+      << r0.status().message();
 }
 
 }  // namespace

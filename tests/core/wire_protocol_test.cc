@@ -90,6 +90,28 @@ TEST(WireProtocolTest, EveryMessageRoundTripsEvenByteByByte) {
   EXPECT_EQ(std::get<Prepare>(got[6]).expected_load[1], 1.5f);
 }
 
+// An agent's ABORT says when received weights failed their digest; the cause is optional on the
+// wire (an ABORT without it is kOther) and an unknown one is refused, naming the field.
+TEST(WireProtocolTest, AnAbortCarriesItsCauseWhenItIsNotOther) {
+  const Abort other{5, "out of memory"};
+  const Abort integrity{5, "weight integrity: ...", AbortCause::kWeightIntegrity};
+  EXPECT_EQ(EncodeFrame(integrity).size(), EncodeFrame(Abort{5, integrity.reason}).size() + 1);
+  for (const Abort& a : {other, integrity}) {
+    FrameDecoder d;
+    d.Append(EncodeFrame(a));
+    WireMessage m;
+    auto more = d.Next(&m);
+    ASSERT_TRUE(more.ok() && *more) << more.status().ToString();
+    EXPECT_EQ(std::get<Abort>(m).cause, a.cause);
+    EXPECT_EQ(std::get<Abort>(m).reason, a.reason);
+  }
+  std::string payload = EncodeFrame(integrity).substr(kFrameHeaderBytes);
+  payload.back() = 9;
+  auto bad = DecodePayload(MessageType::kAbort, payload);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("cause 9"), std::string::npos) << bad.status().message();
+}
+
 TEST(WireProtocolTest, AHelloMayCarryItsPlacement) {
   Hello h;
   h.agent_id = "node1";

@@ -40,6 +40,10 @@ class RecordingEvents : public AgentEvents {
     rejected_.push_back(reason);
     cv_.notify_all();
   }
+  void OnFrameRefused(const std::string& id, FrameRefusal why) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    frames_refused_.push_back(id + ":" + FrameRefusalName(why));
+  }
 
   template <typename Pred>
   bool WaitFor(Pred pred) {
@@ -49,7 +53,7 @@ class RecordingEvents : public AgentEvents {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::string> joined_, lost_, messages_, rejected_;
+  std::vector<std::string> joined_, lost_, messages_, rejected_, frames_refused_;
 };
 
 // A blocking test agent speaking the wire protocol, over TLS keyed by `tls_secret` unless
@@ -335,6 +339,10 @@ TEST_F(AgentServerTest, AStepFarBeyondTheStepRateIsNeverPassedOn) {
   std::lock_guard<std::mutex> lock(events_.mu_);
   EXPECT_EQ(events_.messages_, (std::vector<std::string>{"node0:Heartbeat", "node0:Heartbeat"}));
   EXPECT_EQ(server_->Agents()[0].step, 101u);
+  // Each refusal reaches the listener (graced counts them on /metrics), before the next frame.
+  EXPECT_EQ(events_.frames_refused_,
+            std::vector<std::string>(
+                3, "node0:" + std::string(FrameRefusalName(FrameRefusal::kStepBeyondRate))));
 }
 
 TEST_F(AgentServerTest, TheDaemonProvesTheSecretToAnAgentThatAsks) {

@@ -1,12 +1,15 @@
 // The control loop's intake of load reports, on a fake clock: a report whose co-activation
 // section graced's decoder refused still has its counts merged and its traffic measured, and
-// the refusal is counted; a good report's pairs are taken, and its traffic summed per layer.
+// the refusal is counted; a good report's pairs are taken, and its traffic summed per layer. An
+// agent's ABORT for weights that failed their digest is counted on /metrics.
 #include "daemon/control_loop.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include <gtest/gtest.h>
+
+#include "daemon/rest_api.h"
 
 namespace grace {
 namespace {
@@ -279,6 +282,68 @@ TEST_F(ControlLoopTest, AnAppliedPlacementPreparesTheNextEpochOrSaysWhyNot) {
     }
   });
   EXPECT_TRUE(recorded);
+}
+
+// An agent's ABORT because received weights failed their digest aborts the migration and is
+// counted on /metrics; an ABORT for another cause aborts without being counted.
+TEST_F(ControlLoopTest, AnAbortForWeightIntegrityIsCountedOnMetrics) {
+  std::vector<std::string> aborts_sent;
+  loop_->SetSender(
+      [&](const std::string& agent, const WireMessage& m) {
+        if (std::holds_alternative<Abort>(m)) aborts_sent.push_back(agent);
+        return true;
+      },
+      [] {
+        return std::vector<AgentStatus>{{"node0", 0, {0}, "up", 1, 0, 0},
+                                        {"node1", 1, {1}, "up", 1, 0, 0}};
+      });
+  auto metric = [&](const std::string& name) {
+    const std::string text = PrometheusText(loop_->Metrics());
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos
+               ? std::string("absent")
+               : text.substr(at + name.size() + 2, text.find('\n', at + 1) - at - name.size() - 2);
+  };
+  EXPECT_EQ(metric("grace_migration_integrity_failures_total"), "0");
+  Placement p;
+  loop_->WithHistory([&](HistoryStore& h) { p = (*h.CurrentPlacement())->placement; });
+  for (AbortCause cause : {AbortCause::kOther, AbortCause::kWeightIntegrity}) {
+    // A slot of rank 0 and one of rank 1 trade experts: the first, then also the second pair.
+    const int k = cause == AbortCause::kOther ? 0 : 1;
+    std::swap(p.physical_to_logical[1][k], p.physical_to_logical[1][3 + k]);
+    ASSERT_NE(p.physical_to_logical[1][k], p.physical_to_logical[1][3 + k]);
+    StatusOr<Epoch> epoch = loop_->ApplyPlacement(PlacementToJson(p, config_.topology), "test");
+    ASSERT_TRUE(epoch.ok()) << epoch.status().ToString();
+    aborts_sent.clear();
+    loop_->OnMessage("node1", Abort{*epoch, "weight integrity: layer index 1 expert 0", cause});
+    loop_->Tick();
+    EXPECT_EQ(aborts_sent.size(), 2u);  // the migration aborts everywhere
+  }
+  EXPECT_EQ(metric("grace_migration_integrity_failures_total"), "1");
+  EXPECT_EQ(metric("grace_migrations_aborted_total"), "2");
+}
+
+// Frames refused by the protocol-state checks are counted per reason on /metrics, every reason
+// always listed: a step beyond the step rate (refused by the agent server) and a READY from an
+// agent not in the migration (refused here).
+TEST_F(ControlLoopTest, RefusedFramesAreCountedPerReasonOnMetrics) {
+  auto sample = [&](const std::string& reason) {
+    const std::string text = PrometheusText(loop_->Metrics());
+    const std::string key = "grace_agent_frames_refused_total{reason=\"" + reason + "\"} ";
+    const size_t at = text.find(key);
+    return at == std::string::npos
+               ? std::string("absent")
+               : text.substr(at + key.size(), text.find('\n', at) - at - key.size());
+  };
+  EXPECT_EQ(sample("step_beyond_rate"), "0");
+  EXPECT_EQ(sample("not_in_migration"), "0");
+  loop_->OnFrameRefused("node0", FrameRefusal::kStepBeyondRate);
+  loop_->OnFrameRefused("node0", FrameRefusal::kStepBeyondRate);
+  loop_->OnMessage("stranger-agent", Ready{2});  // no migration runs: no agent may answer one
+  loop_->OnMessage("stranger-agent", Switched{2, 10});
+  loop_->OnMessage("node0", Heartbeat{5, 1});  // not a migration answer: never refused as one
+  EXPECT_EQ(sample("step_beyond_rate"), "2");
+  EXPECT_EQ(sample("not_in_migration"), "2");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // gracectl on inputs an unlucky operator or an attacker hands it: a FIFO without a writer,
 // /dev/zero, a directory, an 8 GB sparse file, sizes that would not fit in memory. Each must
-// end in a message and exit status 2: never an abort, a hang or gigabytes resident.
+// end in a message and exit status 2: never an abort, a hang or gigabytes resident. A large
+// JSONL trace is streamed: what it costs in memory does not grow with its text.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,7 +54,56 @@ TEST_F(GracectlHostileInput, NonRegularFilesAreRefusedWithoutBlocking) {
     CommandRun r = Gracectl("trace info " + path);
     EXPECT_EQ(r.exit_code, 2) << path << ": " << r.out;
     EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(path), std::string::npos) << r.out;  // the message names the file
   }
+}
+
+// A scenario file is read like a trace: a FIFO without a writer (which blocked gracectl for
+// ever) and /dev/zero (read until memory ran out) are refused at once, naming the file.
+TEST_F(GracectlHostileInput, AScenarioThatIsNotARegularFileIsRefused) {
+  const std::string fifo = (dir_ / "scenario.toml").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string out = (dir_ / "t.trace").string();
+  for (const std::string& path : {fifo, std::string("/dev/zero")}) {
+    CommandRun r = Gracectl("trace from-scenario --scenario " + path + " -o " + out);
+    EXPECT_EQ(r.exit_code, 2) << path << ": " << r.out;
+    EXPECT_NE(r.out.find(path + ": not a regular file"), std::string::npos) << r.out;
+  }
+}
+
+// A JSONL trace of 160 MB whose records carry a long field the import keeps once: streamed, the
+// import adds far less than the file's size to gracectl's peak resident memory (read whole, it
+// added the whole file and more). The peak is the children's, over a baseline run on a small file.
+TEST_F(GracectlHostileInput, AJsonlTraceIsStreamedInBoundedMemory) {
+  const std::string small = (dir_ / "small.jsonl").string();
+  const std::string big = (dir_ / "big.jsonl").string();
+  const std::string pad(4000, 'x');
+  uint64_t size = 0;
+  {
+    std::ofstream s(small), b(big);
+    for (int64_t i = 0; size < (160ull << 20); ++i) {
+      const std::string line = "{\"problem_id\": " + std::to_string(i / 64) +
+                               ", \"token_idx\": " + std::to_string(i % 64) +
+                               ", \"layer\": 0, \"experts\": [1, 2], \"dataset\": \"" + pad +
+                               "\"}\n";
+      b << line;
+      if (i < 1000) s << line;
+      size += line.size();
+    }
+    ASSERT_TRUE(s && b);
+  }
+  auto peak_rss_mb = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_CHILDREN, &u);
+    return static_cast<double>(u.ru_maxrss) / 1024;  // ru_maxrss is in KiB on Linux
+  };
+  CommandRun r = Gracectl("trace info " + small);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const double baseline_mb = peak_rss_mb();
+  r = Gracectl("trace info " + big);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("routing-jsonl"), std::string::npos) << r.out;
+  EXPECT_LT(peak_rss_mb() - baseline_mb, 48) << "baseline " << baseline_mb << " MB";
 }
 
 TEST_F(GracectlHostileInput, AHugeFileIsRefusedFromItsSizeOrFirstBytes) {

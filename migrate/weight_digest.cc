@@ -1,0 +1,114 @@
+// The one place the migration's weight digests meet OpenSSL (EVP_KDF for HKDF, HMAC, SHA-256).
+#include "migrate/weight_digest.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/sha.h>
+
+#include <memory>
+
+namespace grace {
+namespace {
+
+constexpr std::string_view kStatusPrefix = "weight integrity: ";
+
+// The header digested before the bytes: a version tag, then the fields the digest binds.
+std::array<uint8_t, 32> Header(int layer_index, int expert, Epoch epoch, uint64_t bytes) {
+  std::array<uint8_t, 32> h{};
+  const char tag[8] = {'g', 'r', 'c', 'w', 'e', 'v', '1', 0};
+  size_t at = 0;
+  auto put = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) h[at++] = b[i];
+  };
+  auto put_le = [&](uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) h[at++] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  put(tag, sizeof tag);
+  put_le(static_cast<uint32_t>(layer_index), 4);
+  put_le(static_cast<uint32_t>(expert), 4);
+  put_le(epoch, 8);
+  put_le(bytes, 8);
+  return h;
+}
+
+}  // namespace
+
+StatusOr<ExpertDigester> ExpertDigester::FromClusterSecret(std::string_view cluster_secret) {
+  ExpertDigester d;
+  if (cluster_secret.empty()) return d;
+  std::unique_ptr<EVP_KDF, decltype(&EVP_KDF_free)> kdf(
+      EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_HKDF, nullptr), &EVP_KDF_free);
+  if (!kdf) return Internal("weight digest: OpenSSL has no HKDF");
+  std::unique_ptr<EVP_KDF_CTX, decltype(&EVP_KDF_CTX_free)> ctx(EVP_KDF_CTX_new(kdf.get()),
+                                                                &EVP_KDF_CTX_free);
+  if (!ctx) return Internal("weight digest: cannot create an HKDF context");
+  char digest_name[] = "SHA256";
+  std::string secret(cluster_secret);
+  std::string label(kExpertDigestKeyLabel);
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, secret.data(), secret.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, label.data(), label.size()),
+      OSSL_PARAM_construct_end()};
+  if (EVP_KDF_derive(ctx.get(), d.key_.data(), d.key_.size(), params) != 1) {
+    return Internal("weight digest: HKDF-SHA256 failed");
+  }
+  OPENSSL_cleanse(secret.data(), secret.size());
+  d.keyed_ = true;
+  return d;
+}
+
+ExpertDigest ExpertDigester::Digest(int layer_index, int expert, Epoch epoch,
+                                    std::span<const uint8_t> bytes) const {
+  const std::array<uint8_t, 32> header = Header(layer_index, expert, epoch, bytes.size());
+  ExpertDigest out{};
+  if (keyed_) {
+    std::unique_ptr<EVP_MAC, decltype(&EVP_MAC_free)> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr),
+                                                          &EVP_MAC_free);
+    std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(
+        mac ? EVP_MAC_CTX_new(mac.get()) : nullptr, &EVP_MAC_CTX_free);
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+                           OSSL_PARAM_construct_end()};
+    size_t len = 0;
+    // A failure leaves the digest zero: it matches no real one, so the copy is refused.
+    if (ctx && EVP_MAC_init(ctx.get(), key_.data(), key_.size(), params) == 1 &&
+        EVP_MAC_update(ctx.get(), header.data(), header.size()) == 1 &&
+        EVP_MAC_update(ctx.get(), bytes.data(), bytes.size()) == 1) {
+      (void)EVP_MAC_final(ctx.get(), out.data(), &len, out.size());
+    }
+    return out;
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  unsigned int len = 0;
+  if (ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1 &&
+      EVP_DigestUpdate(ctx.get(), header.data(), header.size()) == 1 &&
+      EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) == 1) {
+    (void)EVP_DigestFinal_ex(ctx.get(), out.data(), &len);
+  }
+  return out;
+}
+
+bool DigestsEqual(const ExpertDigest& a, const ExpertDigest& b) {
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Status WeightIntegrityError(int layer_index, int expert, RankId source_rank, Epoch epoch,
+                            const char* algorithm) {
+  return DataLoss(std::string(kStatusPrefix) + "the weights of layer index " +
+                  std::to_string(layer_index) + " expert " + std::to_string(expert) +
+                  " from rank " + std::to_string(source_rank) + " for epoch " +
+                  std::to_string(epoch) + " do not match the " + algorithm +
+                  " their source computed (corrupted in flight); nothing of them is staged");
+}
+
+bool IsWeightIntegrityError(const Status& s) {
+  return s.code() == StatusCode::kDataLoss && s.message().starts_with(kStatusPrefix);
+}
+
+}  // namespace grace
