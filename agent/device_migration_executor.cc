@@ -135,8 +135,10 @@ StatusOr<DeviceStagedCopies> RunRankDeviceTransfers(const DeviceTransferOptions&
       std::unique_ptr<NcclMigrationChannel> channel,
       NcclMigrationChannel::Create(*mesh, {.device = ffn->device(), .timeout = options.timeout}));
   DeviceStagedCopies out;
-  const Status walked =
-      DeviceTransferWalk(options, backend, *ffn, *channel, current, out).Run(transfers);
+  Status walked = DeviceTransferWalk(options, backend, *ffn, *channel, current, out).Run(transfers);
+  // Every rank finishes its walk before any communicator goes: tearing one down while a peer
+  // still copies could fail that peer's chunks.
+  if (walked.ok()) walked = mesh->Barrier().WithContext("after the device copies");
   if (!walked.ok()) {
     // The channel's stream is drained when it goes (an aborted communicator's kernels end), so
     // nothing writes the slots once they are back in the pool.

@@ -10,7 +10,8 @@
 // serving map names. Chunks of chunk_bytes are paced as on the TCP path (agent/copy_pacer.h), and
 // each chunk has landed when its call returns, so when this returns the staged slots are ready
 // for READY and the switch step only publishes the slot map (ExpertBackend::UseSlotMap). Nothing
-// goes through host memory.
+// goes through host memory. It returns once every rank has finished its walk (a barrier over the
+// mesh), so no rank tears its communicator down while a peer still copies.
 //
 //   GRACE_ASSIGN_OR_RETURN(DeviceStagedCopies copies,
 //                          RunRankDeviceTransfers(options, transfers, backend, *serving_map));
