@@ -180,8 +180,19 @@ StatusOr<AgentConfig> ParseAgentConfig(std::string_view toml_text, const std::st
   {
     GRACE_ASSIGN_OR_RETURN(const toml::table* t, Table(root, "migration", source));
     TomlFields f(*t, source, "migration");
-    GRACE_RETURN_IF_ERROR(f.RejectUnknown(
-        {"rendezvous", "chunk_bytes", "max_bytes_per_s", "step_budget", "spare_slots"}));
+    GRACE_RETURN_IF_ERROR(f.RejectUnknown({"transport", "rendezvous", "chunk_bytes",
+                                           "max_bytes_per_s", "step_budget", "spare_slots"}));
+    GRACE_RETURN_IF_ERROR(f.String("transport", "tcp", &c.migration_transport));
+    if (c.migration_transport != "tcp" && c.migration_transport != "nccl") {
+      return InvalidArgument(f.Where("transport") + ": expected \"tcp\" or \"nccl\", got \"" +
+                             c.migration_transport + "\"");
+    }
+    if (c.migration_transport == "nccl" && c.backend != "cuda") {
+      return InvalidArgument(f.Where("transport") +
+                             ": \"nccl\" copies expert weights device to device; it needs "
+                             "[agent].backend = \"cuda\" (backend is \"" +
+                             c.backend + "\")");
+    }
     std::string rendezvous;
     GRACE_RETURN_IF_ERROR(f.String("rendezvous", "127.0.0.1:29600", &rendezvous));
     GRACE_RETURN_IF_ERROR(ParseHostPort(f, "rendezvous", rendezvous, &c.migration_rendezvous_host,

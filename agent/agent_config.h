@@ -34,7 +34,9 @@ struct AgentConfig {
   uint16_t rendezvous_port = 29500;
   std::string listen_host = "127.0.0.1";
   int connect_timeout_ms = 30000;
-  int nccl_timeout_ms = 60000;  // kind = "nccl": set-up and each exchange, then abort
+  // kind = "nccl", or [migration].transport = "nccl": set-up and each exchange (each migration
+  // chunk), then abort.
+  int nccl_timeout_ms = 60000;
 
   // [model]
   ModelShape model;
@@ -66,6 +68,10 @@ struct AgentConfig {
   AgentChannelTls daemon_tls = AgentChannelTls::kPsk;
 
   // [migration]: weight copies run over their own TCP mesh, never the data path's.
+  // "tcp": host buffers over the mesh, then uploaded into spare slots; "nccl" (backend "cuda"):
+  // device to device over a migration NCCL communicator formed over the mesh, straight into
+  // spare device slots ([transport].nccl_timeout_ms bounds its set-up and each chunk).
+  std::string migration_transport = "tcp";
   std::string migration_rendezvous_host = "127.0.0.1";
   uint16_t migration_rendezvous_port = 29600;
   int chunk_bytes = 256 << 10;

@@ -10,6 +10,9 @@
 
 #include "migrate/weight_digest.h"
 #include "policy/locality_routing.h"
+#if defined(GRACE_HAVE_CUDA)
+#include "agent/device_migration_executor.h"
+#endif
 
 namespace grace {
 
@@ -140,28 +143,54 @@ void EpochSwitcher::OnPrepare(const Prepare& p) {
     std::vector<Replaced> replaced = std::move(replaced_[i]);
     replaced_[i].clear();
     const auto wait_past_switch = std::chrono::milliseconds(c_.connect_timeout_ms);
-    pp->threads.emplace_back([o, transfers, src, pp, i, backend, map, replaced, wait_past_switch] {
+    const bool on_device = c_.migration_transport == "nccl";
+    const auto nccl_timeout = std::chrono::milliseconds(c_.nccl_timeout_ms);
+    pp->threads.emplace_back([o, transfers, src, pp, i, backend, map, replaced, wait_past_switch,
+                              on_device, nccl_timeout] {
       // The copy yields the CPU to the data path's threads.
       setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
-      StatusOr<StagedCopies> copies = RunRankTransfers(o, *transfers, *src);
       // Every rank normally runs the new epoch by now; the wait is bounded because this rank's
       // own data path switched before this PREPARE was taken up, which is what makes the
       // release safe here.
-      const auto deadline = std::chrono::steady_clock::now() + wait_past_switch;
-      for (const Replaced& r : replaced) {
-        while (o.progress->mesh_epoch.load(std::memory_order_acquire) < r.epoch &&
-               !o.cancel->load() && std::chrono::steady_clock::now() < deadline) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      auto release_replaced = [&] {
+        const auto deadline = std::chrono::steady_clock::now() + wait_past_switch;
+        for (const Replaced& r : replaced) {
+          while (o.progress->mesh_epoch.load(std::memory_order_acquire) < r.epoch &&
+                 !o.cancel->load() && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          ReleaseSlots(*backend, r.slots);
         }
-        ReleaseSlots(*backend, r.slots);
-      }
-      if (copies.ok()) {
-        StatusOr<BackendStaging> st =
-            StageIntoBackend(*backend, *map, copies->staged, o.mesh.rank, o.slots_per_rank);
-        if (st.ok()) {
-          pp->staging[i] = std::move(*st);
+      };
+      StatusOr<StagedCopies> copies = Unavailable("not run");
+      if (on_device) {
+        // Device to device, straight into spare slots: the spares are needed before the copy.
+        release_replaced();
+#if defined(GRACE_HAVE_CUDA)
+        StatusOr<DeviceStagedCopies> device = RunRankDeviceTransfers(
+            {.transfer = o, .timeout = nccl_timeout}, *transfers, *backend, *map);
+        if (device.ok()) {
+          pp->staging[i] = std::move(device->staging);
+          copies = std::move(device->copies);
         } else {
-          copies = st.status();
+          copies = device.status();
+        }
+#else
+        (void)nccl_timeout;
+        copies =
+            FailedPrecondition("[migration].transport = \"nccl\" but grace was built without CUDA");
+#endif
+      } else {
+        copies = RunRankTransfers(o, *transfers, *src);
+        release_replaced();
+        if (copies.ok()) {
+          StatusOr<BackendStaging> st =
+              StageIntoBackend(*backend, *map, copies->staged, o.mesh.rank, o.slots_per_rank);
+          if (st.ok()) {
+            pp->staging[i] = std::move(*st);
+          } else {
+            copies = st.status();
+          }
         }
       }
       pp->results[i] = std::move(copies);
@@ -343,7 +372,8 @@ void EpochSwitcher::Advance() {
   view->current = p.table;
   view->switch_step = p.switch_step;
   state_.view.store(std::move(view));
-  // The slot weights of the new epoch: staged copies replace, emptied slots drop theirs.
+  // The slot weights of the new epoch: staged copies replace, emptied slots drop theirs. (On
+  // the device path the staged slots carry no host copy: the weights live in device slots.)
   const int spr = c_.topology.slots_per_gpu;
   for (int i = 0; i < c_.local_ranks; ++i) {
     RankSlotWeights& w = sources_[i];

@@ -3,8 +3,9 @@
 //   PREPARE(n+1, placement, transfers) -> build epoch n+1's routing table, copy into staging
 //       over the migration mesh (agent/migration_executor.h, one background thread per local
 //       rank, lowest CPU priority), then into spare physical slots of the rank's backend
-//       (agent/slot_staging.h) -> publish {current, next = n+1 staged, its slot maps, in
-//       doubt} -> READY once every rank has staged;
+//       (agent/slot_staging.h); with [migration].transport = "nccl", device to device straight
+//       into the spare slots instead (agent/device_migration_executor.h) -> publish {current, next
+//       = n+1 staged, its slot maps, in doubt} -> READY once every rank has staged;
 //   COMMIT(n+1, s) -> publish the switch step s; the workers switch at the first step >= s
 //       at which some rank knows the commit, agreed in band (agent/epoch_agreement.h), so a
 //       late or lost COMMIT still switches every rank at the same step -> SWITCHED(n+1, the

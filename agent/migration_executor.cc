@@ -1,62 +1,17 @@
 #include "agent/migration_executor.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
-#include <thread>
+
+#include "agent/copy_pacer.h"
 
 #include "migrate/weight_digest.h"
 
 namespace grace {
-namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Sleeps before the next chunk while the copy runs ahead of its rate or the data path is slow.
-class Pacer {
- public:
-  Pacer(const TransferOptions& o) : o_(o), start_(Clock::now()) {}
-
-  Status BeforeChunk(uint64_t bytes_done, double* paused_s) {
-    for (int i = 0; i < 50; ++i) {
-      if (o_.cancel != nullptr && o_.cancel->load(std::memory_order_relaxed)) {
-        return Aborted("migration cancelled");
-      }
-      if (o_.progress == nullptr) break;
-      const uint64_t last = o_.progress->last_step_us.load(std::memory_order_relaxed);
-      const uint64_t base = o_.progress->baseline_step_us.load(std::memory_order_relaxed);
-      if (base == 0 || last <= o_.step_budget * base) break;
-      const auto t0 = Clock::now();
-      std::this_thread::sleep_for(std::chrono::microseconds(std::max<uint64_t>(base, 200)));
-      *paused_s += std::chrono::duration<double>(Clock::now() - t0).count();
-    }
-    if (o_.max_bytes_per_s > 0) {
-      const auto due = start_ + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(bytes_done / o_.max_bytes_per_s));
-      const auto t0 = Clock::now();
-      if (due > t0) {
-        std::this_thread::sleep_until(due);
-        *paused_s += std::chrono::duration<double>(Clock::now() - t0).count();
-      }
-    }
-    return Status::Ok();
-  }
-
- private:
-  const TransferOptions& o_;
-  Clock::time_point start_;
-};
-
-}  // namespace
-
-StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
-                                        std::span<const WireTransfer> transfers,
-                                        const RankSlotWeights& sources) {
-  const RankId me = o.mesh.rank;
-  const size_t expert_bytes = o.expert_floats * sizeof(float);
-  auto rank_of = [&](SlotId s) { return static_cast<RankId>(s / o.slots_per_rank); };
+void WarnIfModeledBytesDiffer(std::span<const WireTransfer> transfers, size_t expert_bytes) {
   // The daemon's byte counts are its cost model's (bf16 experts of the cluster it plans for);
   // the transfer list says which expert moves where, and this agent copies its own buffers.
   for (const WireTransfer& t : transfers) {
@@ -71,6 +26,15 @@ StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
       break;
     }
   }
+}
+
+StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
+                                        std::span<const WireTransfer> transfers,
+                                        const RankSlotWeights& sources) {
+  const RankId me = o.mesh.rank;
+  const size_t expert_bytes = o.expert_floats * sizeof(float);
+  auto rank_of = [&](SlotId s) { return static_cast<RankId>(s / o.slots_per_rank); };
+  WarnIfModeledBytesDiffer(transfers, expert_bytes);
   // Every rank joins the mesh, even one with nothing to move, so the rendezvous completes.
   std::unique_ptr<TcpTransport> mesh;
   if (o.mesh.size > 1) {
@@ -83,7 +47,7 @@ StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& o,
                            {reinterpret_cast<const uint8_t*>(w.data()), expert_bytes});
   };
   StagedCopies out;
-  Pacer pacer(o);
+  CopyPacer pacer(o.max_bytes_per_s, o.step_budget, o.progress, o.cancel);
   uint64_t done = 0;
   for (const WireTransfer& t : transfers) {
     const RankId src = rank_of(t.src_slot), dst = rank_of(t.dst_slot);

@@ -8,7 +8,9 @@
 // of every transfer take the list in one global order, the earliest unfinished transfer always
 // has both ends ready: no deadlock. Between chunks the copy yields to the data path: it holds
 // max_bytes_per_s, and pauses while the last step took longer than step_budget x the step
-// baseline. The staged buffers switch in at COMMIT (agent/serving_state.h).
+// baseline (agent/copy_pacer.h). The staged buffers switch in at COMMIT (agent/serving_state.h).
+// With [migration].transport = "nccl" the CUDA backend's twin, agent/device_migration_executor.h,
+// copies device to device instead.
 //
 // Integrity: after an expert's last chunk its source sends the expert's digest (HMAC-SHA256 keyed
 // from mesh.cluster_secret, binding layer, expert and target_epoch: migrate/weight_digest.h); the
@@ -55,6 +57,10 @@ struct StagedCopies {
   uint64_t bytes_sent = 0;         // bytes sent to other ranks
   double paused_s = 0;             // time spent yielding to the data path
 };
+
+// Says once per process, on stderr, when the daemon's modeled bytes per expert differ from what
+// this agent copies (`expert_bytes`); the copy goes on with its own size.
+void WarnIfModeledBytesDiffer(std::span<const WireTransfer> transfers, size_t expert_bytes);
 
 StatusOr<StagedCopies> RunRankTransfers(const TransferOptions& options,
                                         std::span<const WireTransfer> transfers,

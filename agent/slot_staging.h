@@ -1,6 +1,8 @@
 // Slot staging: a migration's new expert weights, copied into host buffers
 // (agent/migration_executor.h), written into free physical slots of the rank's expert backend
-// before READY, and the slot map the switch step publishes (kernels/slot_map.h). The switch
+// before READY, and the slot map the switch step publishes (kernels/slot_map.h). (The NCCL
+// path, agent/device_migration_executor.h, receives straight into the slots and builds the same
+// BackendStaging itself.) The switch
 // then copies nothing; the physical slots the old map named return to the pool once every rank
 // serves the new epoch (ReleaseSlots).
 //

@@ -44,6 +44,8 @@ class CudaExpertBackend final : public ExpertBackend {
     return p;
   }
 
+  StatusOr<int> AcquireSpare(int layer_index) { return pool_.Acquire(layer_index); }
+
   Status FinishStaging() override { return ffn_->FinishStaging(); }
 
   Status UseSlotMap(std::shared_ptr<const SlotMap> map) override {
@@ -108,6 +110,15 @@ class CudaExpertBackend final : public ExpertBackend {
 CudaGroupedFfn* CudaGroupedFfnOf(ExpertBackend& backend) {
   auto* cuda = dynamic_cast<CudaExpertBackend*>(&backend);
   return cuda == nullptr ? nullptr : cuda->ffn();
+}
+
+StatusOr<int> AcquireCudaSpareSlot(ExpertBackend& backend, int layer_index) {
+  auto* cuda = dynamic_cast<CudaExpertBackend*>(&backend);
+  if (cuda == nullptr) {
+    return FailedPrecondition(
+        std::string("a device spare slot needs the cuda expert backend, not ") + backend.name());
+  }
+  return cuda->AcquireSpare(layer_index);
 }
 
 StatusOr<std::unique_ptr<ExpertBackend>> MakeCudaExpertBackend(const ModelShape& shape,

@@ -33,4 +33,12 @@ StatusOr<std::unique_ptr<ExpertBackend>> MakeCudaExpertBackend(const ModelShape&
 // there, while LoadSlot and AdoptSlot keep going through the backend.
 CudaGroupedFfn* CudaGroupedFfnOf(ExpertBackend& backend);
 
+// The NCCL migration path (agent/device_migration_executor.h): takes a free physical slot of
+// the layer without writing it. The caller receives the new weights into it itself (its
+// CudaGroupedFfn::SlotWeights, on a stream ordered by OrderAfterMapSwitch), waits for the writes
+// to land, and returns the slot with ReleaseSlot if the migration is dropped. The staging
+// thread's, like StageSlot. Fails for a backend MakeCudaExpertBackend did not make, and when no
+// spare is free.
+StatusOr<int> AcquireCudaSpareSlot(ExpertBackend& backend, int layer_index);
+
 }  // namespace grace

@@ -164,6 +164,28 @@ Status CudaGroupedFfn::FinishStaging() {
   return CudaStatus(cudaEventSynchronize(staged_), "cudaEventSynchronize staged");
 }
 
+StatusOr<DeviceSlotWeights> CudaGroupedFfn::SlotWeights(int layer_index, int physical_slot) {
+  if (layer_index < 0 || layer_index >= num_layers_ || physical_slot < 0 ||
+      physical_slot >= physical_slots_) {
+    return InvalidArgument(
+        "cuda expert backend: no physical slot " + std::to_string(physical_slot) + " in layer " +
+        std::to_string(layer_index) + " (" + std::to_string(physical_slots_) + " per layer)");
+  }
+  const size_t n = SlotElements(),
+               at = n * (static_cast<size_t>(layer_index) * physical_slots_ + physical_slot);
+  DeviceSlotWeights out;
+  out.elements = n;
+  int part = 0;
+  for (DeviceArray<uint16_t>* w : {&w1_, &w3_, &w2_}) out.part[part++] = w->data() + at;
+  return out;
+}
+
+Status CudaGroupedFfn::OrderAfterMapSwitch(cudaStream_t stream) {
+  GRACE_RETURN_IF_ERROR(UseDevice());
+  return CudaStatus(cudaStreamWaitEvent(stream, map_switched_, 0),
+                    "cudaStreamWaitEvent map switch");
+}
+
 Status CudaGroupedFfn::UseSlotMap(std::shared_ptr<const SlotMap> map) {
   map_ = std::move(map);
   // Marks the last work that may read the old map's slots (StageSlot waits for it).

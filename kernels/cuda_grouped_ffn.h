@@ -7,6 +7,7 @@
 //   ffn->StageSlot(layer, physical, weights);   // another thread: upload into a spare slot
 //   ffn->FinishStaging();                       // ... and wait for it (an event)
 //   ffn->UseSlotMap(map);                       // the owner: later Enqueues read the new map
+//   ffn->SlotWeights(layer, physical);          // device pointers, for the NCCL migration path
 //
 // Enqueue issues, on the FFN's stream and without synchronising it, one
 // cublasGemmGroupedBatchedEx call per projection (gate W1, up W3, down W2), each holding one
@@ -37,6 +38,12 @@
 
 namespace grace {
 
+// One physical slot's weights on the device: w1, w3, w2, each `elements` bf16 values.
+struct DeviceSlotWeights {
+  uint16_t* part[3] = {nullptr, nullptr, nullptr};
+  size_t elements = 0;
+};
+
 class CudaGroupedFfn {
  public:
   // Fails with InvalidArgument on a shape cuBLAS cannot take, Unavailable without a device.
@@ -63,6 +70,17 @@ class CudaGroupedFfn {
   // Owner thread: the next Enqueues read `map` (validated by the caller). Copies nothing.
   Status UseSlotMap(std::shared_ptr<const SlotMap> map);
   int physical_slots() const { return physical_slots_; }
+  int device() const { return device_; }
+  // bf16 values in each of a slot's three weight matrices (ffn x hidden).
+  size_t SlotElements() const { return static_cast<size_t>(shape_.ffn) * shape_.hidden; }
+
+  // Any thread: where a physical slot's weights live (fixed from Create on). Writing them is
+  // the staging thread's, for a free slot only, on a stream that OrderAfterMapSwitch ordered.
+  StatusOr<DeviceSlotWeights> SlotWeights(int layer_index, int physical_slot);
+  // Staging thread: later work on `stream` waits for the compute work queued before the last
+  // UseSlotMap, which may still read a slot released since (StageSlot's copy stream does the
+  // same before each upload).
+  Status OrderAfterMapSwitch(cudaStream_t stream);
 
   // x, y: [rows x hidden] bf16 device memory, rows = slot_row_offsets[local_slots] (a host array
   // of local_slots + 1 non-decreasing offsets from 0). Slot s's rows are
@@ -76,7 +94,6 @@ class CudaGroupedFfn {
   CudaGroupedFfn(const ModelShape& shape, int num_layers, int local_slots, int spare_slots,
                  int device);
   Status Init();
-  size_t SlotElements() const { return static_cast<size_t>(shape_.ffn) * shape_.hidden; }
   // One projection: C[k] = A[k] * B[k] for the `groups` problems whose pointers sit in the device
   // table at `a`, `b`, `c` (row-major y = x W^T as column-major op(A) = W^T).
   Status GroupedGemm(int m, int k, int groups, int table_a, int table_b, int table_c,

@@ -41,6 +41,7 @@ StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
   t->size_ = bootstrap.size();
   t->device_ = options.device;
   t->timeout_ = options.timeout;
+  t->poll_sleep_ = options.poll_sleep;
   ncclUniqueId id{};
   if (t->rank_ == 0) GRACE_RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), "ncclGetUniqueId"));
   // Rank 0's id to everyone: an all-to-all where only rank 0's blocks matter.
@@ -116,7 +117,11 @@ Status NcclTransport::WaitUntilDone(void* done, std::chrono::steady_clock::time_
                                     std::to_string(timeout_.count()) +
                                     " ms (a peer dead or stuck?)"));
     }
-    std::this_thread::yield();
+    if (poll_sleep_.count() > 0) {
+      std::this_thread::sleep_for(poll_sleep_);
+    } else {
+      std::this_thread::yield();
+    }
   }
 }
 

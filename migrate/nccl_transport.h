@@ -31,6 +31,9 @@ struct NcclTransportOptions {
   // The stream is created at the lowest priority, so the data path's kernels go first (the
   // migration's weight copies).
   bool low_priority = false;
+  // Between two polls of a wait: 0 yields (the data path, latency first); the migration channel
+  // sleeps, so a long copy does not keep a core spinning.
+  std::chrono::microseconds poll_sleep{0};
 };
 
 class NcclTransport final : public Transport {
@@ -65,6 +68,7 @@ class NcclTransport final : public Transport {
   int size_ = 1;
   int device_ = 0;
   std::chrono::milliseconds timeout_{60000};
+  std::chrono::microseconds poll_sleep_{0};
   void* comm_ = nullptr;    // ncclComm_t
   void* stream_ = nullptr;  // cudaStream_t
   void* done_ = nullptr;    // cudaEvent_t recorded after each Group's work

@@ -37,13 +37,15 @@ fi
 phase "GPU: $gpu_name; CUDA architecture $arch; build tree $build; $jobs jobs"
 
 cmake -S . -B "$build" -G Ninja -DGRACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test kernels_test
-  gracectl)
+targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test
+  nccl_migration_channel_test device_migration_executor_test kernels_test gracectl)
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 phase "built ${targets[*]}"
 
-# The GPU tests and the CPU twins' own tests (bf16 rounding, the CPU expert backend).
-ctest --test-dir "$build" -R 'CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|Bf16Test|CpuExpertBackendTest' \
+# The GPU tests (the device-to-device migration's included) and the CPU twins' own tests (bf16
+# rounding, the CPU expert backend).
+ctest --test-dir "$build" \
+  -R 'CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|NcclMigrationChannelTest|DeviceMigrationExecutorTest|Bf16Test|CpuExpertBackendTest' \
   --output-on-failure --no-tests=error --timeout 300
 phase "tests done"
 

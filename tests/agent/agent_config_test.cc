@@ -89,6 +89,36 @@ TEST(AgentConfigTest, UnknownKeysAreNamed) {
   EXPECT_NE(e.status().message().find("[transport].rendezvous"), std::string::npos);
 }
 
+TEST(AgentConfigTest, NcclMigrationTransportNeedsTheCudaBackend) {
+  EXPECT_EQ(ParseAgentConfig(kMinimal, "agent.toml")->migration_transport, "tcp");
+  // Device to device on the CUDA backend, independent of the data path's [transport].kind.
+  auto cuda = ParseAgentConfig(
+      std::string(kMinimal) + "[agent]\nbackend = \"cuda\"\n[migration]\ntransport = \"nccl\"\n",
+      "agent.toml");
+  ASSERT_TRUE(cuda.ok()) << cuda.status().ToString();
+  EXPECT_EQ(cuda->migration_transport, "nccl");
+  EXPECT_EQ(cuda->transport, "tcp");
+  auto cpu =
+      ParseAgentConfig(std::string(kMinimal) + "[migration]\ntransport = \"nccl\"\n", "agent.toml");
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_EQ(cpu.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cpu.status().message().find("agent.toml"), std::string::npos)
+      << cpu.status().ToString();
+  EXPECT_NE(cpu.status().message().find("[migration].transport"), std::string::npos)
+      << cpu.status().ToString();
+  EXPECT_NE(cpu.status().message().find("backend = \"cuda\""), std::string::npos)
+      << cpu.status().ToString();
+  auto other = ParseAgentConfig(std::string(kMinimal) +
+                                    "[agent]\nbackend = \"cuda\"\n"
+                                    "[migration]\ntransport = \"rdma\"\n",
+                                "agent.toml");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("[migration].transport"), std::string::npos)
+      << other.status().ToString();
+  EXPECT_NE(other.status().message().find("\"rdma\""), std::string::npos)
+      << other.status().ToString();
+}
+
 TEST(AgentConfigTest, DaemonAndMigrationTables) {
   auto c = ParseAgentConfig(std::string(kMinimal) +
                                 "[daemon]\naddress = \"10.0.0.1:8751\"\ncluster_secret = \"s\"\n"

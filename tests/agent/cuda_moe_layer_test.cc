@@ -21,25 +21,10 @@
 #include "kernels/load_stats.h"
 #include "migrate/nccl_transport.h"
 #include "migrate/tcp_transport.h"
+#include "tests/testing/cuda_devices.h"
 
 namespace grace {
 namespace {
-
-int CudaDevices() {
-  std::string why;
-  if (!CudaDeviceAvailable(&why)) return 0;
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
-}
-
-#define GRACE_REQUIRE_GPUS(n)                                                  \
-  do {                                                                         \
-    const int have = CudaDevices();                                            \
-    if (have < (n)) {                                                          \
-      GTEST_SKIP() << "needs " << (n) << " CUDA device(s), found " << have     \
-                   << (have == 0 ? " (no usable CUDA device or driver)" : ""); \
-    }                                                                          \
-  } while (false)
 
 // 8 experts, top-2, 2 layers; spare slots hold replicas (DefaultPlacement), so the weighted
 // replica choice is exercised.

@@ -19,7 +19,7 @@ using tcp = asio::ip::tcp;
 class WelcomingEvents : public AgentEvents {
  public:
   StatusOr<Welcome> OnAgentJoined(const Hello&) override {
-    return Welcome{2, R"({"physical_to_logical_map":[[0, 1]]})", {}, 0, 0};
+    return Welcome{2, R"({"physical_to_logical_map":[[0, 1]]})", {}, 0, 0, std::nullopt};
   }
   void OnAgentLost(const std::string&, const std::string&) override {}
   void OnMessage(const std::string&, const WireMessage&) override {}
@@ -72,7 +72,7 @@ TEST(DaemonClientTest, AnImpostorThatCannotProveTheSecretIsNotFollowed) {
         if (!more.ok() || *more) break;
         d.Append(std::string_view(buf.data(), s.read_some(asio::buffer(buf), ec)));
       }
-      Welcome w{9, R"({"physical_to_logical_map":[[1, 0]]})", {}, 100, 100};
+      Welcome w{9, R"({"physical_to_logical_map":[[1, 0]]})", {}, 100, 100, std::nullopt};
       if (round == 1) w.daemon_proof.emplace().fill(7);
       asio::write(s, asio::buffer(EncodeFrame(w)), ec);
       std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -53,7 +53,7 @@ std::vector<WireMessage> OneOfEach() {
   p.transfers = {{0, 1, 3, 4, 1234}};
   return {c,
           h,
-          Welcome{4, "{}", {1.0f, 2.0f}, 500, 1000},
+          Welcome{4, "{}", {1.0f, 2.0f}, 500, 1000, std::nullopt},
           Refused{"bad proof"},
           Heartbeat{99, 4},
           lr,
@@ -132,7 +132,7 @@ TEST(WireProtocolTest, TheDaemonsChallengeAndProofAreOptional) {
   Hello h;
   h.agent_id = "node1";
   h.daemon_nonce.emplace().fill(3);  // a nonce without a placement
-  Welcome w{4, "{}", {}, 500, 1000};
+  Welcome w{4, "{}", {}, 500, 1000, std::nullopt};
   w.daemon_proof = ProveSecret("s", *h.daemon_nonce);
   for (const WireMessage& sent : {WireMessage(h), WireMessage(w), WireMessage(Welcome{})}) {
     FrameDecoder d;

@@ -23,7 +23,7 @@ class RecordingEvents : public AgentEvents {
     joined_.push_back(hello.agent_id);
     cv_.notify_all();
     if (hello.agent_id == "unwanted") return InvalidArgument("rank 7 is not in the topology");
-    return Welcome{3, R"({"physical_to_logical_map":[[0]]})", {}, 0, 0};
+    return Welcome{3, R"({"physical_to_logical_map":[[0]]})", {}, 0, 0, std::nullopt};
   }
   void OnAgentLost(const std::string& id, const std::string& reason) override {
     std::lock_guard<std::mutex> lock(mu_);

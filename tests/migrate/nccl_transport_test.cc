@@ -12,25 +12,10 @@
 #include "kernels/cuda_device.h"
 #include "migrate/nccl_transport.h"
 #include "migrate/tcp_transport.h"
+#include "tests/testing/cuda_devices.h"
 
 namespace grace {
 namespace {
-
-int CudaDevices() {
-  std::string why;
-  if (!CudaDeviceAvailable(&why)) return 0;
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
-}
-
-#define GRACE_REQUIRE_GPUS(n)                                                   \
-  do {                                                                          \
-    const int have = CudaDevices();                                             \
-    if (have < (n)) {                                                           \
-      GTEST_SKIP() << "needs " << (n) << " CUDA device(s) (NCCL takes one per " \
-                   << "rank), found " << have;                                  \
-    }                                                                           \
-  } while (false)
 
 TEST(NcclTransportTest, SelfAllToAllV) {
   std::string why;

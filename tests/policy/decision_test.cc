@@ -290,7 +290,9 @@ TEST(ReplacementDecider, AChangeSharesAnotherLayersTransfer) {
                        r.predicted_gain_ms >= options.gain_to_cost_ratio * alone.TransferMs())
               << "layer " << l << " paid for its own copies";
         }
-        if (d.bytes > 0) EXPECT_DOUBLE_EQ(d.migration_ms, all.TransferMs() + options.fixed_cost_ms);
+        if (d.bytes > 0) {
+          EXPECT_DOUBLE_EQ(d.migration_ms, all.TransferMs() + options.fixed_cost_ms);
+        }
       }
     }
   }
