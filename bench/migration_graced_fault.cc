@@ -134,6 +134,32 @@ Placement OtherPlacement(const Placement& p, const Topology& topo, int moves, st
 
 }  // namespace
 
+// graced for a case: its binary, log, environment, and a graced.toml in `dir` with fast agent
+// timeouts and a policy that never decides on its own within the run (the case's migrations
+// are applied through the API).
+Status ConfigureGraced(const MigrationBenchOptions& o, const Topology& topo, const std::string& dir,
+                       int http_port, int agents_port, AgentChannelTls tls, Graced* graced) {
+  graced->binary = o.graced_binary.empty() ? FindGracedBinary() : o.graced_binary;
+  graced->config = dir + "/graced.toml";
+  graced->log = dir + "/graced.log";
+  graced->env = {std::string("GRACE_API_TOKEN=") + kToken,
+                 "GRACE_CLUSTER_SECRET=grace-test-secret"};
+  std::ofstream f(graced->config);
+  f << "[daemon]\nhttp = \"127.0.0.1:" << http_port << "\"\nagents = \"127.0.0.1:" << agents_port
+    << "\"\nstate_dir = \"" << dir << "/state\"\n"
+    << "[agents]\ntls = \"" << AgentChannelTlsName(tls) << "\"\n"
+    << "heartbeat_ms = 20\nreport_ms = 200\nlost_after_ms = 800\n"
+    << "ready_timeout_ms = 4000\nswitch_timeout_ms = 1500\n"
+    << "[topology]\nnodes = " << topo.nodes << "\ngpus_per_node = " << topo.gpus_per_node
+    << "\nslots_per_gpu = " << topo.slots_per_gpu << "\n[model]\nnum_experts = " << o.experts
+    << "\ntop_k = " << o.top_k << "\nlayers = [";
+  for (int l = 0; l < o.layers; ++l) f << (l ? ", " : "") << l;
+  f << "]\nhidden = " << o.hidden << "\nexpert_ffn = " << o.ffn
+    << "\n[policy]\ninterval_s = 3600\n";
+  if (!f) return Unavailable(graced->config + ": cannot write");
+  return Status::Ok();
+}
+
 StatusOr<json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& o, const Topology& topo) {
   using Action = testing::FrameProxy::Action;
   MigrationBenchOptions k = o;
@@ -150,25 +176,8 @@ StatusOr<json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& o, con
   GRACE_ASSIGN_OR_RETURN(RunSetup setup, WriteConfigs(k, topo, dir, proxy.port(), 0));
 
   Graced graced;
-  graced.binary = o.graced_binary.empty() ? FindGracedBinary() : o.graced_binary;
-  graced.config = dir + "/graced.toml";
-  graced.log = dir + "/graced.log";
-  graced.env = {std::string("GRACE_API_TOKEN=") + kToken, "GRACE_CLUSTER_SECRET=grace-test-secret"};
-  {
-    std::ofstream f(graced.config);
-    f << "[daemon]\nhttp = \"127.0.0.1:" << http_port << "\"\nagents = \"127.0.0.1:" << agents_port
-      << "\"\nstate_dir = \"" << dir << "/state\"\n"
-      << "[agents]\ntls = \"off\"\nheartbeat_ms = 20\nreport_ms = 200\nlost_after_ms = 800\n"
-      << "ready_timeout_ms = 4000\nswitch_timeout_ms = 1500\n"
-      << "[topology]\nnodes = " << topo.nodes << "\ngpus_per_node = " << topo.gpus_per_node
-      << "\nslots_per_gpu = " << topo.slots_per_gpu << "\n[model]\nnum_experts = " << o.experts
-      << "\ntop_k = " << o.top_k << "\nlayers = [";
-    for (int l = 0; l < o.layers; ++l) f << (l ? ", " : "") << l;
-    // The policy never decides on its own within the run: the case's migrations are applied.
-    f << "]\nhidden = " << o.hidden << "\nexpert_ffn = " << o.ffn
-      << "\n[policy]\ninterval_s = 3600\n";
-    if (!f) return Unavailable(graced.config + ": cannot write");
-  }
+  GRACE_RETURN_IF_ERROR(
+      ConfigureGraced(o, topo, dir, http_port, agents_port, AgentChannelTls::kOff, &graced));
   Api api(http_port);
   GRACE_RETURN_IF_ERROR(graced.Start(api, o.timeout));
   Cluster cluster;
@@ -264,24 +273,8 @@ StatusOr<json> RunWeightsCorruptedInFlight(const MigrationBenchOptions& o, const
   }
 
   Graced graced;
-  graced.binary = o.graced_binary.empty() ? FindGracedBinary() : o.graced_binary;
-  graced.config = dir + "/graced.toml";
-  graced.log = dir + "/graced.log";
-  graced.env = {std::string("GRACE_API_TOKEN=") + kToken, "GRACE_CLUSTER_SECRET=grace-test-secret"};
-  {
-    std::ofstream f(graced.config);
-    f << "[daemon]\nhttp = \"127.0.0.1:" << http_port << "\"\nagents = \"127.0.0.1:" << agents_port
-      << "\"\nstate_dir = \"" << dir << "/state\"\n"
-      << "[agents]\nheartbeat_ms = 20\nreport_ms = 200\nlost_after_ms = 800\n"
-      << "ready_timeout_ms = 4000\nswitch_timeout_ms = 1500\n"
-      << "[topology]\nnodes = " << topo.nodes << "\ngpus_per_node = " << topo.gpus_per_node
-      << "\nslots_per_gpu = " << topo.slots_per_gpu << "\n[model]\nnum_experts = " << o.experts
-      << "\ntop_k = " << o.top_k << "\nlayers = [";
-    for (int l = 0; l < o.layers; ++l) f << (l ? ", " : "") << l;
-    f << "]\nhidden = " << o.hidden << "\nexpert_ffn = " << o.ffn
-      << "\n[policy]\ninterval_s = 3600\n";
-    if (!f) return Unavailable(graced.config + ": cannot write");
-  }
+  GRACE_RETURN_IF_ERROR(
+      ConfigureGraced(o, topo, dir, http_port, agents_port, AgentChannelTls::kPsk, &graced));
   Api api(http_port);
   GRACE_RETURN_IF_ERROR(graced.Start(api, o.timeout));
   Cluster cluster;

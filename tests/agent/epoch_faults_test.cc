@@ -15,9 +15,8 @@ struct FaultCase {
   const char* outcome;
 };
 
-class EpochFaultTest : public ::testing::TestWithParam<FaultCase> {};
-
-TEST_P(EpochFaultTest, NoStepMixesEpochsAndOutputStaysExact) {
+// A small model at 40 steps per second: each case runs in seconds on two cores.
+MigrationBenchOptions SmallCaseOptions() {
   MigrationBenchOptions o;
   o.agent_binary = GRACE_AGENT_BINARY;
   o.graced_binary = GRACED_BINARY;
@@ -28,6 +27,13 @@ TEST_P(EpochFaultTest, NoStepMixesEpochsAndOutputStaysExact) {
   o.steps = 160;
   o.timeout = std::chrono::milliseconds(30000);
   o.connect_timeout_ms = 5000;  // bounds the agents' exit while a cancelled copy's rendezvous waits
+  return o;
+}
+
+class EpochFaultTest : public ::testing::TestWithParam<FaultCase> {};
+
+TEST_P(EpochFaultTest, NoStepMixesEpochsAndOutputStaysExact) {
+  const MigrationBenchOptions o = SmallCaseOptions();
   StatusOr<nlohmann::json> r = RunMigrationFaultCase(o, GetParam().name);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const nlohmann::json& j = *r;
@@ -73,16 +79,7 @@ INSTANTIATE_TEST_SUITE_P(
 // the expert and the source rank; no rank serves the prepared epoch, outputs stay exact, and the
 // next migration switches.
 TEST(MigrationIntegrityTest, WeightsCorruptedInFlightAbortEverywhereAndAreCounted) {
-  MigrationBenchOptions o;
-  o.agent_binary = GRACE_AGENT_BINARY;
-  o.graced_binary = GRACED_BINARY;
-  o.hidden = 32;
-  o.ffn = 64;
-  o.tokens_per_rank = 8;
-  o.steps_per_second = 40;
-  o.steps = 160;
-  o.timeout = std::chrono::milliseconds(30000);
-  o.connect_timeout_ms = 5000;
+  const MigrationBenchOptions o = SmallCaseOptions();
   StatusOr<nlohmann::json> r = RunMigrationFaultCase(o, "weights_corrupted_in_flight");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const nlohmann::json& j = *r;
