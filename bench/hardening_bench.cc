@@ -6,7 +6,7 @@
 //        status_fresh_p99_ms     200 req/s of GET /api/v1/status, a new connection each
 //                                                                         (targets < 10 ms)
 //   2. 2,000 unauthenticated connections to the agent port, opened and left idle, then
-//        agent_join_ms           a real agent's connect -> Challenge -> Hello -> Welcome
+//        agent_join_ms           a real agent's connect -> TLS -> Challenge -> Hello -> Welcome
 //                                                                         (target < 1 s)
 //        agent_flood_cpu_cores   graced's CPU time / wall time over the next seconds (< 0.2)
 //        agent_flood_rss_mb      graced's resident memory growth from the flood   (< 50 MB)
@@ -45,6 +45,7 @@
 #include "bench/scratch_graced.h"
 #include "core/wire_protocol.h"
 #include "tests/testing/child_process.h"
+#include "tls/daemon_connection.h"
 
 namespace {
 
@@ -196,43 +197,37 @@ std::vector<double> Paced(const grace::ScratchGraced& graced, const std::string&
   return out;
 }
 
-// A real agent's handshake; milliseconds from connect to Welcome, or -1.
+// A real agent's handshake over the agent's own socket (tls = "psk", the default): milliseconds
+// from connect (through the TLS handshake, Challenge and Hello) to Welcome, or -1.
 double JoinMs(int port, const std::string& secret) {
   const auto s = Clock::now();
-  const int fd = Connect(port);
-  if (fd < 0) return -1;
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const auto deadline = s + std::chrono::seconds(10);
+  grace::DaemonConnection conn("127.0.0.1:" + std::to_string(port), grace::AgentChannelTls::kPsk,
+                               secret);
+  if (!conn.Open(deadline).ok()) return -1;
   grace::FrameDecoder decoder;
   auto next = [&](grace::WireMessage* m) {
-    char buf[4096];
-    while (true) {
+    while (Clock::now() < deadline) {
       auto more = decoder.Next(m);
       if (!more.ok()) return false;
       if (*more) return true;
-      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-      if (n <= 0) return false;
-      decoder.Append(std::string_view(buf, static_cast<size_t>(n)));
+      std::string bytes;
+      if (!conn.Receive(std::chrono::milliseconds(50), &bytes).ok()) return false;
+      decoder.Append(bytes);
     }
+    return false;
   };
   grace::WireMessage m;
-  double ms = -1;
-  if (next(&m) && std::holds_alternative<grace::Challenge>(m)) {
-    grace::Hello h;
-    h.agent_id = "bench-agent";
-    h.node = 0;
-    h.ranks = {0};
-    h.slots_per_rank = 8;
-    h.proof = grace::ProveSecret(secret, std::get<grace::Challenge>(m).nonce);
-    const std::string frame = grace::EncodeFrame(h);
-    if (::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(frame.size()) &&
-        next(&m) && std::holds_alternative<grace::Welcome>(m)) {
-      ms = Ms(Clock::now() - s);
-    }
-  }
-  ::close(fd);
-  return ms;
+  if (!next(&m) || !std::holds_alternative<grace::Challenge>(m)) return -1;
+  grace::Hello h;
+  h.agent_id = "bench-agent";
+  h.node = 0;
+  h.ranks = {0};
+  h.slots_per_rank = 8;
+  h.proof = grace::ProveSecret(secret, std::get<grace::Challenge>(m).nonce);
+  if (!conn.Send(grace::EncodeFrame(h), deadline).ok()) return -1;
+  if (!next(&m) || !std::holds_alternative<grace::Welcome>(m)) return -1;
+  return Ms(Clock::now() - s);
 }
 
 }  // namespace
