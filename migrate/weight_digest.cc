@@ -1,4 +1,5 @@
-// The one place the migration's weight digests meet OpenSSL (EVP_KDF for HKDF, HMAC, SHA-256).
+// The one place the migration's weight digests meet OpenSSL (HMAC, SHA-256; the key from
+// core/hkdf.h).
 #include "migrate/weight_digest.h"
 
 #include <openssl/core_names.h>
@@ -10,6 +11,8 @@
 #include <openssl/sha.h>
 
 #include <memory>
+
+#include "core/hkdf.h"
 
 namespace grace {
 namespace {
@@ -41,24 +44,8 @@ std::array<uint8_t, 32> Header(int layer_index, int expert, Epoch epoch, uint64_
 StatusOr<ExpertDigester> ExpertDigester::FromClusterSecret(std::string_view cluster_secret) {
   ExpertDigester d;
   if (cluster_secret.empty()) return d;
-  std::unique_ptr<EVP_KDF, decltype(&EVP_KDF_free)> kdf(
-      EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_HKDF, nullptr), &EVP_KDF_free);
-  if (!kdf) return Internal("weight digest: OpenSSL has no HKDF");
-  std::unique_ptr<EVP_KDF_CTX, decltype(&EVP_KDF_CTX_free)> ctx(EVP_KDF_CTX_new(kdf.get()),
-                                                                &EVP_KDF_CTX_free);
-  if (!ctx) return Internal("weight digest: cannot create an HKDF context");
-  char digest_name[] = "SHA256";
-  std::string secret(cluster_secret);
-  std::string label(kExpertDigestKeyLabel);
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest_name, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, secret.data(), secret.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, label.data(), label.size()),
-      OSSL_PARAM_construct_end()};
-  if (EVP_KDF_derive(ctx.get(), d.key_.data(), d.key_.size(), params) != 1) {
-    return Internal("weight digest: HKDF-SHA256 failed");
-  }
-  OPENSSL_cleanse(secret.data(), secret.size());
+  GRACE_RETURN_IF_ERROR(
+      HkdfSha256(cluster_secret, "", kExpertDigestKeyLabel, d.key_).WithContext("weight digest"));
   d.keyed_ = true;
   return d;
 }

@@ -1,4 +1,4 @@
-// The agent channel's PSK and TLS 1.3 contexts (OpenSSL 3: EVP_KDF for HKDF, the TLS 1.3
+// The agent channel's PSK and TLS 1.3 contexts (OpenSSL 3: the key from core/hkdf.h, the TLS 1.3
 // external-PSK session callbacks).
 #include "tls/agent_channel.h"
 
@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+
+#include "core/hkdf.h"
 
 namespace grace {
 namespace {
@@ -93,25 +95,10 @@ StatusOr<std::array<uint8_t, 32>> DeriveAgentChannelKey(std::string_view cluster
     return InvalidArgument("agent channel TLS: no cluster secret to derive the key from");
   }
   std::array<uint8_t, 32> key{};
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_HKDF, nullptr);
-  EVP_KDF_CTX* kctx = kdf != nullptr ? EVP_KDF_CTX_new(kdf) : nullptr;
-  EVP_KDF_free(kdf);
-  if (kctx == nullptr) return Internal(OpenSslErrorText("OpenSSL has no HKDF"));
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_octet_string(
-          OSSL_KDF_PARAM_KEY, const_cast<char*>(cluster_secret.data()), cluster_secret.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                        const_cast<char*>(kAgentChannelKeySalt.data()),
-                                        kAgentChannelKeySalt.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-                                        const_cast<char*>(kAgentChannelKeyInfo.data()),
-                                        kAgentChannelKeyInfo.size()),
-      OSSL_PARAM_construct_end()};
-  const int ok = EVP_KDF_derive(kctx, key.data(), key.size(), params);
-  EVP_KDF_CTX_free(kctx);
-  if (ok != 1) return Internal(OpenSslErrorText("HKDF-SHA256 failed"));
+  if (Status st = HkdfSha256(cluster_secret, kAgentChannelKeySalt, kAgentChannelKeyInfo, key);
+      !st.ok()) {
+    return st.WithContext("agent channel TLS key");
+  }
   return key;
 }
 
