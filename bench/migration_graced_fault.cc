@@ -160,6 +160,20 @@ Status ConfigureGraced(const MigrationBenchOptions& o, const Topology& topo, con
   return Status::Ok();
 }
 
+// Starts graced and then the agents, and waits until every agent has joined and served half a
+// second of steps.
+Status StartAndJoin(const MigrationBenchOptions& o, const RunSetup& setup, Api& api, Graced* graced,
+                    Cluster* cluster) {
+  GRACE_RETURN_IF_ERROR(graced->Start(api, o.timeout));
+  GRACE_RETURN_IF_ERROR(cluster->Start(o.agent_binary, setup));
+  const size_t agents = setup.configs.size();
+  const uint64_t warm_step = static_cast<uint64_t>(o.steps_per_second / 2);
+  if (!Eventually([&] { return api.AgentsAt(agents, 0, warm_step); }, o.timeout)) {
+    return Unavailable("the agents did not join graced; see " + graced->log);
+  }
+  return Status::Ok();
+}
+
 StatusOr<json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& o, const Topology& topo) {
   using Action = testing::FrameProxy::Action;
   MigrationBenchOptions k = o;
@@ -179,14 +193,9 @@ StatusOr<json> RunGracedKilledBetweenCommits(const MigrationBenchOptions& o, con
   GRACE_RETURN_IF_ERROR(
       ConfigureGraced(o, topo, dir, http_port, agents_port, AgentChannelTls::kOff, &graced));
   Api api(http_port);
-  GRACE_RETURN_IF_ERROR(graced.Start(api, o.timeout));
   Cluster cluster;
-  GRACE_RETURN_IF_ERROR(cluster.Start(o.agent_binary, setup));
+  GRACE_RETURN_IF_ERROR(StartAndJoin(o, setup, api, &graced, &cluster));
   const size_t agents = setup.configs.size();
-  const uint64_t warm_step = static_cast<uint64_t>(o.steps_per_second / 2);
-  if (!Eventually([&] { return api.AgentsAt(agents, 0, warm_step); }, o.timeout)) {
-    return Unavailable("the agents did not join graced; see " + graced.log);
-  }
 
   // COMMIT reaches agents 0 and 1; graced dies before 2 and 3 get theirs.
   std::mt19937 rng(o.seed + 11);
@@ -276,14 +285,9 @@ StatusOr<json> RunWeightsCorruptedInFlight(const MigrationBenchOptions& o, const
   GRACE_RETURN_IF_ERROR(
       ConfigureGraced(o, topo, dir, http_port, agents_port, AgentChannelTls::kPsk, &graced));
   Api api(http_port);
-  GRACE_RETURN_IF_ERROR(graced.Start(api, o.timeout));
   Cluster cluster;
-  GRACE_RETURN_IF_ERROR(cluster.Start(o.agent_binary, setup));
+  GRACE_RETURN_IF_ERROR(StartAndJoin(o, setup, api, &graced, &cluster));
   const size_t agents = setup.configs.size();
-  const uint64_t warm_step = static_cast<uint64_t>(o.steps_per_second / 2);
-  if (!Eventually([&] { return api.AgentsAt(agents, 0, warm_step); }, o.timeout)) {
-    return Unavailable("the agents did not join graced; see " + graced.log);
-  }
 
   // A re-placement in which rank 0 sends rank 1 an expert (graced plans as PlanMigration does).
   std::mt19937 rng(o.seed + 13);
