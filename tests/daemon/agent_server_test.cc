@@ -8,7 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/testing/byte_proxy.h"
+#include "agent/local_cluster.h"
+#include "tests/testing/byte_tamper_proxy.h"
 #include "tests/testing/raw_client.h"
 #include "tls/daemon_connection.h"
 
@@ -373,15 +374,17 @@ TEST_F(AgentServerTest, ASecondServerOnThePortFails) {
 // plaintext channel is refused, and a mismatched setting or secret is named, not timed out.
 
 TEST_F(AgentServerTest, AFrameInjectedOnThePathClosesTheConnectionAndIsNeverPassedOn) {
-  testing::ByteProxy path(server_->port());
-  ASSERT_TRUE(path.Start());
-  TestAgent agent(path.port());
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  testing::ByteTamperProxy path({{*port, server_->port()}}, testing::ByteTamperProxy::kNoFlip);
+  ASSERT_TRUE(path.Start().ok());
+  TestAgent agent(*port);
   ASSERT_TRUE(agent.open_status().ok()) << agent.open_status().ToString();
   ASSERT_TRUE(std::holds_alternative<Welcome>(agent.Join("node0", "cluster-secret")));
   agent.Send(Heartbeat{10, 3});
   ASSERT_TRUE(events_.WaitFor([&] { return events_.messages_.size() >= 1; }));
   // The attack of #21: a well-formed plaintext Heartbeat far ahead, written onto the path.
-  ASSERT_TRUE(path.InjectToServer(EncodeFrame(Heartbeat{999999999, 3})));
+  ASSERT_TRUE(path.InjectUpstream(EncodeFrame(Heartbeat{999999999, 3})));
   EXPECT_TRUE(agent.ClosedByServerSoon());
   ASSERT_TRUE(events_.WaitFor([&] { return !events_.rejected_.empty(); }));
   std::lock_guard<std::mutex> lock(events_.mu_);

@@ -1,11 +1,14 @@
-// ByteTamperProxy: a loopback TCP relay that changes one byte in flight, for tests of what a
-// receiver does with data corrupted on the path (the migration mesh's weight digests,
-// migrate/weight_digest.h). Each route listens on one loopback port and relays every accepted
-// connection to 127.0.0.1:upstream, both ways, byte for byte, except that the byte at offset
-// `flip_offset` of the upstream -> client direction is XORed with 0x5A, once over all routes and
-// connections (the first stream to reach that offset); every later byte and connection is
-// relayed unchanged. A connection is accepted at once and its upstream dialled (retried for up to
-// 10 s while the upstream does not listen yet, as its client would have retried).
+// ByteTamperProxy: a loopback TCP relay that changes one byte in flight or writes bytes of its
+// own onto the path, as an attacker on it would, for tests of what a receiver does with data
+// corrupted or injected on the path (the migration mesh's weight digests,
+// migrate/weight_digest.h; the agent channel's TLS). It understands nothing it relays. Each route
+// listens on one loopback port and relays every accepted connection to 127.0.0.1:upstream, both
+// ways, byte for byte, except that the byte at offset `flip_offset` of the upstream -> client
+// direction is XORed with 0x5A, once over all routes and connections (the first stream to reach
+// that offset); every later byte and connection is relayed unchanged (kNoFlip: none).
+// InjectUpstream writes bytes towards the upstream of the newest connection, between the client's
+// own. A connection is accepted at once and its upstream dialled (retried for up to 10 s while the
+// upstream does not listen yet, as its client would have retried).
 //
 //   ByteTamperProxy proxy({{client_port, upstream_port}}, /*flip_offset=*/4096);
 //   ASSERT_TRUE(proxy.Start().ok());
@@ -45,6 +48,8 @@ class ByteTamperProxy {
     int upstream_port = 0;
   };
 
+  static constexpr uint64_t kNoFlip = ~uint64_t{0};
+
   ByteTamperProxy(std::vector<Route> routes, uint64_t flip_offset)
       : routes_(std::move(routes)), flip_offset_(flip_offset) {}
   ~ByteTamperProxy() { Stop(); }
@@ -83,6 +88,15 @@ class ByteTamperProxy {
 
   bool tampered() const { return tampered_.load(); }
 
+  // Writes `bytes` to the upstream of the newest relayed connection; false when none is open
+  // or the write fell short.
+  bool InjectUpstream(const std::string& bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (newest_upstream_ < 0) return false;
+    return ::send(newest_upstream_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+
  private:
   static sockaddr_in Loopback(int port) {
     sockaddr_in a{};
@@ -112,6 +126,10 @@ class ByteTamperProxy {
           int one = 1;
           ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           ::setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            newest_upstream_ = upstream;
+          }
           Relay(client, upstream);
         });
       }
@@ -159,6 +177,8 @@ class ByteTamperProxy {
     ::shutdown(client, SHUT_RDWR);
     ::shutdown(upstream, SHUT_RDWR);
     ::close(client);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (newest_upstream_ == upstream) newest_upstream_ = -1;
     ::close(upstream);
   }
 
@@ -185,7 +205,8 @@ class ByteTamperProxy {
   std::atomic<bool> tampered_{false};
   std::thread accept_thread_;
   std::mutex mu_;
-  std::vector<std::thread> threads_;
+  std::vector<std::thread> threads_;  // guarded by mu_
+  int newest_upstream_ = -1;          // guarded by mu_
 };
 
 }  // namespace grace::testing
