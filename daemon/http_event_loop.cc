@@ -7,8 +7,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -44,15 +42,6 @@ void SendSimple(HttpConnection& c, int status, const char* reason, const std::st
   (void)SendSome(c, text.data(), text.size(), &wait);
 }
 
-// OpenSSL writes to its socket with write(2), which raises SIGPIPE when the peer has gone; the
-// server's threads block it, so that such a write fails with EPIPE instead of ending the process.
-void BlockSigpipe() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
 }  // namespace
 
 HttpEventLoop::HttpEventLoop(const HttpServerLimits& limits, ProcessRequest process)
@@ -70,15 +59,10 @@ Status HttpEventLoop::Start() {
   ev.events = EPOLLIN;
   ev.data.fd = wake_;
   ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
-  events_thread_ = std::thread([this] {
-    BlockSigpipe();
-    EventLoop();
-  });
+  // A TLS session's writes cannot raise SIGPIPE (TlsAttachSocket), nor can plaintext sends.
+  events_thread_ = std::thread([this] { EventLoop(); });
   for (int i = 0; i < std::max(1, limits_.workers); ++i) {
-    workers_.emplace_back([this] {
-      BlockSigpipe();
-      WorkerLoop();
-    });
+    workers_.emplace_back([this] { WorkerLoop(); });
   }
   return Status::Ok();
 }

@@ -84,7 +84,7 @@ TlsServerContext::~TlsServerContext() {
 SslSession TlsServerContext::NewSession(int fd) const {
   ERR_clear_error();
   SslSession ssl(SSL_new(ctx_));
-  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
+  if (!ssl || !TlsAttachSocket(ssl.get(), fd)) {
     ERR_clear_error();
     return nullptr;
   }

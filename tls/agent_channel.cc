@@ -181,7 +181,7 @@ int AgentChannelTlsContext::UseSession(SSL* ssl, const EVP_MD* md, const unsigne
 SslSession AgentChannelTlsContext::NewSession(int fd) const {
   ERR_clear_error();
   SslSession ssl(SSL_new(ctx_));
-  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
+  if (!ssl || !TlsAttachSocket(ssl.get(), fd)) {
     ERR_clear_error();
     return nullptr;
   }

@@ -4,6 +4,8 @@
 
 #include <openssl/err.h>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 
 namespace grace {
@@ -29,7 +31,50 @@ TlsIo Outcome(SSL* ssl, int ret, std::string* failure = nullptr) {
   }
 }
 
+// OpenSSL's socket BIO but for its write, which is send(2) with MSG_NOSIGNAL.
+int SendWithoutSigpipe(BIO* bio, const char* data, size_t size, size_t* written) {
+  int fd = -1;
+  BIO_get_fd(bio, &fd);
+  BIO_clear_retry_flags(bio);
+  *written = 0;
+  while (true) {
+    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+    if (n >= 0) {
+      *written = static_cast<size_t>(n);
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+    return 0;
+  }
+}
+
+const BIO_METHOD* SocketWithoutSigpipe() {
+  static const BIO_METHOD* method = []() -> const BIO_METHOD* {
+    const BIO_METHOD* socket = BIO_s_socket();
+    BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOCKET, "socket, send(MSG_NOSIGNAL)");
+    if (m == nullptr) return nullptr;
+    BIO_meth_set_write_ex(m, SendWithoutSigpipe);
+    BIO_meth_set_read(m, BIO_meth_get_read(socket));
+    BIO_meth_set_puts(m, BIO_meth_get_puts(socket));
+    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(socket));
+    BIO_meth_set_create(m, BIO_meth_get_create(socket));
+    BIO_meth_set_destroy(m, BIO_meth_get_destroy(socket));
+    return m;
+  }();
+  return method;
+}
+
 }  // namespace
+
+bool TlsAttachSocket(SSL* ssl, int fd) {
+  const BIO_METHOD* method = SocketWithoutSigpipe();
+  BIO* bio = method == nullptr ? nullptr : BIO_new(method);
+  if (bio == nullptr) return false;
+  BIO_set_fd(bio, fd, BIO_NOCLOSE);
+  SSL_set_bio(ssl, bio, bio);  // the session owns the BIO from here
+  return true;
+}
 
 TlsIo TlsHandshake(SSL* ssl, std::string* failure) {
   ERR_clear_error();

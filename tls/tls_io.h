@@ -21,6 +21,12 @@ struct SslFree {
 };
 using SslSession = std::unique_ptr<SSL, SslFree>;
 
+// Attaches socket `fd` to `ssl` (instead of SSL_set_fd): its writes use send(2) with
+// MSG_NOSIGNAL, so that writing to a peer that has gone fails with EPIPE instead of raising
+// SIGPIPE, which would end a process that does not ignore it (OpenSSL's own socket BIO uses
+// write(2)). The socket stays the caller's to close. False when OpenSSL cannot make the BIO.
+bool TlsAttachSocket(SSL* ssl, int fd);
+
 // How one non-blocking step ended.
 enum class TlsIo {
   kDone,       // handshake complete, or `*n` bytes moved
