@@ -15,6 +15,10 @@ namespace grace {
 
 using Clock = std::chrono::steady_clock;
 
+std::chrono::milliseconds DaemonSilenceLimit(uint32_t heartbeat_ms) {
+  return std::chrono::milliseconds(std::max<int64_t>(3000, 6 * int64_t{heartbeat_ms}));
+}
+
 class DaemonClient::Impl {
  public:
   explicit Impl(const AgentConfig& c)
@@ -38,6 +42,7 @@ class DaemonClient::Impl {
   FrameDecoder decoder_;
   bool connected_ = false;
   uint32_t heartbeat_ms_ = 1000, report_ms_ = 1000;
+  Clock::time_point last_heard_{};  // the last bytes from graced on this connection
   uint64_t report_from_ = 0;
   std::vector<uint64_t> pair_sums_;  // one layer's pair counts summed over the local ranks
   std::vector<WireMessage> early_;   // frames that followed the Welcome in its read
@@ -96,6 +101,7 @@ Status DaemonClient::Impl::Receive(std::chrono::milliseconds wait, std::vector<W
     return s;
   }
   if (bytes.empty()) return Status::Ok();
+  last_heard_ = Clock::now();
   decoder_.Append(bytes);
   WireMessage m;
   while (true) {
@@ -158,6 +164,7 @@ Status DaemonClient::Impl::Dial(Epoch epoch, const std::string& placement_json, 
         *welcome = std::move(*w);
         heartbeat_ms_ = std::max<uint32_t>(1, welcome->heartbeat_ms);
         report_ms_ = std::max<uint32_t>(1, welcome->report_ms);
+        last_heard_ = Clock::now();
         // What came in the same read after the Welcome (a PREPARE right behind it) is kept
         // for Run, not dropped.
         early_.assign(std::make_move_iterator(in.begin() + static_cast<std::ptrdiff_t>(i) + 1),
@@ -239,6 +246,21 @@ Status DaemonClient::Impl::Run(ServingState& state, std::vector<RankSlotWeights>
     in = std::move(early_);
     early_.clear();
     (void)Receive(std::chrono::milliseconds(5), &in);  // a lost connection is redialled above
+    if (connected_ && Clock::now() - last_heard_ > DaemonSilenceLimit(heartbeat_ms_)) {
+      // graced sends at least a Heartbeat every heartbeat_ms: a connection this quiet is
+      // half-open (a lost host, a dropped route) although sends still succeed.
+      std::fprintf(stderr,
+                   "grace-agent %s: nothing from the daemon for %lld ms (limit %lld ms); "
+                   "redialling\n",
+                   c_.agent_id.c_str(),
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              Clock::now() - last_heard_)
+                                              .count()),
+                   static_cast<long long>(DaemonSilenceLimit(heartbeat_ms_).count()));
+      conn_.Close();
+      connected_ = false;
+      continue;
+    }
     for (const WireMessage& m : in) {
       if (auto* p = std::get_if<Prepare>(&m)) switcher.OnPrepare(*p);
       if (auto* cm = std::get_if<Commit>(&m)) switcher.OnCommit(*cm);

@@ -12,13 +12,18 @@
 //              finish, and PREPARE, COMMIT and ABORT handed to an EpochSwitcher
 //              (agent/epoch_switcher.h). A lost connection is redialled with backoff (Hello
 //              carries the serving epoch); a migration without READY is dropped, one in doubt
-//              is decided by the new Welcome's epoch (a live re-sync, no restart).
+//              is decided by the new Welcome's epoch (a live re-sync, no restart). graced
+//              sends at least a Heartbeat every heartbeat_ms, so a connection that brings
+//              nothing for DaemonSilenceLimit is taken as lost (half-open: a lost host, a
+//              dropped route) and redialled the same way, logged.
 //
 // Thread contract: Connect() and Run() on the agent's control thread; workers only read the
 // ServingState it publishes.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +34,10 @@
 #include "core/wire_protocol.h"
 
 namespace grace {
+
+// How long the agent waits without a byte from graced before it redials: six of graced's
+// heartbeat intervals (the Welcome's heartbeat_ms), at least 3 s.
+std::chrono::milliseconds DaemonSilenceLimit(uint32_t heartbeat_ms);
 
 class DaemonClient {
  public:

@@ -90,6 +90,10 @@ class AgentServer::Impl {
 
   void Accept();
   void Sweep();
+  // Every heartbeat_ms, a Heartbeat to each joined agent with nothing else on its way, so that
+  // an agent hears from graced at least that often and can tell a silent (half-open)
+  // connection from a quiet one (I/O thread).
+  void SendKeepalives();
   void Joined(const std::shared_ptr<Session>& s);
   void Closed(Session* s, const std::string& reason);
   // A stranger's connection refused: reported unless over refusals_per_minute (I/O thread).
@@ -109,6 +113,7 @@ class AgentServer::Impl {
   // I/O thread only: connections that have not proved the secret, oldest first.
   std::map<uint64_t, std::weak_ptr<Session>> pending_;
   uint64_t next_session_ = 0;
+  Clock::time_point next_keepalive_{};
   Clock::time_point refusal_window_start_;
   uint32_t refusals_in_window_ = 0;
   uint64_t refusals_suppressed_ = 0;
@@ -169,6 +174,8 @@ class AgentServer::Impl::Session : public std::enable_shared_from_this<Session> 
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
   Clock::time_point last_seen() const { return last_seen_; }
+  // Nothing queued for the agent: a keepalive would be the only bytes on their way.
+  bool write_idle() const { return out_.empty(); }
   AgentStatus status;  // guarded by server_.mu_ once joined
 
  private:
@@ -420,6 +427,7 @@ void AgentServer::Impl::Sweep() {
     for (auto& s : silent) {
       s->Close("silent for more than " + std::to_string(options_.lost_after_ms) + " ms");
     }
+    SendKeepalives();
     // Strangers that have not proved the secret in time; pending_ is ordered oldest first.
     const auto handshake = std::chrono::milliseconds(options_.handshake_timeout_ms);
     std::vector<std::shared_ptr<Session>> late;
@@ -436,6 +444,24 @@ void AgentServer::Impl::Sweep() {
     ReportSuppressedRefusals();
     Sweep();
   });
+}
+
+void AgentServer::Impl::SendKeepalives() {
+  const auto now = Clock::now();
+  if (now < next_keepalive_) return;
+  next_keepalive_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
+  std::vector<std::pair<std::shared_ptr<Session>, Heartbeat>> idle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, s] : sessions_) {
+      // The agent's own last step and epoch, echoed: the agent reads a daemon's Heartbeat for
+      // its arrival only.
+      if (s->write_idle()) idle.emplace_back(s, Heartbeat{s->status.step, s->status.epoch});
+    }
+  }
+  for (auto& [s, hb] : idle) {
+    if (!s->closed()) s->Write(EncodeFrame(hb));
+  }
 }
 
 void AgentServer::Impl::Joined(const std::shared_ptr<Session>& s) {

@@ -6,7 +6,10 @@
 //
 // A connection that sends a malformed, oversized or wrong-version frame, or fails the proof, is
 // closed with a logged reason; the daemon and every other agent go on. An agent silent for
-// longer than lost_after_ms is marked lost and its connection closed; it may reconnect.
+// longer than lost_after_ms is marked lost and its connection closed; it may reconnect. graced
+// in turn sends every joined agent a Heartbeat each heartbeat_ms (unless other frames are still
+// on their way to it), so that an agent can detect a silent daemon connection (a lost host, a
+// half-open socket) and redial (agent/daemon_client.h).
 //
 // Before the proof a connection is a stranger, and strangers are bounded: each has
 // handshake_timeout_ms to complete TLS and prove the secret, frames of at most

@@ -7,7 +7,9 @@
 // direction is XORed with 0x5A, once over all routes and connections (the first stream to reach
 // that offset); every later byte and connection is relayed unchanged (kNoFlip: none).
 // InjectUpstream writes bytes towards the upstream of the newest connection, between the client's
-// own. A connection is accepted at once and its upstream dialled (retried for up to 10 s while the
+// own. Blackhole() makes every connection open at that moment half-open, as a lost host or a
+// dropped route would: its bytes are read and dropped both ways, and neither end sees a close;
+// later connections relay normally. A connection is accepted at once and its upstream dialled (retried for up to 10 s while the
 // upstream does not listen yet, as its client would have retried).
 //
 //   ByteTamperProxy proxy({{client_port, upstream_port}}, /*flip_offset=*/4096);
@@ -88,6 +90,8 @@ class ByteTamperProxy {
 
   bool tampered() const { return tampered_.load(); }
 
+  void Blackhole() { blackhole_below_.store(accepted_.load()); }
+
   // Writes `bytes` to the upstream of the newest relayed connection; false when none is open
   // or the write fell short.
   bool InjectUpstream(const std::string& bytes) {
@@ -116,8 +120,9 @@ class ByteTamperProxy {
         const int client = ::accept4(polls[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (client < 0) continue;
         const int upstream_port = listeners_[i].second;
+        const uint64_t number = accepted_.fetch_add(1);
         std::lock_guard<std::mutex> lock(mu_);
-        threads_.emplace_back([this, client, upstream_port] {
+        threads_.emplace_back([this, client, upstream_port, number] {
           const int upstream = ConnectUpstream(upstream_port);
           if (upstream < 0) {
             ::close(client);
@@ -130,7 +135,7 @@ class ByteTamperProxy {
             std::lock_guard<std::mutex> lock(mu_);
             newest_upstream_ = upstream;
           }
-          Relay(client, upstream);
+          Relay(client, upstream, number);
         });
       }
     }
@@ -149,8 +154,9 @@ class ByteTamperProxy {
     return -1;
   }
 
-  // Relays both ways until either end closes (then closes both) or the proxy stops.
-  void Relay(int client, int upstream) {
+  // Relays both ways until either end closes (then closes both) or the proxy stops; connection
+  // `number` drops what it reads once Blackhole() covers it.
+  void Relay(int client, int upstream, uint64_t number) {
     uint64_t down_offset = 0;  // bytes relayed upstream -> client
     std::array<char, 64 * 1024> buf;
     bool open = true;
@@ -164,6 +170,7 @@ class ByteTamperProxy {
           open = false;
           break;
         }
+        if (number < blackhole_below_.load()) continue;
         if (i == 1) {
           const uint64_t end = down_offset + static_cast<uint64_t>(n);
           if (flip_offset_ >= down_offset && flip_offset_ < end && !tampered_.exchange(true)) {
@@ -203,6 +210,8 @@ class ByteTamperProxy {
   std::vector<std::pair<int, int>> listeners_;  // fd, upstream port
   std::atomic<bool> stopping_{false};
   std::atomic<bool> tampered_{false};
+  std::atomic<uint64_t> accepted_{0};         // connections accepted so far
+  std::atomic<uint64_t> blackhole_below_{0};  // connections numbered below this drop bytes
   std::thread accept_thread_;
   std::mutex mu_;
   std::vector<std::thread> threads_;  // guarded by mu_
