@@ -50,35 +50,71 @@ StatusOr<ExpertDigester> ExpertDigester::FromClusterSecret(std::string_view clus
   return d;
 }
 
-ExpertDigest ExpertDigester::Digest(int layer_index, int expert, Epoch epoch,
-                                    std::span<const uint8_t> bytes) const {
-  const std::array<uint8_t, 32> header = Header(layer_index, expert, epoch, bytes.size());
+// An HMAC-SHA256 (keyed) or SHA-256 context, the header already fed.
+struct ExpertDigestStream::State {
+  std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> mac{nullptr, &EVP_MAC_CTX_free};
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md{nullptr, &EVP_MD_CTX_free};
+  uint64_t expected = 0, fed = 0;
+  bool ok = false;
+};
+
+ExpertDigestStream::ExpertDigestStream(std::unique_ptr<State> state) : state_(std::move(state)) {}
+ExpertDigestStream::ExpertDigestStream(ExpertDigestStream&&) noexcept = default;
+ExpertDigestStream& ExpertDigestStream::operator=(ExpertDigestStream&&) noexcept = default;
+ExpertDigestStream::~ExpertDigestStream() = default;
+
+void ExpertDigestStream::Update(std::span<const uint8_t> bytes) {
+  State& st = *state_;
+  if (!st.ok || bytes.empty()) return;
+  st.fed += bytes.size();
+  st.ok = st.mac ? EVP_MAC_update(st.mac.get(), bytes.data(), bytes.size()) == 1
+                 : EVP_DigestUpdate(st.md.get(), bytes.data(), bytes.size()) == 1;
+}
+
+ExpertDigest ExpertDigestStream::Final() {
+  State& st = *state_;
   ExpertDigest out{};
+  if (!st.ok || st.fed != st.expected) return out;
+  bool done;
+  if (st.mac) {
+    size_t len = 0;
+    done = EVP_MAC_final(st.mac.get(), out.data(), &len, out.size()) == 1 && len == out.size();
+  } else {
+    unsigned int len = 0;
+    done = EVP_DigestFinal_ex(st.md.get(), out.data(), &len) == 1 && len == out.size();
+  }
+  st.ok = false;  // final once
+  if (!done) out.fill(0);
+  return out;
+}
+
+ExpertDigestStream ExpertDigester::Begin(int layer_index, int expert, Epoch epoch,
+                                         uint64_t total_bytes) const {
+  auto st = std::make_unique<ExpertDigestStream::State>();
+  st->expected = total_bytes;
+  const std::array<uint8_t, 32> header = Header(layer_index, expert, epoch, total_bytes);
   if (keyed_) {
     std::unique_ptr<EVP_MAC, decltype(&EVP_MAC_free)> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr),
                                                           &EVP_MAC_free);
-    std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(
-        mac ? EVP_MAC_CTX_new(mac.get()) : nullptr, &EVP_MAC_CTX_free);
+    st->mac.reset(mac ? EVP_MAC_CTX_new(mac.get()) : nullptr);  // the context holds the MAC
     char digest_name[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
                            OSSL_PARAM_construct_end()};
-    size_t len = 0;
-    // A failure leaves the digest zero: it matches no real one, so the copy is refused.
-    if (ctx && EVP_MAC_init(ctx.get(), key_.data(), key_.size(), params) == 1 &&
-        EVP_MAC_update(ctx.get(), header.data(), header.size()) == 1 &&
-        EVP_MAC_update(ctx.get(), bytes.data(), bytes.size()) == 1) {
-      (void)EVP_MAC_final(ctx.get(), out.data(), &len, out.size());
-    }
-    return out;
+    st->ok = st->mac && EVP_MAC_init(st->mac.get(), key_.data(), key_.size(), params) == 1 &&
+             EVP_MAC_update(st->mac.get(), header.data(), header.size()) == 1;
+  } else {
+    st->md.reset(EVP_MD_CTX_new());
+    st->ok = st->md && EVP_DigestInit_ex(st->md.get(), EVP_sha256(), nullptr) == 1 &&
+             EVP_DigestUpdate(st->md.get(), header.data(), header.size()) == 1;
   }
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  unsigned int len = 0;
-  if (ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1 &&
-      EVP_DigestUpdate(ctx.get(), header.data(), header.size()) == 1 &&
-      EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) == 1) {
-    (void)EVP_DigestFinal_ex(ctx.get(), out.data(), &len);
-  }
-  return out;
+  return ExpertDigestStream(std::move(st));
+}
+
+ExpertDigest ExpertDigester::Digest(int layer_index, int expert, Epoch epoch,
+                                    std::span<const uint8_t> bytes) const {
+  ExpertDigestStream s = Begin(layer_index, expert, epoch, bytes.size());
+  s.Update(bytes);
+  return s.Final();
 }
 
 bool DigestsEqual(const ExpertDigest& a, const ExpertDigest& b) {

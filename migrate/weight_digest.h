@@ -14,12 +14,21 @@
 //   ExpertDigest sent = d.Digest(layer, expert, epoch, bytes);
 //   if (!DigestsEqual(sent, d.Digest(layer, expert, epoch, staged))) ... // WeightIntegrityError
 //
-// Thread contract: an ExpertDigester is immutable after construction; Digest may be called from
-// any number of threads at once.
+// Bytes that are read in pieces (device memory read back chunk by chunk on the NCCL path,
+// agent/device_migration_executor.h) go through an ExpertDigestStream, whose Final equals
+// Digest over the pieces joined:
+//
+//   ExpertDigestStream s = d.Begin(layer, expert, epoch, total_bytes);
+//   for (...) s.Update(piece);
+//   ExpertDigest got = s.Final();
+//
+// Thread contract: an ExpertDigester is immutable after construction; Digest and Begin may be
+// called from any number of threads at once. A stream belongs to one thread.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +43,24 @@ using ExpertDigest = std::array<uint8_t, 32>;
 // The HKDF label (info) of the key; a new digest layout takes a new version.
 inline constexpr std::string_view kExpertDigestKeyLabel = "grace migration expert digest v1";
 
+// One expert's digest over its bytes fed in order; made by ExpertDigester::Begin.
+class ExpertDigestStream {
+ public:
+  ExpertDigestStream(ExpertDigestStream&&) noexcept;
+  ExpertDigestStream& operator=(ExpertDigestStream&&) noexcept;
+  ~ExpertDigestStream();
+  void Update(std::span<const uint8_t> bytes);
+  // The digest; all zero (matching no real one, so the copy is refused) when OpenSSL failed or
+  // the bytes fed were not the total Begin was told.
+  ExpertDigest Final();
+
+ private:
+  friend class ExpertDigester;
+  struct State;
+  explicit ExpertDigestStream(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 class ExpertDigester {
  public:
   // Keyed (HMAC-SHA256) from a non-empty `cluster_secret`; plain SHA-256 when it is empty.
@@ -41,6 +68,8 @@ class ExpertDigester {
 
   ExpertDigest Digest(int layer_index, int expert, Epoch epoch,
                       std::span<const uint8_t> bytes) const;
+  // The digest of `total_bytes` bytes that will be fed in pieces.
+  ExpertDigestStream Begin(int layer_index, int expert, Epoch epoch, uint64_t total_bytes) const;
   bool keyed() const { return keyed_; }
   // "HMAC-SHA256" or "SHA-256", for messages.
   const char* algorithm() const { return keyed_ ? "HMAC-SHA256" : "SHA-256"; }

@@ -50,6 +50,27 @@ TEST(WeightDigestTest, OnlyTheClusterSecretMakesTheDigest) {
   EXPECT_FALSE(DigestsEqual(plain, unkeyed->Digest(0, 1, 2, bytes)));  // the header is bound in
 }
 
+TEST(WeightDigestTest, AStreamOverPiecesEqualsTheDigestOfTheWhole) {
+  for (const char* secret : {"cluster-secret", ""}) {
+    auto d = ExpertDigester::FromClusterSecret(secret);
+    ASSERT_TRUE(d.ok());
+    const std::vector<uint8_t> bytes = Bytes();
+    const std::span<const uint8_t> all(bytes);
+    ExpertDigestStream s = d->Begin(3, 17, 5, bytes.size());
+    s.Update(all.first(1));
+    s.Update(all.subspan(1, 0));
+    s.Update(all.subspan(1, 600));
+    s.Update(all.subspan(601));
+    const ExpertDigest streamed = s.Final();
+    EXPECT_TRUE(DigestsEqual(streamed, d->Digest(3, 17, 5, bytes))) << secret;
+    EXPECT_NE(streamed, ExpertDigest{});
+    // Fed fewer bytes than announced: a zero digest, which matches no real one.
+    ExpertDigestStream short_one = d->Begin(3, 17, 5, bytes.size());
+    short_one.Update(all.first(999));
+    EXPECT_EQ(short_one.Final(), ExpertDigest{});
+  }
+}
+
 TEST(WeightDigestTest, AMismatchIsAnIntegrityErrorNamingLayerExpertAndSource) {
   const Status s = WeightIntegrityError(1, 42, 3, 7, "HMAC-SHA256");
   EXPECT_TRUE(IsWeightIntegrityError(s));
