@@ -6,26 +6,70 @@
 #include <string>
 
 #include "agent/copy_pacer.h"
+#include "kernels/cuda_device.h"
 #include "kernels/cuda_expert_backend.h"
 #include "kernels/cuda_grouped_ffn.h"
 #include "migrate/nccl_migration_channel.h"
 #include "migrate/tcp_transport.h"
+#include "migrate/weight_digest.h"
 
 namespace grace {
 namespace {
 
 constexpr const char* kPartNames[3] = {"w1", "w3", "w2"};
 
+// An expert's device bytes (w1, w3, w2 of one slot) read back through one pinned host buffer,
+// chunk by chunk on the channel's stream, into its digest: the NCCL path's integrity check, as
+// the TCP path digests its host buffers (migrate/weight_digest.h).
+class DeviceDigestReader {
+ public:
+  DeviceDigestReader(const ExpertDigester& digester, Epoch epoch, size_t chunk_bytes,
+                     cudaStream_t stream)
+      : digester_(digester), epoch_(epoch), chunk_bytes_(chunk_bytes), stream_(stream) {}
+
+  StatusOr<ExpertDigest> Digest(const WireTransfer& t, const DeviceSlotWeights& w,
+                                size_t part_bytes) {
+    GRACE_RETURN_IF_ERROR(host_.Resize(chunk_bytes_));
+    ExpertDigestStream d = digester_.Begin(t.layer_index, t.expert, epoch_, 3 * part_bytes);
+    for (int part = 0; part < 3; ++part) {
+      const auto* from = reinterpret_cast<const std::byte*>(w.part[part]);
+      for (size_t off = 0; off < part_bytes; off += chunk_bytes_) {
+        const size_t n = std::min(chunk_bytes_, part_bytes - off);
+        GRACE_RETURN_IF_ERROR(
+            CudaStatus(cudaMemcpyAsync(host_.data(), from + off, n, cudaMemcpyDeviceToHost, stream_),
+                       "reading an expert back for its digest (cudaMemcpyAsync)"));
+        GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_),
+                                         "reading an expert back for its digest (sync)"));
+        d.Update({host_.data(), n});
+      }
+    }
+    return d.Final();
+  }
+  const char* algorithm() const { return digester_.algorithm(); }
+
+ private:
+  const ExpertDigester& digester_;
+  const Epoch epoch_;
+  const size_t chunk_bytes_;
+  const cudaStream_t stream_;
+  PinnedArray<uint8_t> host_;
+};
+
 // One rank's walk over the transfer list; fills `out` as it goes, so that the caller can return
 // the slots it took when it fails.
 class DeviceTransferWalk {
  public:
   DeviceTransferWalk(const DeviceTransferOptions& o, ExpertBackend& backend, CudaGroupedFfn& ffn,
-                     NcclMigrationChannel& channel, const SlotMap& current, DeviceStagedCopies& out)
+                     TcpTransport& mesh, NcclMigrationChannel& channel,
+                     const ExpertDigester& digester, const SlotMap& current,
+                     DeviceStagedCopies& out)
       : o_(o.transfer),
         backend_(backend),
         ffn_(ffn),
+        mesh_(mesh),
         channel_(channel),
+        digests_(digester, o.transfer.target_epoch, o.transfer.chunk_bytes,
+                 static_cast<cudaStream_t>(channel.stream())),
         current_(current),
         next_(current),
         out_(out),
@@ -72,6 +116,12 @@ class DeviceTransferWalk {
     const std::string what = "layer " + std::to_string(t.layer_index) + " expert " +
                              std::to_string(t.expert) + " from slot " + std::to_string(t.src_slot) +
                              " to slot " + std::to_string(t.dst_slot);
+    // Between ranks the source digests its slot before the first chunk leaves (the digest
+    // vouches for the source's bytes); a copy within the rank, as on the TCP path, has none.
+    ExpertDigest source_digest{};
+    if (src == me && dst != me) {
+      GRACE_ASSIGN_OR_RETURN(source_digest, digests_.Digest(t, from, part_bytes));
+    }
     for (int part = 0; part < 3; ++part) {
       for (size_t off = 0; off < part_bytes; off += o_.chunk_bytes) {
         const size_t n = std::min(o_.chunk_bytes, part_bytes - off);
@@ -93,6 +143,18 @@ class DeviceTransferWalk {
         done_ += n;
       }
     }
+    // The source's digest follows the last chunk over the mesh; what landed must match it.
+    if (src == me && dst != me) {
+      GRACE_RETURN_IF_ERROR(mesh_.Send(dst, source_digest.data(), source_digest.size()));
+    } else if (dst == me && src != me) {
+      ExpertDigest sent{};
+      GRACE_RETURN_IF_ERROR(mesh_.Recv(src, sent.data(), sent.size()));
+      GRACE_ASSIGN_OR_RETURN(const ExpertDigest landed, digests_.Digest(t, into, part_bytes));
+      if (!DigestsEqual(sent, landed)) {
+        return WeightIntegrityError(t.layer_index, t.expert, src, o_.target_epoch,
+                                    digests_.algorithm());
+      }
+    }
     if (dst == me) {
       out_.copies.bytes_in += 3 * part_bytes;
       out_.copies.staged.push_back({t.layer_index, t.dst_slot, t.expert, nullptr});
@@ -103,7 +165,9 @@ class DeviceTransferWalk {
   const TransferOptions& o_;
   ExpertBackend& backend_;
   CudaGroupedFfn& ffn_;
+  TcpTransport& mesh_;
   NcclMigrationChannel& channel_;
+  DeviceDigestReader digests_;
   const SlotMap& current_;
   SlotMap next_;
   DeviceStagedCopies& out_;
@@ -128,6 +192,8 @@ StatusOr<DeviceStagedCopies> RunRankDeviceTransfers(const DeviceTransferOptions&
     return InvalidArgument("device transfers need slots_per_rank >= 1 and chunk_bytes > 0");
   }
   WarnIfModeledBytesDiffer(transfers, 3 * ffn->SlotElements() * sizeof(uint16_t));
+  GRACE_ASSIGN_OR_RETURN(const ExpertDigester digester,
+                         ExpertDigester::FromClusterSecret(o.mesh.cluster_secret));
   // Every rank joins the mesh and the communicator, even one with nothing to move, so both
   // rendezvous complete.
   GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> mesh, TcpTransport::Connect(o.mesh));
@@ -135,7 +201,9 @@ StatusOr<DeviceStagedCopies> RunRankDeviceTransfers(const DeviceTransferOptions&
       std::unique_ptr<NcclMigrationChannel> channel,
       NcclMigrationChannel::Create(*mesh, {.device = ffn->device(), .timeout = options.timeout}));
   DeviceStagedCopies out;
-  Status walked = DeviceTransferWalk(options, backend, *ffn, *channel, current, out).Run(transfers);
+  Status walked =
+      DeviceTransferWalk(options, backend, *ffn, *mesh, *channel, digester, current, out)
+          .Run(transfers);
   // Every rank finishes its walk before any communicator goes: tearing one down while a peer
   // still copies could fail that peer's chunks.
   if (walked.ok()) walked = mesh->Barrier().WithContext("after the device copies");

@@ -9,9 +9,14 @@
 // straight into its device memory; one whose source is on this rank sends the physical slot the
 // serving map names. Chunks of chunk_bytes are paced as on the TCP path (agent/copy_pacer.h), and
 // each chunk has landed when its call returns, so when this returns the staged slots are ready
-// for READY and the switch step only publishes the slot map (ExpertBackend::UseSlotMap). Nothing
-// goes through host memory. It returns once every rank has finished its walk (a barrier over the
-// mesh), so no rank tears its communicator down while a peer still copies.
+// for READY and the switch step only publishes the slot map (ExpertBackend::UseSlotMap). The
+// weights never go through host memory; their digest does (migrate/weight_digest.h, as on the TCP
+// path): between ranks the source reads its slot back through a pinned buffer and digests it
+// before the first chunk, sends the digest over the TCP mesh after the last, and the destination
+// digests what landed the same way and stages nothing that differs (a WeightIntegrityError, so
+// the rank never reports READY on corrupted weights). That read-back costs one device-to-host
+// pass over each moved expert at each end. It returns once every rank has finished its walk (a
+// barrier over the mesh), so no rank tears its communicator down while a peer still copies.
 //
 //   GRACE_ASSIGN_OR_RETURN(DeviceStagedCopies copies,
 //                          RunRankDeviceTransfers(options, transfers, backend, *serving_map));
