@@ -35,9 +35,9 @@ class DeviceDigestReader {
       const auto* from = reinterpret_cast<const std::byte*>(w.part[part]);
       for (size_t off = 0; off < part_bytes; off += chunk_bytes_) {
         const size_t n = std::min(chunk_bytes_, part_bytes - off);
-        GRACE_RETURN_IF_ERROR(
-            CudaStatus(cudaMemcpyAsync(host_.data(), from + off, n, cudaMemcpyDeviceToHost, stream_),
-                       "reading an expert back for its digest (cudaMemcpyAsync)"));
+        GRACE_RETURN_IF_ERROR(CudaStatus(
+            cudaMemcpyAsync(host_.data(), from + off, n, cudaMemcpyDeviceToHost, stream_),
+            "reading an expert back for its digest (cudaMemcpyAsync)"));
         GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_),
                                          "reading an expert back for its digest (sync)"));
         d.Update({host_.data(), n});

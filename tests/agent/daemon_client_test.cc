@@ -133,8 +133,7 @@ TEST(DaemonClientTest, AQuietConnectionStaysUpAndAHalfOpenOneIsRedialled) {
   StatusOr<int> relay_port = PickFreePort();
   StatusOr<int> mesh_port = PickFreePort();
   ASSERT_TRUE(relay_port.ok() && mesh_port.ok());
-  testing::ByteTamperProxy relay({{*relay_port, server.port()}},
-                                 testing::ByteTamperProxy::kNoFlip);
+  testing::ByteTamperProxy relay({{*relay_port, server.port()}}, testing::ByteTamperProxy::kNoFlip);
   ASSERT_TRUE(relay.Start().ok());
 
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
@@ -147,8 +146,7 @@ TEST(DaemonClientTest, AQuietConnectionStaysUpAndAHalfOpenOneIsRedialled) {
       "\"\n[model]\nexperts = 2\ntop_k = 1\nhidden = 8\nffn = 8\nlayers = 1\n"
       "[replay]\nsteps = 100000\ntokens_per_rank = 4\nsteps_per_second = 50\n"
       "[output]\ndir = \"" +
-      dir.string() +
-      "\"\n[daemon]\naddress = \"127.0.0.1:" + std::to_string(*relay_port) +
+      dir.string() + "\"\n[daemon]\naddress = \"127.0.0.1:" + std::to_string(*relay_port) +
       "\"\ncluster_secret = \"cluster-secret\"\nagent_id = \"agent0\"\n";
   StatusOr<AgentConfig> config = ParseAgentConfig(text, "daemon_silence.toml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();

@@ -9,8 +9,9 @@
 // InjectUpstream writes bytes towards the upstream of the newest connection, between the client's
 // own. Blackhole() makes every connection open at that moment half-open, as a lost host or a
 // dropped route would: its bytes are read and dropped both ways, and neither end sees a close;
-// later connections relay normally. A connection is accepted at once and its upstream dialled (retried for up to 10 s while the
-// upstream does not listen yet, as its client would have retried).
+// later connections relay normally. A connection is accepted at once and its upstream dialled
+// (retried for up to 10 s while the upstream does not listen yet, as its client would have
+// retried).
 //
 //   ByteTamperProxy proxy({{client_port, upstream_port}}, /*flip_offset=*/4096);
 //   ASSERT_TRUE(proxy.Start().ok());
