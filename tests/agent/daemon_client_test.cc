@@ -41,12 +41,17 @@ AgentConfig ConfigFor(int port) {
   return c;
 }
 
-TEST(DaemonClientTest, GracedProvesTheSecretBack) {
-  WelcomingEvents events;
+// graced's agent listener on a free port, knowing ConfigFor's secret.
+AgentServerOptions ServerOptions() {
   AgentServerOptions o;
   o.port = 0;
   o.cluster_secret = "cluster-secret";
-  AgentServer server(events, o);
+  return o;
+}
+
+TEST(DaemonClientTest, GracedProvesTheSecretBack) {
+  WelcomingEvents events;
+  AgentServer server(events, ServerOptions());
   ASSERT_TRUE(server.Start().ok());
   const AgentConfig c = ConfigFor(server.port());
   DaemonClient client(c);
@@ -122,9 +127,7 @@ TEST(DaemonClientTest, AQuietConnectionStaysUpAndAHalfOpenOneIsRedialled) {
   // bytes dropped both ways, no close seen by either end, the agent's sends still succeed.
   // graced's own lost-agent timeout is set far out, so that only the agent can notice.
   JoinCountingEvents events;
-  AgentServerOptions o;
-  o.port = 0;
-  o.cluster_secret = "cluster-secret";
+  AgentServerOptions o = ServerOptions();
   o.heartbeat_ms = 100;
   o.report_ms = 200;
   o.lost_after_ms = 60000;
