@@ -372,11 +372,12 @@ void EpochSwitcher::Advance() {
   view->current = p.table;
   view->switch_step = p.switch_step;
   state_.view.store(std::move(view));
-  // The slot weights of the new epoch: staged copies replace, emptied slots drop theirs. (On
-  // the device path the staged slots carry no host copy: the weights live in device slots.)
+  // The slot weights of the new epoch: staged copies replace, emptied slots drop theirs. (The
+  // device path keeps no host copies, its sources are empty: the weights live in device slots.)
   const int spr = c_.topology.slots_per_gpu;
   for (int i = 0; i < c_.local_ranks; ++i) {
     RankSlotWeights& w = sources_[i];
+    if (w.empty()) continue;
     for (const StagedSlot& s : p.results[i]->staged) w[s.layer_index][s.slot % spr] = s.weights;
     for (int l = 0; l < p.placement.num_layers(); ++l) {
       for (int k = 0; k < spr; ++k) {

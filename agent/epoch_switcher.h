@@ -53,7 +53,8 @@ class EpochSwitcher {
  public:
   // `send` queues a message to the daemon; false when it could not (retried by Advance()).
   using SendFn = std::function<bool(const WireMessage&)>;
-  // `sources[i]`: local rank i's slot weights, replaced at each switch.
+  // `sources[i]`: local rank i's slot weights (host copies for the TCP migration path; empty
+  // with [migration].transport = "nccl", which sends device slots), replaced at each switch.
   EpochSwitcher(const AgentConfig& config, ServingState& state,
                 std::vector<RankSlotWeights>& sources, SendFn send);
   ~EpochSwitcher();

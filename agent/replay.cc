@@ -482,7 +482,12 @@ Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready,
         std::make_unique<LiveCounters>(c.model.num_layers, c.model.num_experts,
                                        c.topology.slots_per_gpu, c.coactivation_sample_every);
     if (daemon) {
-      sources.push_back(SlotWeights(c, model.weights, model.table->placement(), c.first_rank + i));
+      // The TCP migration path sends slots from these host copies; "nccl" sends device slots,
+      // so it keeps none (at DeepSeek-V3 scale a rank's copies are tens of GB of host memory).
+      sources.push_back(
+          c.migration_transport == "nccl"
+              ? RankSlotWeights{}
+              : SlotWeights(c, model.weights, model.table->placement(), c.first_rank + i));
     }
   }
   for (int i = 0; i < c.local_ranks; ++i) {
