@@ -62,6 +62,20 @@ TEST(GracedIntegrationTest, AWebRootThatIsNotADirectoryIsANamedError) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(GracedIntegrationTest, AConfigThatIsNotARegularFileIsRefusedBeforeAnythingStarts) {
+  // A directory reads as an empty file: graced would run on every default, binding the default
+  // ports and writing /var/lib/grace. It must stop at once, naming the path.
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graced_configdir_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto run = grace::testing::RunCommand("timeout 20 " + std::string(GRACED_BINARY) +
+                                              " --config " + dir.string());
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.out.find("--config " + dir.string() + ": not a regular file"), std::string::npos)
+      << run.out;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(GracedIntegrationTest, OffLoopbackWithoutTlsGracedRefusesToStart) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("graced_notls_" + std::to_string(::getpid()));
