@@ -14,6 +14,11 @@
 //                      including the gaps where the device waits for the host's dispatch layout
 //     ffn_ms           the grouped FFN alone on the same rows per slot; layer_vs_ffn the ratio
 //     host_*_ms        the host's time per phase of Run (queuing; the waits show in route)
+//   the whole layer while a migration copies on the same GPU (migration.olmoe): 400 steps
+//   steady, then 400 while RunRankDeviceTransfers ([migration].transport = "nccl") copies 8
+//   experts into spare device slots round after round, paced by the steps as in the agent:
+//     p99_during_over_p99_steady  p99 step time during over steady (target <= 1.10)
+//     copy_rounds, copy_bytes, copy_paused_s   what the copies did meanwhile
 // Run by `gracectl bench datapath --backend cuda [--json]`. Without a GPU (or in a build without
 // CUDA) it returns Unavailable naming why; it never crashes. Timings are reported, never asserted.
 #pragma once

@@ -2,8 +2,9 @@
 # scripts/gpu-check.sh: one command for a machine with an NVIDIA GPU. Configures a separate build
 # tree (build-gpu/, CUDA required, CMAKE_CUDA_ARCHITECTURES from nvidia-smi or 90), builds only
 # the GPU tests and gracectl, runs every GPU test and `gracectl bench datapath --backend cuda
-# --json`, and prints the figures (grouped FFN against one GEMM, and the whole layer per step
-# against the FFN alone; also written to build-gpu/gpu-figures.json). Sized for under 6 minutes
+# --json`, and prints the figures (grouped FFN against one GEMM, the whole layer per step
+# against the FFN alone, and the step time while a migration copies; also written to
+# build-gpu/gpu-figures.json). Sized for under 6 minutes
 # on one H200, build included. On a machine without a usable GPU it compiles, runs the
 # GPU tests (which report themselves skipped), says that no GPU was found and exits 0, so it can
 # be dry-run anywhere nvcc is installed.
@@ -72,6 +73,11 @@ for name, l in j.get("layer", {}).items():
     print(f"{name:17} whole layer on one GPU (gate to combine) {l['step_ms']:.2f} ms per step "
           f"(x in and out), {l['layer_ms']:.2f} ms on the device; grouped FFN alone "
           f"{l['ffn_ms']:.2f} ms (layer / FFN {l['layer_vs_ffn']:.2f})")
+for name, m in j.get("migration", {}).items():
+    print(f"{name:17} migration copy on its low-priority stream while steps run: p99 step "
+          f"{m['step_p99_during_ms']:.2f} ms during, {m['step_p99_steady_ms']:.2f} ms steady, "
+          f"ratio {m['p99_during_over_p99_steady']:.3f} (target 1.10); {m['copy_rounds']} rounds, "
+          f"{m['copy_bytes'] / 1e9:.2f} GB copied")
 PY
 fi
 phase "done"

@@ -39,6 +39,14 @@ void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
         name.c_str(), l["step_ms"].get<double>(), l["layer_ms"].get<double>(),
         l["ffn_ms"].get<double>(), l["layer_vs_ffn"].get<double>());
   }
+  for (const auto& [name, m] : j["migration"].items()) {
+    std::printf(
+        "%-17s while a migration copies on the GPU: p99 step %.2f ms, steady %.2f ms: ratio "
+        "%.3f (target <= 1.10); %d copy rounds, %.2f GB\n",
+        name.c_str(), m["step_p99_during_ms"].get<double>(), m["step_p99_steady_ms"].get<double>(),
+        m["p99_during_over_p99_steady"].get<double>(), m["copy_rounds"].get<int>(),
+        m["copy_bytes"].get<double>() / 1e9);
+  }
 }
 
 }  // namespace
