@@ -216,43 +216,69 @@ StatusOr<nlohmann::json> MeasureShape(const FfnShape& f, const CudaDatapathBench
 // The whole MoE layer on one GPU (agent/cuda_moe_layer.h), gate to combine, at the OLMoE shape
 // (64 experts in 64 slots, top-8, hidden 2048, ffn 1024, 8,192 tokens), against the grouped FFN
 // alone on the rows the layer's routing gave each slot.
-StatusOr<nlohmann::json> MeasureLayer(const CudaDatapathBenchOptions& o) {
+// The whole MoE layer on one GPU at the OLMoE shape (64 experts, top-8, hidden 2048, ffn 1024,
+// 8,192 tokens), on a CUDA expert backend with `spare_slots` spare device slots (a migration's
+// staging room); the experts alternate between two distinct weight sets.
+struct OlmoeLayer {
+  static constexpr int kTokens = 8192;
   const ModelShape shape{
       .num_experts = 64, .top_k = 8, .hidden = 2048, .ffn = 1024, .num_layers = 1};
-  const int tokens = 8192;
-  const Topology topo{.nodes = 1, .gpus_per_node = 1, .slots_per_gpu = shape.num_experts};
-  Placement placement = Placement::Empty(shape.num_experts, {0}, topo.total_slots());
-  for (SlotId s = 0; s < topo.total_slots(); ++s) placement.physical_to_logical[0][s] = s;
-  GRACE_ASSIGN_OR_RETURN(std::shared_ptr<const RoutingTable> table,
-                         RoutingTableBuilder(1, topo, placement).Build());
-  // One rank: the layer never sends, but takes its rank and size from a transport.
-  GRACE_ASSIGN_OR_RETURN(int port, PickFreePort());
-  TcpTransportOptions to;
-  to.rendezvous_port = static_cast<uint16_t>(port);
-  GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> control, TcpTransport::Connect(to));
-  GRACE_ASSIGN_OR_RETURN(auto ffn, CudaGroupedFfn::Create(shape, 1, shape.num_experts, 0));
-  const size_t slot_elements = static_cast<size_t>(shape.ffn) * shape.hidden;
-  std::vector<std::vector<float>> w;  // two distinct experts, loaded alternately
-  for (int i = 0; i < 6; ++i) {
-    const float fan_in = i % 3 == 2 ? shape.ffn : shape.hidden;
-    w.push_back(RandomFloats(slot_elements, 1.0f / std::sqrt(fan_in), o.seed + 10 + i));
+  std::shared_ptr<const RoutingTable> table;
+  std::unique_ptr<TcpTransport> control;
+  std::unique_ptr<ExpertBackend> backend;
+  CudaGroupedFfn* ffn = nullptr;  // the backend's
+  std::unique_ptr<CudaMoeLayer> layer;
+  std::vector<float> x0, x;
+  std::vector<int64_t> token_ids;
+
+  Status Init(const CudaDatapathBenchOptions& o, int spare_slots) {
+    const Topology topo{.nodes = 1, .gpus_per_node = 1, .slots_per_gpu = shape.num_experts};
+    Placement placement = Placement::Empty(shape.num_experts, {0}, topo.total_slots());
+    for (SlotId s = 0; s < topo.total_slots(); ++s) placement.physical_to_logical[0][s] = s;
+    GRACE_ASSIGN_OR_RETURN(table, RoutingTableBuilder(1, topo, placement).Build());
+    // One rank: the layer never sends, but takes its rank and size from a transport.
+    GRACE_ASSIGN_OR_RETURN(int port, PickFreePort());
+    TcpTransportOptions to;
+    to.rendezvous_port = static_cast<uint16_t>(port);
+    GRACE_ASSIGN_OR_RETURN(control, TcpTransport::Connect(to));
+    GRACE_ASSIGN_OR_RETURN(backend,
+                           MakeCudaExpertBackend(shape, 1, shape.num_experts, 0, spare_slots));
+    ffn = CudaGroupedFfnOf(*backend);
+    const size_t slot_elements = static_cast<size_t>(shape.ffn) * shape.hidden;
+    std::vector<std::vector<float>> w;  // two distinct experts, loaded alternately
+    for (int i = 0; i < 6; ++i) {
+      const float fan_in = i % 3 == 2 ? shape.ffn : shape.hidden;
+      w.push_back(RandomFloats(slot_elements, 1.0f / std::sqrt(fan_in), o.seed + 10 + i));
+    }
+    for (int s = 0; s < shape.num_experts; ++s) {
+      const int e = 3 * (s % 2);
+      GRACE_RETURN_IF_ERROR(backend->LoadSlot(0, s, w[e].data(), w[e + 1].data(), w[e + 2].data()));
+    }
+    GRACE_ASSIGN_OR_RETURN(
+        layer, CudaMoeLayer::Create(shape, shape.num_experts, 1, control.get(), nullptr, ffn));
+    const std::vector<float> gate =
+        RandomFloats(static_cast<size_t>(shape.num_experts) * shape.hidden,
+                     1.0f / std::sqrt(float(shape.hidden)), o.seed + 20);
+    GRACE_RETURN_IF_ERROR(layer->LoadGate(0, gate.data()));
+    x0 = RandomFloats(static_cast<size_t>(kTokens) * shape.hidden, 1.0f, o.seed + 21);
+    x.resize(x0.size());
+    token_ids.resize(kTokens);
+    for (int t = 0; t < kTokens; ++t) token_ids[t] = t;
+    return Status::Ok();
   }
-  for (int s = 0; s < shape.num_experts; ++s) {
-    const int e = 3 * (s % 2);
-    GRACE_RETURN_IF_ERROR(ffn->LoadSlot(0, s, w[e].data(), w[e + 1].data(), w[e + 2].data()));
-  }
-  GRACE_ASSIGN_OR_RETURN(
-      std::unique_ptr<CudaMoeLayer> layer,
-      CudaMoeLayer::Create(shape, shape.num_experts, 1, control.get(), nullptr, ffn.get()));
-  const std::vector<float> gate =
-      RandomFloats(static_cast<size_t>(shape.num_experts) * shape.hidden,
-                   1.0f / std::sqrt(float(shape.hidden)), o.seed + 20);
-  GRACE_RETURN_IF_ERROR(layer->LoadGate(0, gate.data()));
-  const std::vector<float> x0 =
-      RandomFloats(static_cast<size_t>(tokens) * shape.hidden, 1.0f, o.seed + 21);
-  std::vector<float> x(x0.size());
-  std::vector<int64_t> token_ids(tokens);
-  for (int t = 0; t < tokens; ++t) token_ids[t] = t;
+};
+
+StatusOr<nlohmann::json> MeasureLayer(const CudaDatapathBenchOptions& o) {
+  OlmoeLayer rig;
+  GRACE_RETURN_IF_ERROR(rig.Init(o, 0));
+  const ModelShape& shape = rig.shape;
+  const int tokens = OlmoeLayer::kTokens;
+  CudaMoeLayer* layer = rig.layer.get();
+  CudaGroupedFfn* ffn = rig.ffn;
+  const RoutingTable* table = rig.table.get();
+  const std::vector<float>& x0 = rig.x0;
+  std::vector<float>& x = rig.x;
+  const std::vector<int64_t>& token_ids = rig.token_ids;
   Timer timer;
   GRACE_RETURN_IF_ERROR(timer.Init());
   cudaEvent_t begin = nullptr, end = nullptr;
@@ -337,39 +363,15 @@ double Percentile(std::vector<double> v, double p) {
 // over until the steps are done. Figures: p99 step time during over steady (target at most
 // 1.10), and what the copies moved.
 StatusOr<nlohmann::json> MeasureMigrationStall(const CudaDatapathBenchOptions& o) {
-  const ModelShape shape{
-      .num_experts = 64, .top_k = 8, .hidden = 2048, .ffn = 1024, .num_layers = 1};
-  const int tokens = 8192, spares = 8, steps = 400;
-  const Topology topo{.nodes = 1, .gpus_per_node = 1, .slots_per_gpu = shape.num_experts};
-  Placement placement = Placement::Empty(shape.num_experts, {0}, topo.total_slots());
-  for (SlotId s = 0; s < topo.total_slots(); ++s) placement.physical_to_logical[0][s] = s;
-  GRACE_ASSIGN_OR_RETURN(std::shared_ptr<const RoutingTable> table,
-                         RoutingTableBuilder(1, topo, placement).Build());
-  GRACE_ASSIGN_OR_RETURN(int control_port, PickFreePort());
-  TcpTransportOptions to;
-  to.rendezvous_port = static_cast<uint16_t>(control_port);
-  GRACE_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> control, TcpTransport::Connect(to));
-  GRACE_ASSIGN_OR_RETURN(std::unique_ptr<ExpertBackend> backend,
-                         MakeCudaExpertBackend(shape, 1, shape.num_experts, 0, spares));
-  CudaGroupedFfn* ffn = CudaGroupedFfnOf(*backend);
+  const int spares = 8, steps = 400;
+  OlmoeLayer rig;
+  GRACE_RETURN_IF_ERROR(rig.Init(o, spares));
+  const ModelShape& shape = rig.shape;
+  const int tokens = OlmoeLayer::kTokens;
+  CudaMoeLayer* layer = rig.layer.get();
+  ExpertBackend* backend = rig.backend.get();
+  const RoutingTable* table = rig.table.get();
   const size_t slot_elements = static_cast<size_t>(shape.ffn) * shape.hidden;
-  for (int s = 0; s < shape.num_experts; ++s) {
-    const std::vector<float> w = RandomFloats(3 * slot_elements, 0.02f, o.seed + 40 + s % 4);
-    GRACE_RETURN_IF_ERROR(
-        backend->LoadSlot(0, s, w.data(), w.data() + slot_elements, w.data() + 2 * slot_elements));
-  }
-  GRACE_ASSIGN_OR_RETURN(
-      std::unique_ptr<CudaMoeLayer> layer,
-      CudaMoeLayer::Create(shape, shape.num_experts, 1, control.get(), nullptr, ffn));
-  const std::vector<float> gate =
-      RandomFloats(static_cast<size_t>(shape.num_experts) * shape.hidden,
-                   1.0f / std::sqrt(float(shape.hidden)), o.seed + 20);
-  GRACE_RETURN_IF_ERROR(layer->LoadGate(0, gate.data()));
-  const std::vector<float> x0 =
-      RandomFloats(static_cast<size_t>(tokens) * shape.hidden, 1.0f, o.seed + 21);
-  std::vector<float> x(x0.size());
-  std::vector<int64_t> token_ids(tokens);
-  for (int t = 0; t < tokens; ++t) token_ids[t] = t;
   RankProgress progress;  // what the copies' pacing reads, as a worker publishes it
   StepTimes times;
   // `n` steps; their host wall times in ms (x to the device, the layer, x back).
@@ -377,9 +379,9 @@ StatusOr<nlohmann::json> MeasureMigrationStall(const CudaDatapathBenchOptions& o
     for (int i = 0; i < n; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       GRACE_RETURN_IF_ERROR(
-          layer->BeginStep(*table, token_ids.data(), tokens, x0.data(), nullptr, nullptr));
+          layer->BeginStep(*table, rig.token_ids.data(), tokens, rig.x0.data(), nullptr, nullptr));
       GRACE_RETURN_IF_ERROR(layer->Run(0, static_cast<uint64_t>(i), o.seed, &times));
-      GRACE_RETURN_IF_ERROR(layer->EndStep(x.data()));
+      GRACE_RETURN_IF_ERROR(layer->EndStep(rig.x.data()));
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       const auto us = static_cast<uint64_t>(ms * 1000);
