@@ -18,9 +18,20 @@ TlsIo Outcome(SSL* ssl, int ret, std::string* failure = nullptr) {
     case SSL_ERROR_WANT_WRITE: return TlsIo::kWantWrite;
     case SSL_ERROR_ZERO_RETURN: return TlsIo::kClosed;
     case SSL_ERROR_SYSCALL:
-      // End of stream without close_notify, or a reset: the connection is gone either way.
+      // End of stream without close_notify, a reset or a broken pipe: the connection is gone,
+      // which is not a protocol error (a peer that exits with bytes unread resets it; calling
+      // that an altered record would send an operator looking for an attacker).
       ERR_clear_error();
-      return errno == 0 ? TlsIo::kClosed : TlsIo::kFailed;
+      return TlsIo::kClosed;
+    case SSL_ERROR_SSL:
+      // OpenSSL 3 reports an end of stream without close_notify (a peer that exited) as an
+      // error unless SSL_OP_IGNORE_UNEXPECTED_EOF is set: it is a close all the same. Framed
+      // protocols over the session detect a message cut short themselves.
+      if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
+        return TlsIo::kClosed;
+      }
+      [[fallthrough]];
     default:
       if (failure != nullptr) {
         *failure = OpenSslErrorText("TLS protocol error");

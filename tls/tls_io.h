@@ -32,7 +32,7 @@ enum class TlsIo {
   kDone,       // handshake complete, or `*n` bytes moved
   kWantRead,   // call again once the socket is readable
   kWantWrite,  // call again once the socket is writable
-  kClosed,     // the peer closed the session (close_notify or end of stream)
+  kClosed,     // the peer closed the session (close_notify, end of stream, a reset, EPIPE)
   kFailed,     // protocol error (a garbage or refused handshake), reset: drop the connection
 };
 

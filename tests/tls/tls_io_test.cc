@@ -1,8 +1,10 @@
 // TlsAttachSocket: a TLS session's write to a peer that has gone fails as a value, in a process
 // that leaves SIGPIPE at its default action (termination), as a test process, a library user
-// or a grace-agent started without systemd does.
+// or a grace-agent started without systemd does. A peer that exits without close_notify is a
+// close (kClosed), not a protocol failure: the agent's log must not call it an altered record.
 #include "tls/tls_io.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +54,38 @@ TEST(TlsIoTest, TheSessionUsesTheAttachedSocket) {
   SSL_CTX_free(ctx);
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+TEST(TlsIoTest, APeerThatGoesWithoutCloseNotifyHasClosedTheSession) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds), 0);
+  auto client = AgentChannelTlsContext::Make(AgentChannelTlsContext::Role::kClient, "secret");
+  auto server = AgentChannelTlsContext::Make(AgentChannelTlsContext::Role::kServer, "secret");
+  ASSERT_TRUE(client.ok() && server.ok());
+  SslSession c = (*client)->NewSession(fds[0]);
+  SslSession s = (*server)->NewSession(fds[1]);
+  ASSERT_TRUE(c && s);
+  bool c_done = false, s_done = false;
+  for (int i = 0; i < 1000 && !(c_done && s_done); ++i) {
+    if (!c_done) c_done = TlsHandshake(c.get()) == TlsIo::kDone;
+    if (!s_done) s_done = TlsHandshake(s.get()) == TlsIo::kDone;
+  }
+  ASSERT_TRUE(c_done && s_done) << "the handshake did not complete";
+  size_t n = 0;
+  ASSERT_EQ(TlsWrite(s.get(), "hi", 2, &n), TlsIo::kDone);
+  char buf[64];
+  TlsIo got = TlsIo::kWantRead;
+  for (int i = 0; i < 1000 && got == TlsIo::kWantRead; ++i) got = TlsRead(c.get(), buf, 64, &n);
+  ASSERT_EQ(got, TlsIo::kDone);
+  EXPECT_EQ(std::string(buf, n), "hi");
+  // The server's process "exits": its socket closes with no close_notify sent.
+  s.reset();
+  ::close(fds[1]);
+  got = TlsIo::kWantRead;
+  for (int i = 0; i < 1000 && got == TlsIo::kWantRead; ++i) got = TlsRead(c.get(), buf, 64, &n);
+  EXPECT_EQ(got, TlsIo::kClosed);
+  c.reset();
+  ::close(fds[0]);
 }
 
 }  // namespace
