@@ -34,4 +34,13 @@ bool CudaDeviceAvailable(std::string* reason) {
   return true;
 }
 
+Status CreateStream(StreamPriority priority, cudaStream_t* stream) {
+  int least = 0, greatest = 0;
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaDeviceGetStreamPriorityRange(&least, &greatest),
+                                   "cudaDeviceGetStreamPriorityRange"));
+  const int value = priority == StreamPriority::kDataPath ? greatest : least;
+  return CudaStatus(cudaStreamCreateWithPriority(stream, cudaStreamNonBlocking, value),
+                    "cudaStreamCreateWithPriority");
+}
+
 }  // namespace grace

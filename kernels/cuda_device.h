@@ -30,6 +30,15 @@ Status CublasStatus(cublasStatus_t status, const char* what);
 // insufficient", no device) counts as none; *reason then says which.
 bool CudaDeviceAvailable(std::string* reason);
 
+// Streams of the current device, non-blocking (no implicit sync with the legacy default stream).
+// In CUDA a lower number is a higher priority and 0, the default, is already the lowest, so the
+// data path must ask for the greatest priority for a background copy to yield to it.
+enum class StreamPriority {
+  kDataPath,    // the layer's kernels, its GEMMs and its dispatch: the greatest priority
+  kBackground,  // migration and staging copies: the least
+};
+Status CreateStream(StreamPriority priority, cudaStream_t* stream);
+
 template <typename T>
 class DeviceArray {
  public:

@@ -61,10 +61,8 @@ Status CudaGroupedFfn::UseDevice() const {
 
 Status CudaGroupedFfn::Init() {
   GRACE_RETURN_IF_ERROR(UseDevice());
-  GRACE_RETURN_IF_ERROR(
-      CudaStatus(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate"));
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking),
-                                   "cudaStreamCreate copy"));
+  GRACE_RETURN_IF_ERROR(CreateStream(StreamPriority::kDataPath, &stream_));
+  GRACE_RETURN_IF_ERROR(CreateStream(StreamPriority::kBackground, &copy_stream_));
   for (cudaEvent_t* e :
        {&table_copied_, &upload_done_[0], &upload_done_[1], &staged_, &map_switched_}) {
     GRACE_RETURN_IF_ERROR(

@@ -49,13 +49,9 @@ StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
   GRACE_RETURN_IF_ERROR(bootstrap.AllToAll(send.data(), recv.data(), sizeof(ncclUniqueId)));
   id = recv[0];
   GRACE_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(options.device), "cudaSetDevice"));
-  int least = 0, greatest = 0;
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaDeviceGetStreamPriorityRange(&least, &greatest),
-                                   "cudaDeviceGetStreamPriorityRange"));
   cudaStream_t stream = nullptr;
-  GRACE_RETURN_IF_ERROR(CudaStatus(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking,
-                                                                options.low_priority ? least : 0),
-                                   "cudaStreamCreateWithPriority"));
+  GRACE_RETURN_IF_ERROR(CreateStream(
+      options.low_priority ? StreamPriority::kBackground : StreamPriority::kDataPath, &stream));
   t->stream_ = stream;
   cudaEvent_t done = nullptr;
   GRACE_RETURN_IF_ERROR(

@@ -28,8 +28,9 @@ struct NcclTransportOptions {
   int device = 0;
   // Communicator set-up, and each Group() from its call to its completion.
   std::chrono::milliseconds timeout{60000};
-  // The stream is created at the lowest priority, so the data path's kernels go first (the
-  // migration's weight copies).
+  // true: the stream is created at the device's least priority, so the data path's kernels and
+  // dispatch (on streams of the greatest priority) go first (the migration's weight copies).
+  // false: the greatest (the data path's dispatch and combine).
   bool low_priority = false;
   // Between two polls of a wait: 0 yields (the data path, latency first); the migration channel
   // sleeps, so a long copy does not keep a core spinning.
