@@ -28,6 +28,11 @@ StatusOr<std::unique_ptr<CudaMoeLayer>> CudaMoeLayer::Create(
         "cuda moe layer: needs a control transport, a grouped FFN, slots_per_rank >= 1 and "
         "ranks_per_node >= 1");
   }
+  if (ffn->local_slots() != slots_per_rank) {
+    return InvalidArgument("cuda moe layer: the grouped FFN serves " +
+                           std::to_string(ffn->local_slots()) + " local slots, the layer " +
+                           std::to_string(slots_per_rank) + " slots per rank");
+  }
   if (device_transport != nullptr && (device_transport->size() != control->size() ||
                                       device_transport->rank() != control->rank())) {
     return InvalidArgument(

@@ -70,6 +70,7 @@ class CudaGroupedFfn {
   // Owner thread: the next Enqueues read `map` (validated by the caller). Copies nothing.
   Status UseSlotMap(std::shared_ptr<const SlotMap> map);
   int physical_slots() const { return physical_slots_; }
+  int local_slots() const { return local_slots_; }
   int device() const { return device_; }
   // bf16 values in each of a slot's three weight matrices (ffn x hidden).
   size_t SlotElements() const { return static_cast<size_t>(shape_.ffn) * shape_.hidden; }
