@@ -19,8 +19,10 @@
 //   experts into spare device slots round after round, paced by the steps as in the agent:
 //     p99_during_over_p99_steady  p99 step time during over steady (target <= 1.10)
 //     copy_rounds, copy_bytes, copy_paused_s   what the copies did meanwhile
-// Run by `gracectl bench datapath --backend cuda [--json]`. Without a GPU (or in a build without
-// CUDA) it returns Unavailable naming why; it never crashes. Timings are reported, never asserted.
+// A section that fails holds {"error": why} in place of its figures and is listed in "errors";
+// the other sections still run. Run by `gracectl bench datapath --backend cuda [--json]`, which
+// exits 1 when "errors" is not empty. Without a GPU (or in a build without CUDA) it returns
+// Unavailable naming why; it never crashes. Timings are reported, never asserted.
 #pragma once
 
 #include <cstdint>

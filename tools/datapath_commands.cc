@@ -18,21 +18,28 @@ void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
     throw CommandExit{1};
   }
   const nlohmann::json& j = *result;
+  const bool failed = j.contains("errors") && !j["errors"].empty();
   if (json) {
     std::cout << j.dump(2) << "\n";
+    if (failed) throw CommandExit{1};
     return;
   }
   std::printf("device: %s (sm %s)\n", j["device"]["name"].get<std::string>().c_str(),
               j["device"]["compute_capability"].get<std::string>().c_str());
+  auto measured = [](const nlohmann::json& section) { return !section.contains("error"); };
   for (const auto& [name, f] : j["ffn"].items()) {
+    if (!measured(f)) continue;
     std::printf(
         "%-17s grouped bf16 FFN %.1f TFLOP/s (%.3f ms), one GEMM %.1f TFLOP/s: ratio %.2f; "
         "Run from host %.2f ms\n",
         name.c_str(), f["grouped_tflops"].get<double>(), f["grouped_ms"].get<double>(),
         f["gemm_tflops"].get<double>(), f["ffn_vs_gemm"].get<double>(), f["run_ms"].get<double>());
   }
-  std::printf("lowest ratio %.2f (target >= 0.6)\n", j["ffn_vs_gemm_min"].get<double>());
+  if (j.contains("ffn_vs_gemm_min")) {
+    std::printf("lowest ratio %.2f (target >= 0.6)\n", j["ffn_vs_gemm_min"].get<double>());
+  }
   for (const auto& [name, l] : j["layer"].items()) {
+    if (!measured(l)) continue;
     std::printf(
         "%-17s whole layer on one GPU (gate to combine): %.2f ms per step (x in and out), "
         "%.2f ms on the device; the grouped FFN alone %.2f ms (layer / FFN %.2f)\n",
@@ -40,12 +47,19 @@ void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
         l["ffn_ms"].get<double>(), l["layer_vs_ffn"].get<double>());
   }
   for (const auto& [name, m] : j["migration"].items()) {
+    if (!measured(m)) continue;
     std::printf(
         "%-17s while a migration copies on the GPU: p99 step %.2f ms, steady %.2f ms: ratio "
         "%.3f (target <= 1.10); %d copy rounds, %.2f GB\n",
         name.c_str(), m["step_p99_during_ms"].get<double>(), m["step_p99_steady_ms"].get<double>(),
         m["p99_during_over_p99_steady"].get<double>(), m["copy_rounds"].get<int>(),
         m["copy_bytes"].get<double>() / 1e9);
+  }
+  if (failed) {
+    for (const auto& e : j["errors"]) {
+      std::cerr << "gracectl bench datapath --backend cuda: " << e.get<std::string>() << "\n";
+    }
+    throw CommandExit{1};
   }
 }
 
