@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# scripts/gpu-check.sh: one command for a machine with an NVIDIA GPU. Configures a separate build
-# tree (build-gpu/, CUDA required, CMAKE_CUDA_ARCHITECTURES from nvidia-smi or 90), builds only
-# the GPU tests and gracectl, runs every GPU test and `gracectl bench datapath --backend cuda
-# --json`, and prints the figures (grouped FFN against one GEMM, the whole layer per step
-# against the FFN alone, and the step time while a migration copies; also written to
-# build-gpu/gpu-figures.json). Sized for under 6 minutes
-# on one H200, build included. On a machine without a usable GPU it compiles, runs the
-# GPU tests (which report themselves skipped), says that no GPU was found and exits 0, so it can
-# be dry-run anywhere nvcc is installed.
+# scripts/gpu-check.sh [--bundle DIR]: one command for a machine with an NVIDIA GPU. Runs every
+# GPU test and `gracectl bench datapath --backend cuda --json`, and prints the figures (grouped
+# FFN against one GEMM, the whole layer per step against the FFN alone, and the step time while
+# a migration copies; also written to gpu-figures.json). Sized for under 6 minutes on one H200,
+# build included.
+#
+# Two ways to get the binaries:
+#   (no flag)     builds them here in a separate tree (build-gpu/, CUDA required,
+#                 CMAKE_CUDA_ARCHITECTURES from nvidia-smi or 90): a machine with grace's build
+#                 dependencies (scripts/setup.sh)
+#   --bundle DIR  runs the binaries scripts/gpu-bundle.sh packed on another machine: a GPU
+#                 machine without grace's -dev packages or a network (the lent H200's image). The
+#                 GPU machine's own CUDA runtime, cuBLAS and NCCL (from /usr/local/cuda, the
+#                 loader's cache or Python's nvidia-* packages) are found and used.
+# A failing test does not stop the figures: the script runs everything, then exits 1 if any test
+# or figure failed. On a machine without a usable GPU it runs the GPU tests (which report
+# themselves skipped), says that no GPU was found and exits 0, so it can be dry-run anywhere.
 #
 # Environment: GRACE_GPU_BUILD_DIR (default build-gpu), GRACE_JOBS (default nproc),
-# GRACE_CUDA_ARCH (overrides detection). A fresh machine needs scripts/setup.sh first.
+# GRACE_CUDA_ARCH (overrides detection), GRACE_GPU_OUT (where gpu-figures.json and the logs go;
+# default the build tree or the bundle). A fresh machine needs scripts/setup.sh first, except
+# with --bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bundle=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --bundle)
+      [[ $# -ge 2 ]] || { echo "gpu-check: --bundle needs a directory" >&2; exit 2; }
+      bundle=$2
+      shift 2
+      ;;
+    *) echo "gpu-check: unknown argument '$1' (usage: scripts/gpu-check.sh [--bundle DIR])" >&2; exit 2 ;;
+  esac
+done
 build=${GRACE_GPU_BUILD_DIR:-build-gpu}
 jobs=${GRACE_JOBS:-$(nproc)}
 arch=${GRACE_CUDA_ARCH:-}
 start=$SECONDS
 phase() { echo "gpu-check: [$((SECONDS - start)) s] $*"; }
+failures=()
 
 gpu=0
 gpu_name="none"
@@ -31,49 +53,135 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   fi
 fi
 arch=${arch:-90}
-if ! command -v nvcc >/dev/null 2>&1 && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
-  echo "gpu-check: nvcc not found (looked on PATH and in /usr/local/cuda/bin): cannot build" >&2
-  exit 1
-fi
-phase "GPU: $gpu_name; CUDA architecture $arch; build tree $build; $jobs jobs"
-
-cmake -S . -B "$build" -G Ninja -DGRACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test
-  nccl_migration_channel_test device_migration_executor_test kernels_test gracectl)
-cmake --build "$build" -j "$jobs" --target "${targets[@]}"
-phase "built ${targets[*]}"
+# NCCL explains its own failures (a VM's network or topology): into the tests' log, and for
+# the figures into a file of its own, since on stdout it would corrupt their JSON.
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
+mkdir -p "${GRACE_GPU_OUT:-${bundle:-$build}}"
+out_dir=$(cd "${GRACE_GPU_OUT:-${bundle:-$build}}" && pwd)
 
 # The GPU tests (the device-to-device migration's included) and the CPU twins' own tests (bf16
-# rounding, the CPU expert backend).
-ctest --test-dir "$build" \
-  -R 'CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|NcclMigrationChannelTest|DeviceMigrationExecutorTest|Bf16Test|CpuExpertBackendTest' \
-  --output-on-failure --no-tests=error --timeout 300
+# rounding, the CPU expert backend); scripts/gpu-bundle.sh packs the same binaries.
+targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test
+  nccl_migration_channel_test device_migration_executor_test kernels_test gracectl)
+tests_regex='CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|NcclMigrationChannelTest|DeviceMigrationExecutorTest|Bf16Test|CpuExpertBackendTest'
+
+if [[ -z "$bundle" ]]; then
+  if ! command -v nvcc >/dev/null 2>&1 && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
+    echo "gpu-check: nvcc not found (looked on PATH and in /usr/local/cuda/bin): cannot build" >&2
+    exit 1
+  fi
+  phase "GPU: $gpu_name; CUDA architecture $arch; build tree $build; $jobs jobs"
+  cmake -S . -B "$build" -G Ninja -DGRACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
+  cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+  phase "built ${targets[*]}"
+  ctest --test-dir "$build" -R "$tests_regex" --output-on-failure --no-tests=error \
+    --timeout 300 || failures+=("tests (ctest above)")
+  gracectl=("$build/tools/gracectl")
+else
+  [[ -d "$bundle/bin" ]] || {
+    echo "gpu-check: $bundle/bin not found: make it with scripts/gpu-bundle.sh $bundle" >&2
+    exit 2
+  }
+  phase "GPU: $gpu_name; prebuilt binaries from $bundle/"
+  sed 's/^/gpu-check: bundle: /' "$bundle/MANIFEST" || true
+  # The first directory holding each library among the usual places: the loader's cache,
+  # /usr/local/cuda, the driver's mount and Python's nvidia-* wheels.
+  find_lib() {
+    local name=$1 hit
+    hit=$(ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n {print $NF; exit}')
+    if [[ -z "$hit" ]]; then
+      hit=$(find /usr/local/cuda/ /usr/local/nvidia/ /opt/ /usr/lib/ /usr/local/lib/ \
+        -name "$name" \( -type f -o -type l \) -print -quit 2>/dev/null || true)
+    fi
+    [[ -n "$hit" ]] && dirname "$hit"
+  }
+  libpath="$(cd "$bundle/lib" && pwd)"
+  # libcuda.so.1 is the driver's, loaded by the CUDA runtime only when there is one.
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2 libcuda.so.1; do
+    dir=$(find_lib "$lib" || true)
+    if [[ -z "$dir" && "$lib" == libcuda.so.1 ]]; then
+      echo "gpu-check: libcuda.so.1 (the driver's) not found: the GPU tests will skip"
+      continue
+    elif [[ -z "$dir" ]]; then
+      echo "gpu-check: $lib not found on this machine (loader cache, /usr/local/cuda, /opt," \
+        "/usr/lib): the binaries cannot start" >&2
+      exit 1
+    fi
+    echo "gpu-check: $lib from $dir"
+    [[ ":$libpath:" == *":$dir:"* ]] || libpath="$libpath:$dir"
+  done
+  export LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  run=()
+  # Built on another distribution: where this one's C or C++ runtime is older than the one the
+  # binaries were linked against, the bundle's own loader and runtime start them.
+  if ! probe=$("$bundle/bin/kernels_test" --gtest_list_tests 2>&1 >/dev/null); then
+    if grep -q -E 'GLIBC|GLIBCXX|CXXABI' <<<"$probe"; then
+      echo "gpu-check: this machine's C runtime is older than the bundle's ($probe): using the" \
+        "bundle's loader"
+      glibc=$(cd "$bundle/glibc" && pwd)
+      run=("$glibc/ld-linux-x86-64.so.2" --library-path "$glibc:$libpath")
+    else
+      echo "gpu-check: the bundle's kernels_test does not start: $probe" >&2
+      exit 1
+    fi
+  fi
+  filter="*${tests_regex//|/*:*}*"
+  log="$out_dir/gpu-tests.log"
+  : >"$log"
+  for t in "${targets[@]}"; do
+    [[ "$t" == gracectl ]] && continue
+    phase "$t"
+    rc=0
+    timeout 300 "${run[@]}" "$bundle/bin/$t" --gtest_filter="$filter" --gtest_color=no \
+      2>&1 | tee -a "$log" || rc=$?
+    # Under pipefail the pipeline's status is the test's own (tee's is 0).
+    [[ $rc -eq 0 ]] || failures+=("$t (rc $rc; $log)")
+  done
+  phase "skipped (each says why; on one GPU the two-rank NCCL tests need two):"
+  grep '^\[  SKIPPED \] [A-Za-z].* ms)$' "$log" || echo "gpu-check: none skipped"
+  grep '^\[  FAILED  \] [A-Za-z].* ms)$' "$log" || true
+  gracectl=("${run[@]}" "$bundle/bin/gracectl")
+fi
 phase "tests done"
 
 if [[ "$gpu" -eq 0 ]]; then
   echo "gpu-check: no GPU on this machine (nvidia-smi missing or finds none): the GPU path was" \
     "compiled and its tests skipped themselves; nothing ran on a GPU"
+  if [[ ${#failures[@]} -gt 0 ]]; then
+    printf 'gpu-check: FAILED: %s\n' "${failures[@]}" >&2
+    exit 1
+  fi
   exit 0
 fi
 
-figures="$build/gpu-figures.json"
-# A hung device call must end the check, not stall it.
-timeout 300 "$build/tools/gracectl" bench datapath --backend cuda --json | tee "$figures"
+figures="$out_dir/gpu-figures.json"
+# A hung device call must end the check, not stall it. gracectl exits 1 when a section failed;
+# the JSON still holds the sections that were measured.
+NCCL_DEBUG_FILE=${NCCL_DEBUG_FILE:-$out_dir/nccl-bench.log} \
+  timeout 300 "${gracectl[@]}" bench datapath --backend cuda --json >"$figures" ||
+  failures+=("gracectl bench datapath --backend cuda (rc $?; $figures)")
+cat "$figures"
 phase "figures written to $figures"
-if command -v python3 >/dev/null 2>&1; then
-  python3 - "$figures" <<'PY'
+if command -v python3 >/dev/null 2>&1 && [[ -s "$figures" ]]; then
+  python3 - "$figures" <<'PY' || failures+=("the figures' summary")
 import json, sys
 j = json.load(open(sys.argv[1]))
 print(f"device: {j['device']['name']}")
-for name, f in j["ffn"].items():
+def measured(section):
+    for name, f in j.get(section, {}).items():
+        if "error" in f:
+            print(f"{name:17} {section}: FAILED: {f['error']}")
+        else:
+            yield name, f
+for name, f in measured("ffn"):
     print(f"{name:17} grouped bf16 FFN {f['grouped_tflops']:.1f} TFLOP/s ({f['grouped_ms']:.3f} ms), "
           f"one GEMM {f['gemm_tflops']:.1f} TFLOP/s, ratio {f['ffn_vs_gemm']:.2f} (target 0.6), "
           f"Run from host {f['run_ms']:.2f} ms")
-for name, l in j.get("layer", {}).items():
+for name, l in measured("layer"):
     print(f"{name:17} whole layer on one GPU (gate to combine) {l['step_ms']:.2f} ms per step "
           f"(x in and out), {l['layer_ms']:.2f} ms on the device; grouped FFN alone "
           f"{l['ffn_ms']:.2f} ms (layer / FFN {l['layer_vs_ffn']:.2f})")
-for name, m in j.get("migration", {}).items():
+for name, m in measured("migration"):
     print(f"{name:17} migration copy on its low-priority stream while steps run: p99 step "
           f"{m['step_p99_during_ms']:.2f} ms during, {m['step_p99_steady_ms']:.2f} ms steady, "
           f"ratio {m['p99_during_over_p99_steady']:.3f} (target 1.10); {m['copy_rounds']} rounds, "
@@ -81,3 +189,7 @@ for name, m in j.get("migration", {}).items():
 PY
 fi
 phase "done"
+if [[ ${#failures[@]} -gt 0 ]]; then
+  printf 'gpu-check: FAILED: %s\n' "${failures[@]}" >&2
+  exit 1
+fi
