@@ -44,6 +44,9 @@ CudaGroupedFfn::CudaGroupedFfn(const ModelShape& shape, int num_layers, int loca
       map_(std::make_shared<const SlotMap>(SlotMap::Identity(num_layers, local_slots))) {}
 
 CudaGroupedFfn::~CudaGroupedFfn() {
+  // The handle, streams and events are this device's: another thread's or test's current device
+  // must not be the one they are destroyed on.
+  cudaSetDevice(device_);
   // Queued work may still read the buffers the members free next.
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);

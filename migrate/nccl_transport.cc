@@ -72,6 +72,7 @@ StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
 }
 
 NcclTransport::~NcclTransport() {
+  cudaSetDevice(device_);  // the stream and event are this device's
   if (comm_ != nullptr) {
     // A healthy communicator whose peers are gone may not finalise; aborting never waits.
     ncclCommAbort(Comm(comm_));
