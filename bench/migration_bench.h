@@ -57,6 +57,11 @@ struct MigrationBenchOptions {
   // The agent channel's transport, on the daemon and every agent.toml ([daemon] tls): the
   // fault cases set "off", their FrameProxy reads the frames.
   AgentChannelTls agent_tls = AgentChannelTls::kPsk;
+  // [agent].backend of every agent. "cuda": an agent process drives devices 0 to
+  // ranks_per_agent - 1 (ranks_per_agent 1 puts every rank on device 0), migrations stage into
+  // spare device slots, and outputs are checked at bf16 tolerance: per token the error's L2
+  // within 3e-2 of the MoE layers' own contribution (x_out - x_in), as the CUDA tests do.
+  std::string backend = "cpu";
   std::chrono::milliseconds timeout{120000};
 };
 
