@@ -25,8 +25,9 @@ jobs=${GRACE_JOBS:-$(nproc)}
 
 # The GPU tests, the CPU twins' tests (kernels_test: bf16 rounding, the CPU expert backend) and
 # gracectl (bench datapath --backend cuda). gpu-check.sh's source mode builds the same list.
-targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test
-  nccl_migration_channel_test device_migration_executor_test kernels_test gracectl)
+targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test cuda_live_migration_test
+  nccl_transport_test nccl_migration_channel_test device_migration_executor_test kernels_test
+  grace-agent gracectl)
 
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   echo "gpu-bundle: $build/ is not configured: run scripts/build.sh first" >&2

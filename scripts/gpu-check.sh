@@ -61,9 +61,10 @@ out_dir=$(cd "${GRACE_GPU_OUT:-${bundle:-$build}}" && pwd)
 
 # The GPU tests (the device-to-device migration's included) and the CPU twins' own tests (bf16
 # rounding, the CPU expert backend); scripts/gpu-bundle.sh packs the same binaries.
-targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test nccl_transport_test
-  nccl_migration_channel_test device_migration_executor_test kernels_test gracectl)
-tests_regex='CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|NcclTransportTest|NcclMigrationChannelTest|DeviceMigrationExecutorTest|Bf16Test|CpuExpertBackendTest'
+targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test cuda_live_migration_test
+  nccl_transport_test nccl_migration_channel_test device_migration_executor_test kernels_test
+  grace-agent gracectl)
+tests_regex='CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|CudaLiveMigrationTest|NcclTransportTest|NcclMigrationChannelTest|DeviceMigrationExecutorTest|Bf16Test|CpuExpertBackendTest'
 
 if [[ -z "$bundle" ]]; then
   if ! command -v nvcc >/dev/null 2>&1 && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
@@ -110,11 +111,14 @@ else
     echo "gpu-check: $lib from $dir"
     [[ ":$libpath:" == *":$dir:"* ]] || libpath="$libpath:$dir"
   done
-  export LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  run=()
+  # Only the bundle's binaries (and the grace-agent processes a test starts) see these
+  # libraries; this script's own tools keep the machine's.
+  libpath="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  run=(env "LD_LIBRARY_PATH=$libpath")
   # Built on another distribution: where this one's C or C++ runtime is older than the one the
-  # binaries were linked against, the bundle's own loader and runtime start them.
-  if ! probe=$("$bundle/bin/kernels_test" --gtest_list_tests 2>&1 >/dev/null); then
+  # binaries were linked against, the bundle's own loader and runtime start them (the
+  # live-migration test's grace-agent processes then cannot start: that test fails, saying so).
+  if ! probe=$("${run[@]}" "$bundle/bin/kernels_test" --gtest_list_tests 2>&1 >/dev/null); then
     if grep -q -E 'GLIBC|GLIBCXX|CXXABI' <<<"$probe"; then
       echo "gpu-check: this machine's C runtime is older than the bundle's ($probe): using the" \
         "bundle's loader"
@@ -128,8 +132,11 @@ else
   filter="*${tests_regex//|/*:*}*"
   log="$out_dir/gpu-tests.log"
   : >"$log"
+  # The live-migration test starts grace-agent processes: the bundle's.
+  GRACE_AGENT_BINARY=$(cd "$bundle/bin" && pwd)/grace-agent
+  export GRACE_AGENT_BINARY
   for t in "${targets[@]}"; do
-    [[ "$t" == gracectl ]] && continue
+    [[ "$t" == gracectl || "$t" == grace-agent ]] && continue
     phase "$t"
     rc=0
     timeout 300 "${run[@]}" "$bundle/bin/$t" --gtest_filter="$filter" --gtest_color=no \
