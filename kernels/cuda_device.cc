@@ -4,7 +4,9 @@ namespace grace {
 
 Status CudaStatus(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return Status::Ok();
-  const StatusCode code = error == cudaErrorMemoryAllocation ? StatusCode::kUnavailable
+  // Out of device memory is no transport failure to retry (the agent re-forms its meshes on
+  // kUnavailable): it fails the step at once.
+  const StatusCode code = error == cudaErrorMemoryAllocation ? StatusCode::kFailedPrecondition
                           : error == cudaErrorInvalidValue   ? StatusCode::kInvalidArgument
                                                              : StatusCode::kInternal;
   return Status(code, std::string(what) + ": CUDA error " + cudaGetErrorName(error) + ": " +
