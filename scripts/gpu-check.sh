@@ -84,6 +84,10 @@ else
     exit 2
   }
   phase "GPU: $gpu_name; prebuilt binaries from $bundle/"
+  if [[ "$gpu" -eq 1 ]]; then
+    nvidia-smi --query-gpu=name,driver_version,compute_mode,memory.total --format=csv |
+      sed 's/^/gpu-check: /'
+  fi
   sed 's/^/gpu-check: bundle: /' "$bundle/MANIFEST" || true
   # The first directory holding each library among the usual places: the loader's cache,
   # /usr/local/cuda, the driver's mount and Python's nvidia-* wheels.
@@ -116,14 +120,19 @@ else
   libpath="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   run=(env "LD_LIBRARY_PATH=$libpath")
   # Built on another distribution: where this one's C or C++ runtime is older than the one the
-  # binaries were linked against, the bundle's own loader and runtime start them (the
-  # live-migration test's grace-agent processes then cannot start: that test fails, saying so).
+  # binaries were linked against, the bundle's own loader and runtime start them.
+  agent_wrapper=""
   if ! probe=$("${run[@]}" "$bundle/bin/kernels_test" --gtest_list_tests 2>&1 >/dev/null); then
     if grep -q -E 'GLIBC|GLIBCXX|CXXABI' <<<"$probe"; then
       echo "gpu-check: this machine's C runtime is older than the bundle's ($probe): using the" \
         "bundle's loader"
       glibc=$(cd "$bundle/glibc" && pwd)
       run=("$glibc/ld-linux-x86-64.so.2" --library-path "$glibc:$libpath")
+      # The grace-agent processes a test spawns go through the same loader.
+      agent_wrapper="$out_dir/grace-agent-via-bundle-loader"
+      printf '#!/bin/sh\nexec %q --library-path %q %q "$@"\n' "$glibc/ld-linux-x86-64.so.2" \
+        "$glibc:$libpath" "$(cd "$bundle/bin" && pwd)/grace-agent" >"$agent_wrapper"
+      chmod +x "$agent_wrapper"
     else
       echo "gpu-check: the bundle's kernels_test does not start: $probe" >&2
       exit 1
@@ -133,7 +142,7 @@ else
   log="$out_dir/gpu-tests.log"
   : >"$log"
   # The live-migration test starts grace-agent processes: the bundle's.
-  GRACE_AGENT_BINARY=$(cd "$bundle/bin" && pwd)/grace-agent
+  GRACE_AGENT_BINARY=${agent_wrapper:-$(cd "$bundle/bin" && pwd)/grace-agent}
   export GRACE_AGENT_BINARY
   for t in "${targets[@]}"; do
     [[ "$t" == gracectl || "$t" == grace-agent ]] && continue
@@ -147,6 +156,14 @@ else
   phase "skipped (each says why; on one GPU the two-rank NCCL tests need two):"
   grep '^\[  SKIPPED \] [A-Za-z].* ms)$' "$log" || echo "gpu-check: none skipped"
   grep '^\[  FAILED  \] [A-Za-z].* ms)$' "$log" || true
+  # A failed live-migration run leaves its work directory (configs, outputs, agents' logs).
+  shopt -s nullglob
+  left=(/tmp/grace_migration_bench_* /tmp/grace_cuda_replay_*)
+  if [[ ${#left[@]} -gt 0 ]]; then
+    tar czf "$out_dir/failed-runs.tgz" "${left[@]}" 2>/dev/null &&
+      echo "gpu-check: work directories of failed runs in $out_dir/failed-runs.tgz"
+  fi
+  shopt -u nullglob
   gracectl=("${run[@]}" "$bundle/bin/gracectl")
 fi
 phase "tests done"
