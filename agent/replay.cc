@@ -184,11 +184,6 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       announced = true;
       joined();
     }
-    // Pacing restarts here: a resumed replay does not race to catch up.
-    const auto pace_origin =
-        std::chrono::steady_clock::now() -
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-            std::chrono::duration<double>(c.steps_per_second > 0 ? s / c.steps_per_second : 0));
     trace_offset = 0;
     // The trace's next step; with [replay].loop it starts over at its end.
     auto next_step = [&]() -> StatusOr<bool> {
@@ -233,6 +228,12 @@ Status RunRank(const AgentConfig& c, const AgentModel& model, RankId rank, Servi
       }
     }
 #endif
+    // Pacing restarts here, after the set-up (a trace skipped to step s, a CUDA layer's device
+    // memory and handles): a resumed or slow-starting replay does not race to catch up.
+    const auto pace_origin =
+        std::chrono::steady_clock::now() -
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(c.steps_per_second > 0 ? s / c.steps_per_second : 0));
     Status failed;
     for (; s < max_steps; ++s) {
       if (reader) {
