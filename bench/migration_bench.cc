@@ -27,6 +27,7 @@ StatusOr<nlohmann::json> RunMigrationBench(const MigrationBenchOptions& in) {
   topo.slots_per_gpu = o.slots_per_rank;
   nlohmann::json out;
   out["config"] = {{"ranks", topo.ranks()},
+                   {"backend", o.backend},
                    {"experts", o.experts},
                    {"top_k", o.top_k},
                    {"hidden", o.hidden},
