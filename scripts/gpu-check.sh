@@ -2,7 +2,8 @@
 # scripts/gpu-check.sh [--bundle DIR]: one command for a machine with an NVIDIA GPU. Runs every
 # GPU test and `gracectl bench datapath --backend cuda --json`, and prints the figures (grouped
 # FFN against one GEMM, the whole layer per step against the FFN alone, and the step time while
-# a migration copies; also written to gpu-figures.json). Sized for under 6 minutes on one H200,
+# a migration copies; also written to gpu-figures.json), then the CUDA kernels' tests under
+# compute-sanitizer's memcheck where it is installed. Sized for under 6 minutes on one H200,
 # build included.
 #
 # Two ways to get the binaries:
@@ -78,6 +79,7 @@ if [[ -z "$bundle" ]]; then
   ctest --test-dir "$build" -R "$tests_regex" --output-on-failure --no-tests=error \
     --timeout 300 || failures+=("tests (ctest above)")
   gracectl=("$build/tools/gracectl")
+  kernels_test=("$build/tests/kernels/cuda_kernels_test")
 else
   [[ -d "$bundle/bin" ]] || {
     echo "gpu-check: $bundle/bin not found: make it with scripts/gpu-bundle.sh $bundle" >&2
@@ -165,6 +167,7 @@ else
   fi
   shopt -u nullglob
   gracectl=("${run[@]}" "$bundle/bin/gracectl")
+  kernels_test=("${run[@]}" "$bundle/bin/cuda_kernels_test")
 fi
 phase "tests done"
 
@@ -211,6 +214,29 @@ for name, m in measured("migration"):
           f"ratio {m['p99_during_over_p99_steady']:.3f} (target 1.10); {m['copy_rounds']} rounds, "
           f"{m['copy_bytes'] / 1e9:.2f} GB copied")
 PY
+fi
+
+# Last, so the figures never wait on it: the CUDA kernels' tests under compute-sanitizer's
+# memcheck (out-of-bounds and misaligned accesses, API errors). GRACE_GPU_SANITIZE=0 skips it.
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [[ ${GRACE_GPU_SANITIZE:-1} == 1 && -x "$sanitizer" && -z "${agent_wrapper:-}" ]]; then
+  phase "compute-sanitizer --tool memcheck: cuda_kernels_test"
+  sanitized="$out_dir/memcheck.log"
+  rc=0
+  # env (when the bundle's libraries are needed) goes first: the sanitizer starts the test.
+  prefix=() test_bin=("${kernels_test[@]}")
+  if [[ "${kernels_test[0]}" == env ]]; then
+    prefix=("${kernels_test[@]:0:2}") test_bin=("${kernels_test[@]:2}")
+  fi
+  timeout 240 "${prefix[@]}" "$sanitizer" --tool memcheck --error-exitcode 99 \
+    "${test_bin[@]}" --gtest_color=no >"$sanitized" 2>&1 || rc=$?
+  tail -n 5 "$sanitized"
+  case $rc in
+    0) echo "gpu-check: memcheck: no errors" ;;
+    124) echo "gpu-check: memcheck did not finish within 240 s (not counted as a failure)" ;;
+    99) failures+=("compute-sanitizer memcheck found errors ($sanitized)") ;;
+    *) failures+=("cuda_kernels_test under compute-sanitizer (rc $rc; $sanitized)") ;;
+  esac
 fi
 phase "done"
 if [[ ${#failures[@]} -gt 0 ]]; then
