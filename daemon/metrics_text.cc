@@ -60,6 +60,14 @@ void PerLayer(std::ostream& out, const std::vector<LayerGroup>& groups, size_t a
   }
 }
 
+// A metric of one unlabelled sample: its header and its value.
+template <typename Value>
+void WriteScalar(std::ostream& out, std::string_view name, std::string_view type,
+                 std::string_view help, const Value& value) {
+  WriteMetricHeader(out, name, type, help);
+  out << name << ' ' << value << '\n';
+}
+
 template <typename T, typename Field>
 double Max(const std::vector<T>& v, size_t first, size_t end, Field field) {
   double m = field(v[first]);
@@ -80,10 +88,8 @@ std::string PrometheusText(const DaemonMetrics& m) {
   std::ostringstream out;
   auto identity = [](double v) { return v; };
   const std::vector<LayerGroup> groups = LayerGroups(m.layer_ids, kMaxLayerSeries);
-  WriteMetricHeader(out, "grace_epoch", "gauge", "Routing-table epoch in force.");
-  out << "grace_epoch " << m.epoch << '\n';
-  WriteMetricHeader(out, "grace_paused", "gauge", "1 when the control loop is paused.");
-  out << "grace_paused " << (m.paused ? 1 : 0) << '\n';
+  WriteScalar(out, "grace_epoch", "gauge", "Routing-table epoch in force.", m.epoch);
+  WriteScalar(out, "grace_paused", "gauge", "1 when the control loop is paused.", m.paused ? 1 : 0);
   WriteMetricHeader(out, "grace_layer_imbalance", "gauge",
                     "Max over mean GPU load, per MoE layer (the worst layer of a group).");
   PerLayer(out, groups, m.layer_imbalance.size(), "grace_layer_imbalance", "",
@@ -94,83 +100,74 @@ std::string PrometheusText(const DaemonMetrics& m) {
            "", [&](size_t a, size_t b) {
              return Sum(m.layer_cross_node_sends, a, b, identity) / static_cast<double>(b - a);
            });
-  WriteMetricHeader(out, "grace_migrations_total", "counter", "Migrations committed.");
-  out << "grace_migrations_total " << m.migrations_total << '\n';
-  WriteMetricHeader(out, "grace_migrations_aborted_total", "counter",
-                    "Migrations aborted before commit.");
-  out << "grace_migrations_aborted_total " << m.migrations_aborted_total << '\n';
-  WriteMetricHeader(out, "grace_migration_integrity_failures_total", "counter",
-                    "Expert weights a rank received over the migration mesh that did not match "
-                    "their source's digest (each aborts its migration).");
-  out << "grace_migration_integrity_failures_total " << m.migration_integrity_failures_total
-      << '\n';
-  WriteMetricHeader(out, "grace_migration_bytes_total", "counter", "Expert-weight bytes moved.");
-  out << "grace_migration_bytes_total " << m.migration_bytes_total << '\n';
-  WriteMetricHeader(out, "grace_migration_in_progress", "gauge",
-                    "1 from a migration's PREPARE until every agent switched or it aborted.");
-  out << "grace_migration_in_progress " << (m.migration_in_progress ? 1 : 0) << '\n';
-  WriteMetricHeader(out, "grace_migration_running_seconds", "gauge",
-                    "Seconds since the PREPARE of the migration in progress (0 when none).");
-  out << "grace_migration_running_seconds " << m.migration_running_s << '\n';
+  WriteScalar(out, "grace_migrations_total", "counter", "Migrations committed.",
+              m.migrations_total);
+  WriteScalar(out, "grace_migrations_aborted_total", "counter", "Migrations aborted before commit.",
+              m.migrations_aborted_total);
+  WriteScalar(out, "grace_migration_integrity_failures_total", "counter",
+              "Expert weights a rank received over the migration mesh that did not match "
+              "their source's digest (each aborts its migration).",
+              m.migration_integrity_failures_total);
+  WriteScalar(out, "grace_migration_bytes_total", "counter", "Expert-weight bytes moved.",
+              m.migration_bytes_total);
+  WriteScalar(out, "grace_migration_in_progress", "gauge",
+              "1 from a migration's PREPARE until every agent switched or it aborted.",
+              m.migration_in_progress ? 1 : 0);
+  WriteScalar(out, "grace_migration_running_seconds", "gauge",
+              "Seconds since the PREPARE of the migration in progress (0 when none).",
+              m.migration_running_s);
   WriteMetricHeader(out, "grace_migration_prepare_to_switch_seconds", "histogram",
                     "From PREPARE to the last agent's SWITCHED, per completed migration.");
   WriteHistogramSamples(out, "grace_migration_prepare_to_switch_seconds", "",
                         m.prepare_to_switch_seconds);
-  WriteMetricHeader(
-      out, "grace_migrations_switch_timed_out_total", "counter",
-      "Migrations committed whose SWITCHED did not all arrive within switch_timeout_ms.");
-  out << "grace_migrations_switch_timed_out_total " << m.migrations_timed_out_total << '\n';
-  WriteMetricHeader(
+  WriteScalar(out, "grace_migrations_switch_timed_out_total", "counter",
+              "Migrations committed whose SWITCHED did not all arrive within switch_timeout_ms.",
+              m.migrations_timed_out_total);
+  WriteScalar(
       out, "grace_migration_phase", "gauge",
-      "Phase of the migration in flight: 0 idle, 1 preparing, 2 ready-to-commit, 3 committed.");
-  out << "grace_migration_phase " << m.migration_phase << '\n';
-  WriteMetricHeader(out, "grace_migration_age_seconds", "gauge",
-                    "Seconds since the PREPARE of the migration in flight (0 when idle).");
-  out << "grace_migration_age_seconds " << m.migration_age_s << '\n';
-  WriteMetricHeader(out, "grace_decisions_total", "counter", "Decisions recorded.");
-  out << "grace_decisions_total " << m.decisions_total << '\n';
-  WriteMetricHeader(out, "grace_forecast_mape", "gauge",
-                    "Weighted absolute percentage error of the forecast since start.");
-  out << "grace_forecast_mape " << m.forecast_mape << '\n';
-  WriteMetricHeader(out, "grace_forecast_last_value_mape", "gauge",
-                    "The same for a last-value forecast.");
-  out << "grace_forecast_last_value_mape " << m.last_value_mape << '\n';
-  WriteMetricHeader(out, "grace_forecast_abs_error_total", "counter",
-                    "Sum over intervals and experts of |one-interval-ahead forecast - load| "
-                    "(tokens per step); divide its rate by grace_forecast_load_total's.");
-  out << "grace_forecast_abs_error_total " << m.forecast_abs_error_total << '\n';
-  WriteMetricHeader(out, "grace_forecast_last_value_abs_error_total", "counter",
-                    "The same for a last-value forecast.");
-  out << "grace_forecast_last_value_abs_error_total " << m.last_value_abs_error_total << '\n';
-  WriteMetricHeader(out, "grace_forecast_load_total", "counter",
-                    "Sum over the same intervals and experts of the observed load.");
-  out << "grace_forecast_load_total " << m.forecast_load_total << '\n';
+      "Phase of the migration in flight: 0 idle, 1 preparing, 2 ready-to-commit, 3 committed.",
+      m.migration_phase);
+  WriteScalar(out, "grace_migration_age_seconds", "gauge",
+              "Seconds since the PREPARE of the migration in flight (0 when idle).",
+              m.migration_age_s);
+  WriteScalar(out, "grace_decisions_total", "counter", "Decisions recorded.", m.decisions_total);
+  WriteScalar(out, "grace_forecast_mape", "gauge",
+              "Weighted absolute percentage error of the forecast since start.", m.forecast_mape);
+  WriteScalar(out, "grace_forecast_last_value_mape", "gauge", "The same for a last-value forecast.",
+              m.last_value_mape);
+  WriteScalar(out, "grace_forecast_abs_error_total", "counter",
+              "Sum over intervals and experts of |one-interval-ahead forecast - load| "
+              "(tokens per step); divide its rate by grace_forecast_load_total's.",
+              m.forecast_abs_error_total);
+  WriteScalar(out, "grace_forecast_last_value_abs_error_total", "counter",
+              "The same for a last-value forecast.", m.last_value_abs_error_total);
+  WriteScalar(out, "grace_forecast_load_total", "counter",
+              "Sum over the same intervals and experts of the observed load.",
+              m.forecast_load_total);
   WriteMetricHeader(out, "grace_agents", "gauge", "Agents by state.");
   out << "grace_agents{state=\"up\"} " << m.agents_up << '\n';
   out << "grace_agents{state=\"lost\"} " << m.agents_lost << '\n';
   out << "grace_agents{state=\"left\"} " << m.agents_left << '\n';
-  WriteMetricHeader(out, "grace_control_round_seconds", "gauge",
-                    "Duration of the last control round (aggregate, forecast, decide).");
-  out << "grace_control_round_seconds " << m.control_round_ms / 1000 << '\n';
-  WriteMetricHeader(out, "grace_control_round_max_seconds", "gauge",
-                    "The slowest control round so far.");
-  out << "grace_control_round_max_seconds " << m.control_round_max_ms / 1000 << '\n';
+  WriteScalar(out, "grace_control_round_seconds", "gauge",
+              "Duration of the last control round (aggregate, forecast, decide).",
+              m.control_round_ms / 1000);
+  WriteScalar(out, "grace_control_round_max_seconds", "gauge", "The slowest control round so far.",
+              m.control_round_max_ms / 1000);
   WriteMetricHeader(out, "grace_control_round_duration_seconds", "histogram",
                     "Duration of each control round (aggregate, forecast, decide).");
   WriteHistogramSamples(out, "grace_control_round_duration_seconds", "", m.control_round_seconds);
-  WriteMetricHeader(out, "grace_load_reports_total", "counter",
-                    "Load reports received from agents.");
-  out << "grace_load_reports_total " << m.load_reports_total << '\n';
-  WriteMetricHeader(out, "grace_coactivation_pairs_total", "counter",
-                    "Co-activation pairs received in load reports (top pairs per layer).");
-  out << "grace_coactivation_pairs_total " << m.coactivation_pairs_total << '\n';
-  WriteMetricHeader(
+  WriteScalar(out, "grace_load_reports_total", "counter", "Load reports received from agents.",
+              m.load_reports_total);
+  WriteScalar(out, "grace_coactivation_pairs_total", "counter",
+              "Co-activation pairs received in load reports (top pairs per layer).",
+              m.coactivation_pairs_total);
+  WriteScalar(
       out, "grace_coactivation_sampled_mass_total", "counter",
-      "Sampled co-activation counts the agents saw, sent or dropped beyond their top pairs.");
-  out << "grace_coactivation_sampled_mass_total " << m.coactivation_sampled_mass_total << '\n';
-  WriteMetricHeader(out, "grace_coactivation_dropped_mass_total", "counter",
-                    "The part of those counts in pairs beyond the agents' top pairs (not sent).");
-  out << "grace_coactivation_dropped_mass_total " << m.coactivation_dropped_mass_total << '\n';
+      "Sampled co-activation counts the agents saw, sent or dropped beyond their top pairs.",
+      m.coactivation_sampled_mass_total);
+  WriteScalar(out, "grace_coactivation_dropped_mass_total", "counter",
+              "The part of those counts in pairs beyond the agents' top pairs (not sent).",
+              m.coactivation_dropped_mass_total);
   WriteMetricHeader(out, "grace_load_report_sections_refused_total", "counter",
                     "Load report sections refused as malformed (the report's counts are kept).");
   out << "grace_load_report_sections_refused_total{section=\"coactivation\"} "
