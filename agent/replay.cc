@@ -449,6 +449,15 @@ RankSlotWeights SlotWeights(const AgentConfig& c, const ExpertWeights& w,
 Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready,
                 const std::atomic<bool>* stop) {
   GRACE_ASSIGN_OR_RETURN(AgentModel model, LoadAgentModel(c));
+  // The backends first (a CUDA device's context, handles and slot memory take a while): between
+  // the daemon's Welcome and the first heartbeat the agent is silent, and graced takes an agent
+  // silent for lost_after_ms as lost.
+  std::vector<std::unique_ptr<ExpertBackend>> backends;
+  for (int i = 0; i < c.local_ranks; ++i) {
+    GRACE_ASSIGN_OR_RETURN(std::unique_ptr<ExpertBackend> backend,
+                           MakeRankBackend(c, c.first_rank + i));
+    backends.push_back(std::move(backend));
+  }
   std::unique_ptr<DaemonClient> daemon;
   if (!c.daemon_address.empty()) {
     // The daemon's epoch and placement win over the config's: a restarted agent rejoins at the
@@ -491,11 +500,7 @@ Status RunAgent(const AgentConfig& c, const std::function<void()>& on_ready,
               : SlotWeights(c, model.weights, model.table->placement(), c.first_rank + i));
     }
   }
-  for (int i = 0; i < c.local_ranks; ++i) {
-    GRACE_ASSIGN_OR_RETURN(std::unique_ptr<ExpertBackend> backend,
-                           MakeRankBackend(c, c.first_rank + i));
-    state.backends.push_back(std::move(backend));
-  }
+  state.backends = std::move(backends);
   std::vector<Status> results(c.local_ranks);
   std::atomic<int> joined_ranks{0};
   const std::function<void()> joined = [&] {
