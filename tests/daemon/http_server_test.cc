@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/bounded_server_fixture.h"
 #include "tests/testing/raw_client.h"
 
 namespace grace {
@@ -14,43 +15,15 @@ namespace {
 
 using testing::RawClient;
 
-class BoundedHttpServerTest : public ::testing::Test {
+class BoundedHttpServerTest : public testing::BoundedServerFixture {
  protected:
-  void Start(HttpServerLimits limits = {}) {
-    server_ = std::make_unique<BoundedHttpServer>(limits);
-    server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok", "text/plain");
-    });
-    server_->Put("/echo", [this](const httplib::Request& req, httplib::Response& res) {
-      ++bodies_read_;
-      res.set_content(req.body, "text/plain");
-    });
-    server_->set_body_gate([](const httplib::Request& req, httplib::Response& res) {
-      if (req.get_header_value("Authorization") == "Bearer tok") return true;
-      res.status = 401;
-      return false;
-    });
-    StatusOr<int> port = server_->Bind("127.0.0.1", 0);
-    ASSERT_TRUE(port.ok()) << port.status().ToString();
-    port_ = *port;
-    thread_ = std::thread([this] { server_->Serve(); });
-    while (!server_->serving()) std::this_thread::yield();
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    if (thread_.joinable()) thread_.join();
-  }
+  void Start(HttpServerLimits limits = {}) { StartServer(limits, nullptr); }
   int Healthz() {
     httplib::Client client("127.0.0.1", port_);
     client.set_read_timeout(20, 0);
     auto res = client.Get("/healthz");
     return res ? res->status : 0;
   }
-
-  std::unique_ptr<BoundedHttpServer> server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::atomic<int> bodies_read_{0};
 };
 
 TEST_F(BoundedHttpServerTest, IdleAndSlowDripConnectionsDoNotStarveOthers) {

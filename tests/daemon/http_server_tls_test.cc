@@ -12,6 +12,7 @@
 
 #include "daemon/http_server.h"
 #include "daemon/tls_context.h"
+#include "tests/testing/bounded_server_fixture.h"
 #include "tests/testing/raw_client.h"
 #include "tests/testing/test_certificate.h"
 #include "tests/testing/tls_client.h"
@@ -25,7 +26,7 @@ using testing::TlsRawClient;
 // The first bytes of a TLS handshake record that announces 16 KB and never sends them.
 const std::string kPartialRecord("\x16\x03\x01\x40\x00\x01", 6);
 
-class TlsHttpServerTest : public ::testing::Test {
+class TlsHttpServerTest : public testing::BoundedServerFixture {
  protected:
   static void SetUpTestSuite() {
     // Clients here write through OpenSSL (write(2)) to a server that may close first.
@@ -36,31 +37,9 @@ class TlsHttpServerTest : public ::testing::Test {
   static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
 
   void Start(HttpServerLimits limits = {}) {
-    server_ = std::make_unique<BoundedHttpServer>(limits);
-    server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok", "text/plain");
-    });
-    server_->Put("/echo", [this](const httplib::Request& req, httplib::Response& res) {
-      ++bodies_read_;
-      res.set_content(req.body, "text/plain");
-    });
-    server_->set_body_gate([](const httplib::Request& req, httplib::Response& res) {
-      if (req.get_header_value("Authorization") == "Bearer tok") return true;
-      res.status = 401;
-      return false;
-    });
     auto tls = TlsServerContext::Load(certs_.cert_file, certs_.key_file);
     ASSERT_TRUE(tls.ok()) << tls.status().ToString();
-    server_->set_tls(*tls);
-    StatusOr<int> port = server_->Bind("127.0.0.1", 0);
-    ASSERT_TRUE(port.ok()) << port.status().ToString();
-    port_ = *port;
-    thread_ = std::thread([this] { server_->Serve(); });
-    while (!server_->serving()) std::this_thread::yield();
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    if (thread_.joinable()) thread_.join();
+    StartServer(limits, *tls);
   }
   std::unique_ptr<httplib::SSLClient> Client() {
     auto client = std::make_unique<httplib::SSLClient>("127.0.0.1", port_);
@@ -76,10 +55,6 @@ class TlsHttpServerTest : public ::testing::Test {
 
   static inline std::filesystem::path dir_;
   static inline testing::TestCertificates certs_;
-  std::unique_ptr<BoundedHttpServer> server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::atomic<int> bodies_read_{0};
 };
 
 TEST_F(TlsHttpServerTest, AnswersOverTlsAndNotInPlaintext) {
