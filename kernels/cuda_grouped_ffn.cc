@@ -1,6 +1,7 @@
 #include "kernels/cuda_grouped_ffn.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <string>
 
 #include "kernels/bf16.h"
@@ -77,6 +78,23 @@ Status CudaGroupedFfn::Init() {
   GRACE_RETURN_IF_ERROR(CublasStatus(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST),
                                      "cublasSetPointerMode"));
   const size_t n = SlotElements() * physical_slots_ * num_layers_;
+  // The weights are the device's largest allocation by far: a model that does not fit is named
+  // with what to change, not left to cudaMalloc's "out of memory".
+  size_t free_bytes = 0, total_bytes = 0;
+  GRACE_RETURN_IF_ERROR(CudaStatus(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+  if (const size_t weight_bytes = 3 * n * sizeof(uint16_t); weight_bytes > free_bytes) {
+    auto gib = [](size_t bytes) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.1f GiB", bytes / double(1ull << 30));
+      return std::string(text);
+    };
+    return FailedPrecondition(
+        "cuda expert backend: device " + std::to_string(device_) + " has " + gib(free_bytes) +
+        " free of " + gib(total_bytes) + "; the bf16 weights of " + std::to_string(num_layers_) +
+        " layers x (" + std::to_string(local_slots_) + " local + " +
+        std::to_string(physical_slots_ - local_slots_) + " spare) slots need " + gib(weight_bytes) +
+        ": lower [migration].spare_slots or [cluster].slots_per_rank");
+  }
   for (DeviceArray<uint16_t>* w : {&w1_, &w3_, &w2_}) {
     GRACE_RETURN_IF_ERROR(w->Resize(n));
     // A never-loaded slot holds zeros, as in the CPU backend.
