@@ -57,6 +57,9 @@ arch=${arch:-90}
 # NCCL explains its own failures (a VM's network or topology): into the tests' log, and for
 # the figures into a file of its own, since on stdout it would corrupt their JSON.
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
+# Every rank of these tests is on this machine: NCCL's bootstrap over loopback, whatever other
+# interfaces a VM has (or lacks).
+export NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-lo}
 mkdir -p "${GRACE_GPU_OUT:-${bundle:-$build}}"
 out_dir=$(cd "${GRACE_GPU_OUT:-${bundle:-$build}}" && pwd)
 
