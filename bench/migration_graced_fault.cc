@@ -305,6 +305,11 @@ StatusOr<json> RunWeightsCorruptedInFlight(const MigrationBenchOptions& o, const
   GRACE_ASSIGN_OR_RETURN(Epoch prepared, api.Apply(next, topo));
   const bool aborted = Eventually(
       [&] { return api.Metric("grace_migrations_aborted_total").value_or(0) >= 1; }, o.timeout);
+  // The sender's ABORT (its mesh closed by the failed rank) can reach graced before the failed
+  // rank's own, so the migration may be aborted a moment before the digest failure is counted.
+  (void)Eventually(
+      [&] { return api.Metric("grace_migration_integrity_failures_total").value_or(0) >= 1; },
+      std::chrono::milliseconds(5000));
   const double integrity_failures =
       api.Metric("grace_migration_integrity_failures_total").value_or(-1);
   GRACE_ASSIGN_OR_RETURN(auto after_abort, api.Current());
