@@ -1,6 +1,8 @@
-// gracectl bench datapath [--backend cpu|cuda] [--json]: the data path's figures
-// (bench/datapath_bench.h; with --backend cuda the GPU figures of bench/datapath_cuda_bench.h).
+// gracectl bench datapath [--backend cpu|cuda] [--json] [--json-out FILE]: the data path's
+// figures (bench/datapath_bench.h; with --backend cuda the GPU figures of
+// bench/datapath_cuda_bench.h).
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -11,13 +13,39 @@
 namespace grace::tools {
 namespace {
 
-void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
+// --json-out FILE, opened before the benchmark runs so that a bad path fails at once; the
+// figures' JSON goes into it whatever is printed.
+class JsonOut {
+ public:
+  explicit JsonOut(const std::string& path) : path_(path) {
+    if (path_.empty()) return;
+    out_.open(path_);
+    if (!out_) Fail();
+  }
+  void Write(const nlohmann::json& j) {
+    if (path_.empty()) return;
+    out_ << j.dump(2) << "\n";
+    out_.flush();
+    if (!out_) Fail();
+  }
+
+ private:
+  [[noreturn]] void Fail() const {
+    std::cerr << "gracectl bench datapath: --json-out " << path_ << ": cannot write\n";
+    throw CommandExit{2};
+  }
+  std::string path_;
+  std::ofstream out_;
+};
+
+void RunCuda(const CudaDatapathBenchOptions& options, bool json, JsonOut& json_out) {
   auto result = RunCudaDatapathBench(options);
   if (!result.ok()) {
     std::cerr << "gracectl bench datapath --backend cuda: " << result.status().message() << "\n";
     throw CommandExit{1};
   }
   const nlohmann::json& j = *result;
+  json_out.Write(j);
   const bool failed = j.contains("errors") && !j["errors"].empty();
   if (json) {
     std::cout << j.dump(2) << "\n";
@@ -68,6 +96,7 @@ void RunCuda(const CudaDatapathBenchOptions& options, bool json) {
 void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
   struct Flags {
     bool json = false;
+    std::string json_out;
     std::string backend = "cpu";
     DatapathBenchOptions options;
     CudaDatapathBenchOptions cuda;
@@ -76,6 +105,8 @@ void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand(
       "datapath", "expert FFN vs GEMM, replica selection rate, TCP all-to-all-v, lossless replay");
   cmd->add_flag("--json", flags->json, "print one JSON object");
+  cmd->add_option("--json-out", flags->json_out,
+                  "also write that JSON object to this file (what is printed stays as asked)");
   cmd->add_option("--backend", flags->backend,
                   "cpu: the CPU figures and the replay; cuda: the bf16 grouped expert FFN on GPU 0 "
                   "at the OLMoE and DeepSeek-V3 shapes against one cuBLAS GEMM (fails without a "
@@ -97,8 +128,9 @@ void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
   cmd->add_option("--agent", flags->options.agent_binary,
                   "grace-agent binary (default: $GRACE_AGENT_BINARY or the build tree's)");
   cmd->callback([flags] {
+    JsonOut json_out(flags->json_out);
     if (flags->backend == "cuda") {
-      RunCuda(flags->cuda, flags->json);
+      RunCuda(flags->cuda, flags->json, json_out);
       return;
     }
     auto result = RunDatapathBench(flags->options);
@@ -107,6 +139,7 @@ void AddDatapathCommands(CLI::App& /*app*/, CLI::App& bench) {
       throw CommandExit{1};
     }
     const nlohmann::json& j = *result;
+    json_out.Write(j);
     if (flags->json) {
       std::cout << j.dump(2) << "\n";
     } else {

@@ -1,4 +1,5 @@
 // `gracectl trace info --json` on the real traces reports the README's counts; bad input exits 2.
+// Also gracectl's other file arguments checked before any work (bench datapath --json-out).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -64,6 +65,14 @@ TEST(GracectlTraceInfo, BadInputExitsTwoNamingTheFileAndLine) {
   CommandRun r = Gracectl("trace info " + path);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find(path + ":2: invalid JSON"), std::string::npos) << r.out;
+}
+
+TEST(GracectlBenchDatapath, AnUnwritableJsonOutExitsTwoBeforeTheBenchRuns) {
+  const std::string path = ::testing::TempDir() + "/no_such_dir/figures.json";
+  CommandRun r = Gracectl("bench datapath --json-out " + path);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("--json-out " + path + ": cannot write"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("replay lossless"), std::string::npos) << r.out;  // nothing measured
 }
 
 TEST(GracectlTraceInfo, SynthConvertAndInfoWorkTogether) {
