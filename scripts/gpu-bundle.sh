@@ -23,12 +23,8 @@ out=${1:-.gpu-bundle}
 build=${GRACE_BUILD_DIR:-build}
 jobs=${GRACE_JOBS:-$(nproc)}
 
-# The GPU tests, the CPU twins' tests (kernels_test: bf16 rounding, the CPU expert backend) and
-# gracectl (bench datapath --backend cuda). gpu-check.sh's source mode builds the same list.
-targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test cuda_live_migration_test
-  nccl_transport_test nccl_migration_channel_test device_migration_executor_test kernels_test
-  grace-agent gracectl)
-
+# shellcheck source=scripts/gpu-targets.sh
+. scripts/gpu-targets.sh
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   echo "gpu-bundle: $build/ is not configured: run scripts/build.sh first" >&2
   exit 1
@@ -40,12 +36,12 @@ if [[ -z "$nvcc" ]]; then
   exit 1
 fi
 if [[ ${GRACE_BUNDLE_NO_BUILD:-0} != 1 ]]; then
-  cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+  cmake --build "$build" -j "$jobs" --target "${gpu_targets[@]}"
 fi
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/glibc"
-for t in "${targets[@]}"; do
+for t in "${gpu_targets[@]}"; do
   path=$(find "$build" -type f -name "$t" -perm -u+x -not -path '*/CMakeFiles/*' | head -n 1)
   if [[ -z "$path" ]]; then
     echo "gpu-bundle: $t was not built under $build/" >&2

@@ -54,8 +54,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   fi
 fi
 arch=${arch:-90}
-# NCCL explains its own failures (a VM's network or topology): into the tests' log, and for
-# the figures into a file of its own, since on stdout it would corrupt their JSON.
+# NCCL explains its own failures (a VM's network or topology) in the output.
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 # Every rank of these tests is on this machine: NCCL's bootstrap over loopback, whatever other
 # interfaces a VM has (or lacks).
@@ -63,13 +62,8 @@ export NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-lo}
 mkdir -p "${GRACE_GPU_OUT:-${bundle:-$build}}"
 out_dir=$(cd "${GRACE_GPU_OUT:-${bundle:-$build}}" && pwd)
 
-# The GPU tests (the device-to-device migration's included) and the CPU twins' own tests (bf16
-# rounding, the CPU expert backend); scripts/gpu-bundle.sh packs the same binaries.
-targets=(cuda_kernels_test cuda_moe_layer_test cuda_replay_test cuda_live_migration_test
-  nccl_transport_test nccl_migration_channel_test device_migration_executor_test kernels_test
-  grace-agent gracectl)
-tests_regex='CudaKernelsTest|CudaMoeLayerTest|CudaReplayTest|CudaLiveMigrationTest|NcclTransportTest|NcclMigrationChannelTest|DeviceMigrationExecutorTest|Bf16Test|CpuExpertBackendTest'
-
+# shellcheck source=scripts/gpu-targets.sh
+. scripts/gpu-targets.sh
 if [[ -z "$bundle" ]]; then
   if ! command -v nvcc >/dev/null 2>&1 && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
     echo "gpu-check: nvcc not found (looked on PATH and in /usr/local/cuda/bin): cannot build" >&2
@@ -77,9 +71,9 @@ if [[ -z "$bundle" ]]; then
   fi
   phase "GPU: $gpu_name; CUDA architecture $arch; build tree $build; $jobs jobs"
   cmake -S . -B "$build" -G Ninja -DGRACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-  cmake --build "$build" -j "$jobs" --target "${targets[@]}"
-  phase "built ${targets[*]}"
-  ctest --test-dir "$build" -R "$tests_regex" --output-on-failure --no-tests=error \
+  cmake --build "$build" -j "$jobs" --target "${gpu_targets[@]}"
+  phase "built ${gpu_targets[*]}"
+  ctest --test-dir "$build" -R "$gpu_tests_regex" --output-on-failure --no-tests=error \
     --timeout 300 || failures+=("tests (ctest above)")
   gracectl=("$build/tools/gracectl")
   kernels_test=("$build/tests/kernels/cuda_kernels_test")
@@ -143,13 +137,13 @@ else
       exit 1
     fi
   fi
-  filter="*${tests_regex//|/*:*}*"
+  filter="*${gpu_tests_regex//|/*:*}*"
   log="$out_dir/gpu-tests.log"
   : >"$log"
   # The live-migration test starts grace-agent processes: the bundle's.
   GRACE_AGENT_BINARY=${agent_wrapper:-$(cd "$bundle/bin" && pwd)/grace-agent}
   export GRACE_AGENT_BINARY
-  for t in "${targets[@]}"; do
+  for t in "${gpu_targets[@]}"; do
     [[ "$t" == gracectl || "$t" == grace-agent ]] && continue
     phase "$t"
     rc=0
@@ -185,39 +179,11 @@ if [[ "$gpu" -eq 0 ]]; then
 fi
 
 figures="$out_dir/gpu-figures.json"
-# A hung device call must end the check, not stall it. gracectl exits 1 when a section failed;
-# the JSON still holds the sections that were measured.
-NCCL_DEBUG_FILE=${NCCL_DEBUG_FILE:-$out_dir/nccl-bench.log} \
-  timeout 300 "${gracectl[@]}" bench datapath --backend cuda --json >"$figures" ||
+# A hung device call must end the check, not stall it. gracectl prints the figures and writes
+# their JSON; it exits 1 when a section failed, and the JSON still holds the sections measured.
+timeout 300 "${gracectl[@]}" bench datapath --backend cuda --json-out "$figures" ||
   failures+=("gracectl bench datapath --backend cuda (rc $?; $figures)")
-cat "$figures"
 phase "figures written to $figures"
-if command -v python3 >/dev/null 2>&1 && [[ -s "$figures" ]]; then
-  python3 - "$figures" <<'PY' || failures+=("the figures' summary")
-import json, sys
-j = json.load(open(sys.argv[1]))
-print(f"device: {j['device']['name']}")
-def measured(section):
-    for name, f in j.get(section, {}).items():
-        if "error" in f:
-            print(f"{name:17} {section}: FAILED: {f['error']}")
-        else:
-            yield name, f
-for name, f in measured("ffn"):
-    print(f"{name:17} grouped bf16 FFN {f['grouped_tflops']:.1f} TFLOP/s ({f['grouped_ms']:.3f} ms), "
-          f"one GEMM {f['gemm_tflops']:.1f} TFLOP/s, ratio {f['ffn_vs_gemm']:.2f} (target 0.6), "
-          f"Run from host {f['run_ms']:.2f} ms")
-for name, l in measured("layer"):
-    print(f"{name:17} whole layer on one GPU (gate to combine) {l['step_ms']:.2f} ms per step "
-          f"(x in and out), {l['layer_ms']:.2f} ms on the device; grouped FFN alone "
-          f"{l['ffn_ms']:.2f} ms (layer / FFN {l['layer_vs_ffn']:.2f})")
-for name, m in measured("migration"):
-    print(f"{name:17} migration copy on its low-priority stream while steps run: p99 step "
-          f"{m['step_p99_during_ms']:.2f} ms during, {m['step_p99_steady_ms']:.2f} ms steady, "
-          f"ratio {m['p99_during_over_p99_steady']:.3f} (target 1.10); {m['copy_rounds']} rounds, "
-          f"{m['copy_bytes'] / 1e9:.2f} GB copied")
-PY
-fi
 
 # Last, so the figures never wait on it: the tests of grace's own CUDA kernels under
 # compute-sanitizer's memcheck (out-of-bounds and misaligned accesses, API errors), at most
