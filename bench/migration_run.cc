@@ -256,9 +256,6 @@ MigrationTestDaemonOptions DaemonOptions(const MigrationBenchOptions& o, const T
   d.bytes_per_expert = static_cast<uint64_t>(3) * o.ffn * o.hidden * sizeof(float);
   d.agent_tls = o.agent_tls;
   d.coordinator.ready_timeout_ms = 15000;
-  // Agents say nothing while they set up; CUDA contexts and cuBLAS handles of several processes
-  // on one GPU can take longer than the CPU backend's second.
-  if (o.backend == "cuda") d.lost_after_ms = 5000;
   d.coordinator.switch_margin_steps =
       std::max<uint64_t>(8, static_cast<uint64_t>(std::ceil(o.steps_per_second * 0.2)));
   return d;
